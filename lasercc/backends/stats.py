@@ -1,0 +1,132 @@
+"""Spike statistics and latency, defined once for every backend (DESIGN.md section 4).
+
+* spikes of a value = popcount of its codes (BSE emits one spike per set bit);
+* synaptic events of a Soma = sum over input spikes of the fan-out (nonzero weights) receiving
+  them; for a ``mul`` term the fan-out of an input is 1 where its weight is nonzero;
+* neuron updates = output neurons x timesteps they integrate (input bits);
+* dense MACs = the multiply-accumulates a DecodeMAC performs after decoding;
+* latency: T(v), the step at which the last bit of value v has been emitted. An encoder or a
+  constant source emits N bits from step 0 (T = N); a spiking node integrates until its last
+  input bit, fires one pipeline step later and emits N_out bits: T = max T(in) + 1 + N_out; the
+  winner-take-all max is bit-pipelined (T = T(in) + 1); data movement is free (T = T(in)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from lasercc.ir.graph import Graph
+from lasercc.ir.nodes import ASNCSegment, BSEEncode, DecodeMAC, Gather, Input, Node, Soma, WTAMax
+from lasercc.ir.types import CodeType
+from lasercc.semantics.bse import popcount
+
+
+@dataclass
+class NodeStats:
+    op: str
+    spikes: int = 0
+    synaptic_events: int = 0
+    neuron_updates: int = 0
+    macs: int = 0
+
+    def add(self, other: NodeStats) -> None:
+        self.spikes += other.spikes
+        self.synaptic_events += other.synaptic_events
+        self.neuron_updates += other.neuron_updates
+        self.macs += other.macs
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def bit_counts(codes: np.ndarray) -> np.ndarray:
+    """Per-element popcount (spikes each neuron emits), int64."""
+    c = np.asarray(codes).astype(np.uint64, copy=False)
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(c).astype(np.int64)
+    out = np.zeros(c.shape, dtype=np.int64)
+    x = c.copy()
+    while x.any():
+        out += (x & np.uint64(1)).astype(np.int64)
+        x >>= np.uint64(1)
+    return out
+
+
+def _fanout(w: np.ndarray, form: str) -> np.ndarray:
+    nz = (np.asarray(w) != 0).astype(np.int64)
+    return nz.sum(axis=1) if form == "matmul" else nz
+
+
+def node_stats(node: Node, graph: Graph, in_codes: list[np.ndarray | None], out_codes: np.ndarray | None,
+               spikes: int | None = None) -> NodeStats:
+    """Statistics of one execution of ``node`` from its input and output codes.
+
+    ``spikes`` may be given by a backend that counted real spike trains (the spiking simulator);
+    it must equal the popcount of ``out_codes``.
+    """
+    st = NodeStats(op=node.op)
+    if isinstance(node.type, CodeType) and (isinstance(node, (Gather, Input)) or node.is_compute):
+        st.spikes = popcount(out_codes) if spikes is None else spikes
+    if isinstance(node, Soma):
+        steps = max(t.bits for t in (graph.type_of(i) for i in node.inputs))  # type: ignore[union-attr]
+        st.neuron_updates = int(np.prod(node.type.shape)) * steps
+        for x, wname, form in zip(in_codes, node.weights, node.forms):
+            w = graph.constants[wname]
+            if not isinstance(w, np.ndarray):
+                continue
+            pc = bit_counts(x)
+            fo = _fanout(w, form)
+            if form == "matmul":
+                st.synaptic_events += int(pc.reshape(-1, pc.shape[-1]).sum(axis=0) @ fo)
+            else:
+                st.synaptic_events += int((pc * fo).sum())
+    elif isinstance(node, DecodeMAC):
+        a, b = (graph.type_of(i) for i in node.inputs)
+        st.neuron_updates = int(np.prod(node.type.shape))
+        k = a.shape[-1] if node.form == "matmul" else 1
+        st.macs = int(np.prod(node.type.shape)) * k
+    elif isinstance(node, ASNCSegment):
+        st.neuron_updates = int(np.prod(node.type.shape)) * graph.type_of(node.inputs[0]).bits  # type: ignore[union-attr]
+    elif isinstance(node, (BSEEncode, WTAMax)):
+        st.neuron_updates = int(np.prod(node.type.shape)) * node.type.bits  # type: ignore[union-attr]
+    return st
+
+
+def latency_steps(graph: Graph) -> dict[str, int]:
+    """T(v) for every value: the step by which its last bit has been emitted (see module doc)."""
+    t: dict[str, int] = {}
+    for n in graph.nodes:
+        bits = n.type.bits if isinstance(n.type, CodeType) else 0
+        if isinstance(n, Input):
+            t[n.name] = bits
+        elif isinstance(n, (BSEEncode, Gather)):
+            t[n.name] = max([t[i] for i in n.inputs] + [0]) + bits
+        elif isinstance(n, WTAMax):
+            t[n.name] = t[n.inputs[0]] + 1
+        elif n.is_compute:
+            t[n.name] = max(t[i] for i in n.inputs) + 1 + bits
+        else:
+            t[n.name] = max(t[i] for i in n.inputs)
+    return t
+
+
+def critical_path(graph: Graph) -> int:
+    """Latency of the graph in timesteps: the latest T over its outputs."""
+    t = latency_steps(graph)
+    return max(t[o] for o in graph.outputs)
+
+
+def summarize(per_node: dict[str, NodeStats], graph: Graph) -> dict[str, object]:
+    total = NodeStats(op="total")
+    by_kind: dict[str, NodeStats] = {}
+    for s in per_node.values():
+        total.add(s)
+        by_kind.setdefault(s.op, NodeStats(op=s.op)).add(s)
+    return {
+        "total": total.as_dict(),
+        "by_kind": {k: v.as_dict() for k, v in sorted(by_kind.items())},
+        "nodes": {k: v.as_dict() for k, v in per_node.items()},
+        "latency_steps": critical_path(graph),
+    }

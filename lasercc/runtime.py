@@ -1,0 +1,119 @@
+"""Running a graph on user data: input validation, batch chunking, dequantized outputs, statistics.
+
+Inputs follow DESIGN.md section 5: one array per graph input name, samples stacked on axis 0. A
+graph built for batch size B is fed B rows at a time (so 64 calibration rows work for a batch-1
+model); the outputs of all chunks are concatenated back on axis 0. This layer is shared by every
+backend, so the same bad input gives the same one-line error everywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lasercc.backends import get_executor
+from lasercc.backends.stats import NodeStats, summarize
+from lasercc.errors import InputError
+from lasercc.ir.graph import Graph
+from lasercc.ir.nodes import Input
+from lasercc.ir.types import CodeType, TensorType
+from lasercc.semantics.quant import dequantize
+
+
+@dataclass
+class RunResult:
+    """Outputs of a run: ``codes`` (int64) and ``values`` (dequantized float32) per output name."""
+
+    codes: dict[str, np.ndarray]
+    values: dict[str, np.ndarray]
+    stats: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _validate(graph: Graph, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+    """Check names, dtypes and shapes; return converted arrays and the number of chunks."""
+    want = {n.name: n for n in graph.inputs}
+    extra = sorted(set(inputs) - set(want))
+    missing = sorted(set(want) - set(inputs))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing)}")
+        if extra:
+            parts.append(f"unexpected {', '.join(extra)}")
+        raise InputError(f"input names do not match the graph ({'; '.join(parts)}); the graph takes: "
+                         + ", ".join(f"{n} {list(t.type.shape)}" for n, t in want.items()))
+    out: dict[str, np.ndarray] = {}
+    chunks: int | None = None
+    for name, node in want.items():
+        arr = np.asarray(inputs[name])
+        out[name] = arr = _convert(name, node, arr)
+        shape = tuple(node.type.shape)
+        if not shape:
+            if arr.shape != ():
+                raise InputError(f"input {name!r}: expected a scalar, got shape {list(arr.shape)}")
+            n_chunks = 1
+        else:
+            b = shape[0]
+            if arr.ndim != len(shape) or tuple(arr.shape[1:]) != shape[1:] or b == 0 or arr.shape[0] % b:
+                raise InputError(f"input {name!r}: expected shape [n*{b}, {', '.join(map(str, shape[1:]))}] "
+                                 f"(rows stacked on axis 0 in multiples of the batch size {b}), "
+                                 f"got {list(arr.shape)}")
+            n_chunks = arr.shape[0] // b
+        if chunks is not None and n_chunks != chunks:
+            raise InputError("all inputs must hold the same number of batches of rows")
+        chunks = n_chunks
+    return out, chunks or 1
+
+
+def _convert(name: str, node: Input, arr: np.ndarray) -> np.ndarray:
+    t = node.type
+    if isinstance(t, TensorType) and t.dtype == "f32":
+        if arr.dtype.kind not in "fiub":
+            raise InputError(f"input {name!r}: expected real numbers, got dtype {arr.dtype}")
+        if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+            raise InputError(f"input {name!r}: contains NaN or infinity")
+        return arr.astype(np.float32)
+    if arr.dtype.kind not in "iu":
+        raise InputError(f"input {name!r}: expected integer {'token ids' if isinstance(t, TensorType) else 'codes'}, "
+                         f"got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if isinstance(t, CodeType) and arr.size and (arr.min() < 0 or arr.max() > t.hi):
+        raise InputError(f"input {name!r}: codes must lie in [0, {t.hi}] for {t.bits} bits")
+    return arr
+
+
+def run_graph(graph: Graph, inputs: dict[str, np.ndarray], backend: str = "numpy", mode: str = "codes",
+              device: str = "cpu", collect_stats: bool = True, executor: Any = None) -> RunResult:
+    """Run ``graph`` on ``inputs`` (validated and chunked by batch) and dequantize the outputs."""
+    feeds, n_chunks = _validate(graph, inputs)
+    ex = executor or get_executor(backend, mode, device, collect_stats)
+    t0 = time.perf_counter()
+    parts: dict[str, list[np.ndarray]] = {o: [] for o in graph.outputs}
+    per_node: dict[str, NodeStats] = {}
+    for c in range(n_chunks):
+        chunk = {}
+        for k, v in feeds.items():
+            b = graph.node(k).type.shape[0] if graph.node(k).type.shape else 1
+            chunk[k] = v[c * b:(c + 1) * b] if v.ndim else v
+        res = ex.run(graph, chunk)
+        for o in graph.outputs:
+            parts[o].append(res.codes[o])
+        for k, s in res.node_stats.items():
+            if k in per_node:
+                per_node[k].add(s)
+            else:
+                per_node[k] = s
+    seconds = time.perf_counter() - t0
+    codes = {o: (np.concatenate(p, axis=0) if p[0].ndim else p[0]) for o, p in parts.items()}
+    values = {}
+    for o, c in codes.items():
+        t: CodeType = graph.type_of(o)  # type: ignore[assignment]
+        values[o] = dequantize(c, np.asarray(t.scale), np.asarray(t.zero_point), t.axis)
+    stats = summarize(per_node, graph) if collect_stats else {}
+    if stats:
+        stats["batches"] = n_chunks
+    return RunResult(codes=codes, values=values, stats=stats, seconds=seconds)

@@ -1,0 +1,26 @@
+"""The one home of every arithmetic rule that turns codes into codes.
+
+Every backend (NumPy reference, torch, Lava) calls these functions or, where it must run on
+another array library, a line-for-line port that the test suite checks against them. If two
+backends disagree, one of them bypassed this package.
+"""
+
+from lasercc.semantics.asnc import asnc_evaluate, asnc_segment_index
+from lasercc.semantics.bse import bse_decode, bse_encode, bse_encode_if, popcount
+from lasercc.semantics.quant import code_range, dequantize, quantize
+from lasercc.semantics.requant import fixed_multiplier, requantize, requantize_scale
+
+__all__ = [
+    "asnc_evaluate",
+    "asnc_segment_index",
+    "bse_decode",
+    "bse_encode",
+    "bse_encode_if",
+    "code_range",
+    "dequantize",
+    "fixed_multiplier",
+    "popcount",
+    "quantize",
+    "requantize",
+    "requantize_scale",
+]

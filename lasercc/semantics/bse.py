@@ -1,0 +1,87 @@
+"""Bit Spike Encoding (LASER Eq. 1, 4, 12-13; DESIGN.md section 2).
+
+A code of N bits becomes N binary spikes, most significant bit first: s(t) = bit N-1-t of the
+code. The encoder is an integrate-and-fire neuron with soft reset that receives the code as a
+current at t = 0 and has threshold 2^(N-1-t) at step t; the decoder sums s(t)*2^(N-1-t). Both
+forms are implemented so that tests can prove they agree (LASER App. A, Thm 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MIN_BITS = 2
+MAX_BITS = 32
+
+
+def _check_bits(bits: int) -> None:
+    if not (MIN_BITS <= int(bits) <= MAX_BITS):
+        raise ValueError(f"bits must be in [{MIN_BITS}, {MAX_BITS}], got {bits}")
+
+
+def _as_codes(codes: np.ndarray, bits: int) -> np.ndarray:
+    c = np.asarray(codes)
+    if c.dtype.kind not in "iu":
+        raise TypeError(f"codes must be integers, got dtype {c.dtype}")
+    c = c.astype(np.int64, copy=False)
+    if c.size and (c.min() < 0 or c.max() > (1 << bits) - 1):
+        raise ValueError(f"codes out of range for {bits} bits: [{c.min()}, {c.max()}]")
+    return c
+
+
+def bse_encode(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Encode integer codes as MSB-first spike trains of shape ``(bits, *codes.shape)`` (uint8 0/1).
+
+    This is the bit form: s(t) = (code >> (bits-1-t)) & 1. :func:`bse_encode_if` is the neuron
+    form; the two are proved equal by the test suite.
+    """
+    _check_bits(bits)
+    c = _as_codes(codes, bits)
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.int64).reshape((bits,) + (1,) * c.ndim)
+    return ((c[None, ...] >> shifts) & 1).astype(np.uint8)
+
+
+def bse_encode_if(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Encode with the integrate-and-fire neuron of LASER Eq. 12-13 (soft reset).
+
+    Membrane v starts at the code (input current delta(t)*code at t = 0); at step t the threshold
+    is 2^(bits-1-t); a spike fires when v >= threshold and subtracts the threshold.
+    """
+    _check_bits(bits)
+    v = _as_codes(codes, bits).copy()
+    out = np.empty((bits,) + v.shape, dtype=np.uint8)
+    for t in range(bits):
+        theta = np.int64(1) << np.int64(bits - 1 - t)
+        s = v >= theta
+        out[t] = s
+        v -= s * theta
+    return out
+
+
+def bse_decode(spikes: np.ndarray, bits: int) -> np.ndarray:
+    """Decode MSB-first spike trains ``(bits, ...)`` back to int64 codes: sum_t s(t)*2^(bits-1-t)."""
+    _check_bits(bits)
+    s = np.asarray(spikes)
+    if s.ndim < 1 or s.shape[0] != bits:
+        raise ValueError(f"spike train must have {bits} steps on axis 0, got shape {s.shape}")
+    if s.size and not np.isin(s, (0, 1)).all():
+        raise ValueError("spikes must be 0 or 1")
+    acc = np.zeros(s.shape[1:], dtype=np.int64)
+    for t in range(bits):  # Horner: the same recurrence a Soma uses (acc <- 2*acc + s(t))
+        acc = 2 * acc + s[t].astype(np.int64)
+    return acc
+
+
+def popcount(codes: np.ndarray) -> int:
+    """Number of spikes that BSE emits for these codes (the total popcount), as a Python int."""
+    c = np.asarray(codes).astype(np.uint64, copy=False)
+    if c.size == 0:
+        return 0
+    if hasattr(np, "bitwise_count"):  # numpy >= 2
+        return int(np.bitwise_count(c).sum())
+    total = 0
+    for b in range(64):
+        total += int(((c >> np.uint64(b)) & np.uint64(1)).sum())
+        if not (c >> np.uint64(b + 1)).any():
+            break
+    return total
