@@ -256,11 +256,13 @@ class ASNCSegment(Node):
     """A nonlinearity as a piecewise-affine integer map (see :mod:`lasercc.semantics.asnc`).
 
     ``thresholds`` (K-1 interior breakpoints), ``slopes`` and ``intercepts`` (K each) are
-    constants; ``function`` names what it approximates (for reports and refitting).
+    constants; ``function`` (with numeric ``params``, e.g. the epsilon of rsqrt) names the real
+    function it approximates, so passes can refit it; ``histogram`` optionally names an i64
+    constant of calibration counts per input code (what adaptive fitting places breakpoints by).
     """
 
     op: ClassVar[str] = "asnc"
-    const_fields: ClassVar[tuple[str, ...]] = ("thresholds", "slopes", "intercepts")
+    const_fields: ClassVar[tuple[str, ...]] = ("thresholds", "slopes", "intercepts", "histogram")
     is_compute: ClassVar[bool] = True
 
     function: str
@@ -268,6 +270,8 @@ class ASNCSegment(Node):
     slopes: str
     intercepts: str
     shift: int = 0
+    params: tuple[float, ...] = ()
+    histogram: str | None = None
 
     def check(self, in_types: list[ValueType], consts: ConstantView) -> None:
         (x,) = self._codes_in(in_types)
