@@ -82,12 +82,14 @@ def random_graph(seed: int, *, batch: int = 2, width: int | None = None, steps: 
     x = b.add(Input(name="x", type=TensorType(dtype="f32", shape=(batch, d))))
     in_bits = bits()
     pool = [b.add(BSEEncode(name=b.fresh("enc"), inputs=(x,),
-                            type=_code(in_bits, 0.5 ** int(rng.integers(1, 6)), int(rng.integers(0, 2**in_bits)), (batch, d))))]
+                            type=_code(in_bits, 0.5 ** int(rng.integers(1, 6)), int(rng.integers(0, 2**in_bits)),
+                                       (batch, d))))]
     if rng.random() < 0.5:
         ids = b.add(Input(name="ids", type=TensorType(dtype="i64", shape=(batch,))))
         eb = bits()
         table = b.const("emb", rng.integers(0, 2**eb, size=(11, d)).astype(np.int64))
-        pool.append(b.add(Gather(name=b.fresh("emb"), inputs=(ids,), table=table, type=_code(eb, 0.1, 2 ** (eb - 1), (batch, d)))))
+        pool.append(b.add(Gather(name=b.fresh("emb"), inputs=(ids,), table=table,
+                                 type=_code(eb, 0.1, 2 ** (eb - 1), (batch, d)))))
     for _ in range(steps):
         v = pool[int(rng.integers(len(pool)))]
         t: CodeType = b.type(v)
@@ -103,7 +105,8 @@ def random_graph(seed: int, *, batch: int = 2, width: int | None = None, steps: 
             sw = tuple(float(np.float32(s)) for s in rng.uniform(0.5, 2.0, size=n if per_ch else 1))
             pool.append(b.add(Soma(name=b.fresh("soma"), inputs=(v,), weights=(b.const("w", w),), forms=("matmul",),
                                    bias=b.const("b", bias), scale_in=_soma_scale(shape[-1], 128, t.bits, ob),
-                                   scale_w=sw, requant=rq(), type=_code(ob, 0.1, int(rng.integers(0, 2**ob)), (shape[0], n)))))
+                                   scale_w=sw, requant=rq(),
+                                   type=_code(ob, 0.1, int(rng.integers(0, 2**ob)), (shape[0], n)))))
         elif op == "soma2":
             others = [p for p in pool if b.type(p).shape == shape and p != v]
             if not others:
@@ -158,7 +161,8 @@ def random_graph(seed: int, *, batch: int = 2, width: int | None = None, steps: 
             one = b.const("one", np.array([1], np.int8))
             neg = b.const("neg", np.array([-1], np.int8))
             pool.append(b.add(Soma(name=b.fresh("sub"), inputs=(v, m), weights=(one, neg), forms=("mul", "mul"),
-                                   bias=b.const("b", np.array([2 ** (t.bits - 1)], np.int64)), scale_in=1.0, scale_w=(1.0,),
+                                   bias=b.const("b", np.array([2 ** (t.bits - 1)], np.int64)), scale_in=1.0,
+                                   scale_w=(1.0,),
                                    requant=rq(), type=_code(t.bits, t.scale[0], 2 ** (t.bits - 1), shape))))
             pool.append(m)
         elif op == "mask":
@@ -213,16 +217,17 @@ def random_inputs(graph: Graph, seed: int, rows: int | None = None) -> dict[str,
 
 
 def mlp_graph(layers: int = 4, width: int = 256, batch: int = 64, bits: int = 8, seed: int = 0,
-              requant: str = "ort") -> Graph:
-    """An MLP of ``layers`` Somas ``width`` wide with int8 weights (the foundation's speed check)."""
+              requant: str = "ort", wmax: int = 127) -> Graph:
+    """An MLP of ``layers`` Somas ``width`` wide with int8 weights in [-wmax, wmax] (the foundation's
+    speed check)."""
     rng = np.random.default_rng(seed)
     b = GraphBuilder("mlp")
     x = b.add(Input(name="x", type=TensorType(dtype="f32", shape=(batch, width))))
     v = b.add(BSEEncode(name="x_q", inputs=(x,), type=_code(bits, 0.05, 2 ** (bits - 1), (batch, width))))
     for i in range(layers):
-        w = rng.integers(-127, 128, size=(width, width)).astype(np.int8)
+        w = rng.integers(-wmax, wmax + 1, size=(width, width)).astype(np.int8)
         bias = rng.integers(-(2**10), 2**10, size=width).astype(np.int64)
         v = b.add(Soma(name=f"fc{i}", inputs=(v,), weights=(b.const("w", w),), forms=("matmul",),
-                       bias=b.const("b", bias), scale_in=_soma_scale(width, 127, bits, bits), scale_w=(1.0,),
+                       bias=b.const("b", bias), scale_in=_soma_scale(width, wmax, bits, bits), scale_w=(1.0,),
                        requant=requant, type=_code(bits, 0.05, 2 ** (bits - 1), (batch, width))))
     return b.graph([v])

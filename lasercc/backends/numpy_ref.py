@@ -43,19 +43,27 @@ from lasercc.ir.types import CodeType
 from lasercc.semantics import asnc_evaluate, bse_decode, bse_encode, bse_encode_if, quantize, requantize
 
 _F64_EXACT = float(2**53)
+_F32_EXACT = float(2**24)
 
 
-def exact_int_matmul(x: np.ndarray, w: np.ndarray, w_f64: np.ndarray | None = None, bound: float | None = None):
+def exact_int_matmul(x: np.ndarray, w: np.ndarray, w_float: dict | None = None, wsum: float | None = None):
     """x @ w for integer arrays, exact in int64.
 
-    Uses float64 BLAS when every partial sum provably stays below 2^53 (then float64 arithmetic on
-    integers is exact), and NumPy's integer matmul otherwise.
+    BLAS in float32 when every partial sum provably stays below 2^24 (|x|max * max column sum of
+    |w|), float64 below 2^53 -- floating-point sums of integers are exact in that range -- and
+    NumPy's integer matmul otherwise. ``w_float`` caches the float copies of a constant weight.
     """
-    if bound is None:
-        bound = float(np.abs(x).max(initial=0)) * float(np.abs(w).sum(axis=0).max(initial=0))
-    if bound < _F64_EXACT:
-        wf = w.astype(np.float64) if w_f64 is None else w_f64
-        return np.rint(x.astype(np.float64) @ wf).astype(np.int64)
+    if wsum is None:
+        wsum = float(np.abs(w).sum(axis=0).max(initial=0))
+    bound = float(np.abs(x).max(initial=0)) * wsum
+    for limit, ft in ((_F32_EXACT, np.float32), (_F64_EXACT, np.float64)):
+        if bound < limit:
+            wf = w_float.get(ft) if w_float is not None else None
+            if wf is None:
+                wf = w.astype(ft)
+                if w_float is not None:
+                    w_float[ft] = wf
+            return (x.astype(ft) @ wf).astype(np.int64)
     return x.astype(np.int64) @ w.astype(np.int64)
 
 
@@ -78,24 +86,20 @@ class _NumpyBase(Executor):
 
     def prepare(self, graph: Graph) -> None:
         super().prepare(graph)
-        self._i64: dict[str, np.ndarray] = {}
-        self._f64: dict[str, np.ndarray] = {}
         self._stats = {}
 
     def const(self, name: str) -> np.ndarray:
-        c = self._i64.get(name)
-        if c is None:
-            c = np.asarray(self.graph.constants[name])
-            c = c if c.dtype == np.bool_ else c.astype(np.int64)
-            self._i64[name] = c
-        return c
+        """Constant as int64 (bool masks stay bool); cached on the immutable constant table."""
+        return self.graph.constants.derived(
+            name, "np.int64", lambda c: np.asarray(c) if np.asarray(c).dtype == np.bool_ else np.asarray(c, np.int64))
 
-    def const_f64(self, name: str) -> np.ndarray:
-        c = self._f64.get(name)
-        if c is None:
-            c = self.const(name).astype(np.float64)
-            self._f64[name] = c
-        return c
+    def const_float(self, name: str) -> dict:
+        """Cache of float copies of a weight (for exact BLAS matmuls), keyed by dtype."""
+        return self.graph.constants.derived(name, "np.float", lambda c: {})
+
+    def const_colsum(self, name: str) -> float:
+        return self.graph.constants.derived(
+            name, "np.colsum", lambda c: float(np.abs(np.asarray(c, np.int64)).sum(axis=0).max(initial=0)))
 
     def collected_stats(self) -> dict[str, Any]:
         out, self._stats = self._stats, {}
@@ -186,7 +190,7 @@ class NumpyCodes(_NumpyBase):
         acc = None
         for x, w, form in zip(xs, node.weights, node.forms):
             if form == "matmul":
-                term = exact_int_matmul(x, self.const(w), self.const_f64(w))
+                term = exact_int_matmul(x, self.const(w), self.const_float(w), self.const_colsum(w))
             else:
                 term = x * self.const(w)
             acc = term if acc is None else acc + term
@@ -258,8 +262,8 @@ class NumpySpikes(_NumpyBase):
                 if tj < 0:
                     continue
                 if form == "matmul":
-                    # spikes are 0/1: |partial sums| <= sum|W| < 2^53, so float64 BLAS is exact
-                    term = np.rint(s[tj].astype(np.float64) @ self.const_f64(w)).astype(np.int64)
+                    # spikes are 0/1, so the exactness bound is just the column sum of |W|
+                    term = exact_int_matmul(s[tj], self.const(w), self.const_float(w), self.const_colsum(w))
                 else:
                     term = s[tj].astype(np.int64) * self.const(w)
                 step = term if step is None else step + term

@@ -112,7 +112,9 @@ def load(path: str | os.PathLike) -> Artifact:
     try:
         graph = parse_graph(text, weights)
     except ParseError as e:
-        raise ParseError(f"{lir}: {e}", e.line, e.column, e.token) from None
+        err = ParseError(f"{lir}: {e}", None, None, e.token)
+        err.line, err.column = e.line, e.column
+        raise err from None
     missing = [k for k, v in graph.constants.items() if isinstance(v, ConstSpec)]
     if missing:
         raise LasercError(f"{wfile}: missing weights for constant(s) {', '.join('@' + m for m in missing[:8])}")

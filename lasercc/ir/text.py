@@ -230,8 +230,8 @@ def parse_graph(text: str, constants: dict[str, np.ndarray] | None = None) -> Gr
         tok = text[e.pos_in_stream:e.pos_in_stream + 1] if e.pos_in_stream is not None else "?"
         raise ParseError(f"unexpected character {tok!r}", e.line, e.column, tok) from None
     except UnexpectedToken as e:
-        exp = sorted(e.expected)[:8]
-        raise ParseError(f"unexpected {_tok(e.token)}; expected one of {', '.join(exp)}",
+        exp = sorted({_terminal(t) for t in e.expected})[:8]
+        raise ParseError(f"unexpected {_tok(e.token)}; expected {' or '.join(exp)}",
                          e.line, e.column, str(e.token)) from None
     except UnexpectedEOF as e:
         raise ParseError("unexpected end of input", getattr(e, "line", None), getattr(e, "column", None)) from None
@@ -267,4 +267,15 @@ def parse_graph(text: str, constants: dict[str, np.ndarray] | None = None) -> Gr
 
 
 def _tok(t: Token) -> str:
-    return f"end of input" if t.type == "$END" else f"{t.type} {str(t)!r}"
+    return "end of input" if t.type == "$END" else repr(str(t))
+
+
+def _terminal(name: str) -> str:
+    """A readable form of a lark terminal name: the literal for keywords and punctuation."""
+    if name == "$END":
+        return "end of input"
+    try:
+        pat = _parser().get_terminal(name).pattern
+    except KeyError:
+        return name
+    return repr(pat.value) if type(pat).__name__ == "PatternStr" else name.lower().replace("__anon_", "token")
