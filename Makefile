@@ -18,7 +18,7 @@ all: test
 
 setup: $(VENV)/.stamp $(LAVA_VENV)/.stamp
 
-$(VENV)/.stamp: pyproject.toml
+$(VENV)/.stamp: pyproject.toml Makefile
 	@test -x "$(PY)" || $(PYTHON311) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
@@ -26,11 +26,11 @@ $(VENV)/.stamp: pyproject.toml
 	@touch $@
 
 # Lava (lava-nc 0.10.0) supports Python 3.10 and numpy < 2 only: a second environment.
-$(LAVA_VENV)/.stamp: pyproject.toml
+$(LAVA_VENV)/.stamp: pyproject.toml Makefile
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found: install it (pyenv install 3.10) or set PYTHON310=..."; exit 2; }
 	@test -x "$(LAVA_PY)" || $(PYTHON310) -m venv $(LAVA_VENV)
 	$(LAVA_PY) -m pip install -q --upgrade pip
-	$(LAVA_PY) -m pip install -q "lava-nc==0.10.0" "numpy<2" "networkx<3" -e . pytest
+	$(LAVA_PY) -m pip install -q "lava-nc==0.10.0" "numpy<2" "networkx<3" -e . pytest hypothesis
 	@touch $@
 
 demo: setup

@@ -51,7 +51,7 @@ def ort_model(g) -> onnx.ModelProto:
     x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(xin.type.shape))
     graph = helper.make_graph(nodes, "mlp", [x_info],
                               [helper.make_tensor_value_info(prev, TensorProto.UINT8, None)], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
 def timeit(fn, repeat: int = 5) -> float:

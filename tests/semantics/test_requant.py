@@ -39,7 +39,7 @@ def _qlinear_matmul_model(m, k, n, x_dtype, per_channel, rng):
     node = helper.make_node("QLinearMatMul", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"])
     graph = helper.make_graph([node], "qmm", [helper.make_tensor_value_info("x", xt, [m, k])],
                               [helper.make_tensor_value_info("y", xt, [m, n])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     return model, w, ws, xs, int(xz), ys, int(yz)
 
 
@@ -79,7 +79,7 @@ def test_quantize_matches_onnxruntime_quantizelinear():
                           [helper.make_tensor_value_info("y", TensorProto.UINT8, [x.size])],
                           [helper.make_tensor("s", TensorProto.FLOAT, [], [s]),
                            helper.make_tensor("z", TensorProto.UINT8, [], [z])])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     (y,) = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     assert np.array_equal(quantize(x, s, z, 8), y.astype(np.int64))
 
