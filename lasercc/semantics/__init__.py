@@ -1,8 +1,10 @@
 """The one home of every arithmetic rule that turns codes into codes.
 
-Every backend (NumPy reference, torch, Lava) calls these functions or, where it must run on
-another array library, a line-for-line port that the test suite checks against them. If two
-backends disagree, one of them bypassed this package.
+Every backend (NumPy reference, torch, Lava) calls these functions. They accept NumPy arrays or
+torch tensors (the array namespace is picked from the data, see ``_xp.py``), so the torch executor
+runs the very same rules on CPU or CUDA rather than a port; Lava's fixed-point process models are
+checked against them by the test suite. If two backends disagree, one of them bypassed this
+package.
 """
 
 from lasercc.semantics.asnc import asnc_evaluate, asnc_segment_index

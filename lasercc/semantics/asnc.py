@@ -12,39 +12,46 @@ hardware a bank of comparators on the MSB-first input. The output code is
 ``clip((a_i * x + c_i) >> k, 0, 2^out_bits - 1)`` with an arithmetic (floor) shift; a fitter
 that wants round-to-nearest folds 2^(k-1) into c_i. The lookup-table form ("ideal SNN", LASER
 Table 6) is the special case of one segment per input code with a_i = 0.
+
+Both functions take NumPy arrays or torch tensors (see :mod:`._xp`); tables may stay NumPy.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from lasercc.semantics._xp import namespace
 from lasercc.semantics.quant import code_range
 
 
-def asnc_segment_index(x: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+def asnc_segment_index(x: Any, thresholds: Any) -> Any:
     """Index of the segment that holds each input: the number of thresholds <= x."""
-    t = np.asarray(thresholds, dtype=np.int64)
-    return np.searchsorted(t, np.asarray(x, dtype=np.int64), side="right").astype(np.int64)
+    xp = namespace(x, thresholds)
+    t = xp.asarray(thresholds, np.int64)
+    return xp.astype(xp.searchsorted_right(t, xp.asarray(x, np.int64)), np.int64)
 
 
 def asnc_evaluate(
-    x: np.ndarray,
-    thresholds: np.ndarray,
-    slopes: np.ndarray,
-    intercepts: np.ndarray,
+    x: Any,
+    thresholds: Any,
+    slopes: Any,
+    intercepts: Any,
     shift: int,
     out_bits: int,
-    segment: np.ndarray | None = None,
-) -> np.ndarray:
+    segment: Any = None,
+) -> Any:
     """Evaluate an ASNC table on integer inputs, returning int64 output codes.
 
     ``segment`` may be passed when the caller already selected segments (the bit-serial
     comparator of the spiking simulator); it must equal :func:`asnc_segment_index`.
     """
-    xa = np.asarray(x, dtype=np.int64)
-    seg = asnc_segment_index(xa, thresholds) if segment is None else np.asarray(segment, dtype=np.int64)
-    a = np.asarray(slopes, dtype=np.int64)[seg]
-    c = np.asarray(intercepts, dtype=np.int64)[seg]
-    y = (a * xa + c) >> np.int64(shift)
+    xp = namespace(x, thresholds, slopes, intercepts)
+    xa = xp.asarray(x, np.int64)
+    seg = asnc_segment_index(xa, thresholds) if segment is None else xp.asarray(segment, np.int64)
+    a = xp.asarray(slopes, np.int64)[seg]
+    c = xp.asarray(intercepts, np.int64)[seg]
+    y = (a * xa + c) >> np.int64(shift) if xp.name == "numpy" else (a * xa + c) >> int(shift)
     lo, hi = code_range(out_bits)
-    return np.clip(y, lo, hi)
+    return xp.clip(y, lo, hi)

@@ -4,11 +4,18 @@ A code of N bits becomes N binary spikes, most significant bit first: s(t) = bit
 code. The encoder is an integrate-and-fire neuron with soft reset that receives the code as a
 current at t = 0 and has threshold 2^(N-1-t) at step t; the decoder sums s(t)*2^(N-1-t). Both
 forms are implemented so that tests can prove they agree (LASER App. A, Thm 1).
+
+Encoders and the decoder take NumPy arrays or torch tensors (see :mod:`._xp`) and return the same
+kind, so the torch executor steps the very same neuron through time on its device.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from lasercc.semantics._xp import NumpyOps, TorchOps, namespace
 
 MIN_BITS = 2
 MAX_BITS = 32
@@ -19,56 +26,61 @@ def _check_bits(bits: int) -> None:
         raise ValueError(f"bits must be in [{MIN_BITS}, {MAX_BITS}], got {bits}")
 
 
-def _as_codes(codes: np.ndarray, bits: int) -> np.ndarray:
-    c = np.asarray(codes)
-    if c.dtype.kind not in "iu":
+def _as_codes(codes: Any, bits: int, xp: NumpyOps | TorchOps) -> Any:
+    c = xp.asarray(codes)
+    if not xp.is_integer(c):
         raise TypeError(f"codes must be integers, got dtype {c.dtype}")
-    c = c.astype(np.int64, copy=False)
-    if c.size and (c.min() < 0 or c.max() > (1 << bits) - 1):
-        raise ValueError(f"codes out of range for {bits} bits: [{c.min()}, {c.max()}]")
+    c = xp.asarray(c, np.int64)
+    if c.numel() if xp.name == "torch" else c.size:
+        lo, hi = xp.min_max(c)
+        if lo < 0 or hi > (1 << bits) - 1:
+            raise ValueError(f"codes out of range for {bits} bits: [{lo}, {hi}]")
     return c
 
 
-def bse_encode(codes: np.ndarray, bits: int) -> np.ndarray:
+def bse_encode(codes: Any, bits: int) -> Any:
     """Encode integer codes as MSB-first spike trains of shape ``(bits, *codes.shape)`` (uint8 0/1).
 
     This is the bit form: s(t) = (code >> (bits-1-t)) & 1. :func:`bse_encode_if` is the neuron
     form; the two are proved equal by the test suite.
     """
     _check_bits(bits)
-    c = _as_codes(codes, bits)
-    shifts = np.arange(bits - 1, -1, -1, dtype=np.int64).reshape((bits,) + (1,) * c.ndim)
-    return ((c[None, ...] >> shifts) & 1).astype(np.uint8)
+    xp = namespace(codes)
+    c = _as_codes(codes, bits, xp)
+    shifts = xp.asarray(np.arange(bits - 1, -1, -1, dtype=np.int64).reshape((bits,) + (1,) * c.ndim))
+    return xp.astype((c[None, ...] >> shifts) & 1, np.uint8)
 
 
-def bse_encode_if(codes: np.ndarray, bits: int) -> np.ndarray:
+def bse_encode_if(codes: Any, bits: int) -> Any:
     """Encode with the integrate-and-fire neuron of LASER Eq. 12-13 (soft reset).
 
     Membrane v starts at the code (input current delta(t)*code at t = 0); at step t the threshold
     is 2^(bits-1-t); a spike fires when v >= threshold and subtracts the threshold.
     """
     _check_bits(bits)
-    v = _as_codes(codes, bits).copy()
-    out = np.empty((bits,) + v.shape, dtype=np.uint8)
+    xp = namespace(codes)
+    v = _as_codes(codes, bits, xp).copy() if xp.name == "numpy" else _as_codes(codes, bits, xp).clone()
+    out = xp.empty((bits,) + tuple(v.shape), np.uint8)
     for t in range(bits):
         theta = np.int64(1) << np.int64(bits - 1 - t)
         s = v >= theta
         out[t] = s
-        v -= s * theta
+        v -= s * theta if xp.name == "numpy" else s.to(v.dtype) * int(theta)
     return out
 
 
-def bse_decode(spikes: np.ndarray, bits: int) -> np.ndarray:
+def bse_decode(spikes: Any, bits: int) -> Any:
     """Decode MSB-first spike trains ``(bits, ...)`` back to int64 codes: sum_t s(t)*2^(bits-1-t)."""
     _check_bits(bits)
-    s = np.asarray(spikes)
+    xp = namespace(spikes)
+    s = xp.asarray(spikes)
     if s.ndim < 1 or s.shape[0] != bits:
-        raise ValueError(f"spike train must have {bits} steps on axis 0, got shape {s.shape}")
-    if s.size and not np.isin(s, (0, 1)).all():
+        raise ValueError(f"spike train must have {bits} steps on axis 0, got shape {tuple(s.shape)}")
+    if (s.numel() if xp.name == "torch" else s.size) and not xp.is_binary(s):
         raise ValueError("spikes must be 0 or 1")
-    acc = np.zeros(s.shape[1:], dtype=np.int64)
+    acc = xp.zeros(tuple(s.shape[1:]), np.int64)
     for t in range(bits):  # Horner: the same recurrence a Soma uses (acc <- 2*acc + s(t))
-        acc = 2 * acc + s[t].astype(np.int64)
+        acc = 2 * acc + xp.astype(s[t], np.int64)
     return acc
 
 

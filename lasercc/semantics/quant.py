@@ -5,11 +5,18 @@ onnxruntime computes it: saturate(rint(x / scale) + zero_point) with a float32 *
 round-half-to-even. ONNX has no activation type wider than 16 bits, so codes of more than 16 bits
 divide in float64 (float32 would lose the low bits of the quotient); that choice is part of this
 single definition and every backend inherits it.
+
+``quantize`` and ``dequantize`` accept NumPy arrays or torch tensors (see :mod:`._xp`); the
+parameters are always formed in NumPy so both namespaces divide by the very same float.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from lasercc.semantics._xp import namespace
 
 
 def code_range(bits: int) -> tuple[int, int]:
@@ -27,36 +34,41 @@ def _broadcast_param(p: np.ndarray | float | int, ndim: int, axis: int | None) -
 
 
 def quantize(
-    x: np.ndarray,
+    x: Any,
     scale: np.ndarray | float,
     zero_point: np.ndarray | int,
     bits: int,
     axis: int | None = None,
-) -> np.ndarray:
-    """Quantize real values to int64 codes: clip(rint(x / scale) + zero_point, 0, 2^bits - 1)."""
-    ftype = np.float32 if bits <= 16 else np.float64
-    xa = np.asarray(x, dtype=ftype)
+) -> Any:
+    """Quantize real values to int64 codes: clip(rint(x / scale) + zero_point, 0, 2^bits - 1).
+
+    ``x`` may be a NumPy array or a torch tensor; the result is of the same kind.
+    """
+    xp = namespace(x)
+    nftype = np.float32 if bits <= 16 else np.float64
+    xa = xp.asarray(x, nftype)
     ax = None if axis is None else axis % max(xa.ndim, 1)
-    s = _broadcast_param(np.asarray(scale, dtype=ftype), xa.ndim, ax)
-    z = _broadcast_param(np.asarray(zero_point, dtype=np.int64), xa.ndim, ax)
-    with np.errstate(over="ignore", invalid="ignore"):
-        q = np.rint(xa / s)
+    s = xp.asarray(_broadcast_param(np.asarray(scale, dtype=nftype), xa.ndim, ax))
+    z = xp.asarray(_broadcast_param(np.asarray(zero_point, dtype=np.int64), xa.ndim, ax))
+    with xp.errstate():
+        q = xp.rint(xa / s)
     lo, hi = code_range(bits)
     # clip in float first so that huge quotients (and +-inf) saturate instead of overflowing int64
-    q = np.clip(q, lo - 2.0**33, hi + 2.0**33)
-    q = np.nan_to_num(q, nan=0.0).astype(np.int64) + z
-    return np.clip(q, lo, hi)
+    q = xp.clip(q, lo - 2.0**33, hi + 2.0**33)
+    q = xp.astype(xp.nan_to_zero(q), np.int64) + z
+    return xp.clip(q, lo, hi)
 
 
 def dequantize(
-    codes: np.ndarray,
+    codes: Any,
     scale: np.ndarray | float,
     zero_point: np.ndarray | int,
     axis: int | None = None,
-) -> np.ndarray:
+) -> Any:
     """Real value of codes, as float32 (the type onnxruntime's DequantizeLinear returns)."""
-    c = np.asarray(codes, dtype=np.int64)
+    xp = namespace(codes)
+    c = xp.asarray(codes, np.int64)
     ax = None if axis is None else axis % max(c.ndim, 1)
-    s = _broadcast_param(np.asarray(scale, dtype=np.float32), c.ndim, ax)
-    z = _broadcast_param(np.asarray(zero_point, dtype=np.int64), c.ndim, ax)
-    return ((c - z).astype(np.float32) * s).astype(np.float32)
+    s = xp.asarray(_broadcast_param(np.asarray(scale, dtype=np.float32), c.ndim, ax))
+    z = xp.asarray(_broadcast_param(np.asarray(zero_point, dtype=np.int64), c.ndim, ax))
+    return xp.astype(xp.astype(c - z, np.float32) * s, np.float32)

@@ -15,14 +15,19 @@ Two modes, each defined here once:
     ``code = clip(floor((acc * m + 2^(k-1)) / 2^k) + zp_out, 0, 2^bits - 1)``: round half *up*
     (towards +inf), which is an add and an arithmetic shift on any integer core. The product is
     computed exactly without 128-bit integers (see :func:`_mul_shift_round`).
+
+``requantize`` accepts a NumPy array or a torch tensor accumulator (see :mod:`._xp`) and runs the
+same operations on either: the scale, multiplier and shift are always derived in NumPy from the
+node's parameters, then applied to the data in its own namespace.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from lasercc.semantics._xp import NumpyOps, TorchOps, namespace
 from lasercc.semantics.quant import code_range
 
 RequantMode = Literal["ort", "fixed"]
@@ -59,61 +64,81 @@ def fixed_multiplier(scale: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]
     return m, k
 
 
-def _mul_shift_round(acc: np.ndarray, m: np.ndarray, k: np.ndarray) -> np.ndarray:
+def _mul_shift_round(acc: Any, m: np.ndarray, k: np.ndarray, xp: NumpyOps | TorchOps | None = None) -> Any:
     """Exact floor((acc * m + 2^(k-1)) / 2^k) in int64 for |acc| < 2^46, 0 <= m < 2^31, k in [0, 62].
 
     acc*m can need 77 bits, so m is split into 16-bit halves: with m = mh*2^16 + ml,
     floor((acc*mh*2^16 + acc*ml + r) / 2^k) = floor((acc*mh + floor((acc*ml + r) / 2^16)) / 2^(k-16))
     for k >= 16 (nested floors with integer divisors are exact). For k < 16 the scale is at least
     2^15, so the caller has already clipped acc to a range where the direct product fits.
+
+    ``m`` and ``k`` are NumPy parameter arrays that broadcast against ``acc``. When every shift is
+    on the same side of 16 (the usual case: one scale per tensor or per channel) the formula is
+    applied to the whole array; element masks are used only for mixed shifts.
     """
-    acc, m, k = np.broadcast_arrays(acc.astype(np.int64), m.astype(np.int64), k.astype(np.int64))
-    out = np.empty(acc.shape, dtype=np.int64)
-    big = k >= 16
-    if np.any(big):
-        a, mm, kk = acc[big], m[big], k[big]
-        r = np.int64(1) << (kk - 1)
-        mh, ml = mm >> 16, mm & 0xFFFF
+    xp = xp or namespace(acc)
+    m = np.asarray(m, dtype=np.int64)
+    k = np.asarray(k, dtype=np.int64)
+    a = xp.asarray(acc, np.int64)
+
+    def big(a: Any, mm: np.ndarray, kk: np.ndarray) -> Any:
+        r = xp.asarray(np.int64(1) << (kk - 1))
+        mh, ml = xp.asarray(mm >> 16), xp.asarray(mm & 0xFFFF)
         low = (a * ml + r) >> 16
-        out[big] = (a * mh + low) >> (kk - 16)
-    small = ~big
-    if np.any(small):
-        a, mm, kk = acc[small], m[small], k[small]
-        r = np.where(kk > 0, np.int64(1) << np.maximum(kk - 1, 0), 0)
-        out[small] = (a * mm + r) >> kk
+        return (a * mh + low) >> xp.asarray(kk - 16)
+
+    def small(a: Any, mm: np.ndarray, kk: np.ndarray) -> Any:
+        r = xp.asarray(np.where(kk > 0, np.int64(1) << np.maximum(kk - 1, 0), 0).astype(np.int64))
+        return (a * xp.asarray(mm) + r) >> xp.asarray(kk)
+
+    is_big = k >= 16
+    if is_big.all():
+        return big(a, m, k)
+    if not is_big.any():
+        return small(a, m, k)
+    shape = np.broadcast_shapes(tuple(a.shape), m.shape, k.shape)
+    a = a + xp.zeros(shape, np.int64)  # broadcast the data to the common shape
+    mb, kb = np.broadcast_to(m, shape), np.broadcast_to(k, shape)
+    bb = kb >= 16
+    sel = xp.asarray(bb)
+    out = xp.empty(shape, np.int64)
+    out[sel] = big(a[sel], mb[bb], kb[bb])
+    out[~sel] = small(a[~sel], mb[~bb], kb[~bb])
     return out
 
 
 def requantize(
-    acc: np.ndarray,
+    acc: Any,
     scale_in: np.ndarray | float,
     scale_w: np.ndarray | float,
     scale_out: np.ndarray | float,
     zero_point_out: np.ndarray | int,
     bits: int,
     mode: RequantMode = "ort",
-) -> np.ndarray:
+) -> Any:
     """Map an exact integer accumulator to unsigned ``bits``-bit output codes (int64).
 
     Scales and the zero point broadcast against ``acc`` with NumPy rules, so a per-output-channel
-    weight scale is an array over the last axis.
+    weight scale is an array over the last axis. ``acc`` may be a NumPy array or a torch tensor;
+    the result is of the same kind.
     """
     lo, hi = code_range(bits)
-    a = np.asarray(acc)
-    if a.dtype.kind not in "iu":
+    xp = namespace(acc)
+    a = xp.asarray(acc)
+    if not xp.is_integer(a):
         raise TypeError(f"accumulator must be integer, got {a.dtype}")
-    a = a.astype(np.int64, copy=False)
+    a = xp.asarray(a, np.int64)
     scale = requantize_scale(scale_in, scale_w, scale_out)
-    zp = np.asarray(zero_point_out, dtype=np.int64)
+    zp = xp.asarray(np.asarray(zero_point_out, dtype=np.int64))
     if mode == "ort":
-        y = np.rint(a.astype(np.float32) * scale)
-        y = np.clip(y, lo - 2.0**33, hi + 2.0**33).astype(np.int64) + zp
-        return np.clip(y, lo, hi)
+        y = xp.rint(xp.astype(a, np.float32) * xp.asarray(scale))
+        y = xp.astype(xp.clip(y, lo - 2.0**33, hi + 2.0**33), np.int64) + zp
+        return xp.clip(y, lo, hi)
     if mode == "fixed":
         m, k = fixed_multiplier(scale)
         # Any |acc| * scale > 2^34 saturates; clip so the exact product below cannot overflow.
         bound = np.minimum(np.ceil(2.0**34 / scale.astype(np.float64)), float(_ACC_LIMIT)).astype(np.int64)
-        a = np.clip(a, -bound, bound)
-        y = _mul_shift_round(a, m, k) + zp
-        return np.clip(y, lo, hi)
+        a = xp.clip(a, -bound, bound)
+        y = _mul_shift_round(a, m, k, xp) + zp
+        return xp.clip(y, lo, hi)
     raise ValueError(f"unknown requantization mode {mode!r} (expected 'ort' or 'fixed')")
