@@ -35,6 +35,7 @@ from lasercc.ir.nodes import (
     Reshape,
     Slice,
     Soma,
+    SomaASNC,
     Take,
     Transpose,
     WTAMax,
@@ -129,7 +130,7 @@ class _NumpyBase(Executor):
         return requantize(acc, ta.scale[0], tb.scale[0], out.scale_array(), out.zero_point_array(),  # type: ignore[union-attr]
                           out.bits, node.requant)
 
-    def asnc_codes(self, node: ASNCSegment, x: np.ndarray, segment: np.ndarray | None = None) -> np.ndarray:
+    def asnc_codes(self, node: ASNCSegment | SomaASNC, x: np.ndarray, segment: np.ndarray | None = None) -> np.ndarray:
         return asnc_evaluate(x, self.const(node.thresholds), self.const(node.slopes), self.const(node.intercepts),
                              node.shift, node.type.bits, segment=segment)  # type: ignore[union-attr]
 
@@ -185,8 +186,8 @@ class NumpyCodes(_NumpyBase):
         t: CodeType = node.type  # type: ignore[assignment]
         return quantize(x, np.asarray(t.scale), np.asarray(t.zero_point), t.bits, t.axis)
 
-    @impl(Soma)
-    def soma(self, node: Soma, *xs: np.ndarray) -> np.ndarray:
+    def soma_acc(self, node: Soma | SomaASNC, xs: tuple[np.ndarray, ...]) -> np.ndarray:
+        """The exact integer accumulator sum_j term_j(x_j, W_j) + bias (shared by Soma and SomaASNC)."""
         acc = None
         for x, w, form in zip(xs, node.weights, node.forms):
             if form == "matmul":
@@ -196,7 +197,15 @@ class NumpyCodes(_NumpyBase):
             acc = term if acc is None else acc + term
         if node.bias is not None:
             acc = acc + self.const(node.bias)
-        return self.requant_soma(node, acc)
+        return acc
+
+    @impl(Soma)
+    def soma(self, node: Soma, *xs: np.ndarray) -> np.ndarray:
+        return self.requant_soma(node, self.soma_acc(node, xs))
+
+    @impl(SomaASNC)
+    def soma_asnc(self, node: SomaASNC, *xs: np.ndarray) -> np.ndarray:
+        return self.asnc_codes(node, self.soma_acc(node, xs))
 
     @impl(DecodeMAC)
     def decode_mac(self, node: DecodeMAC, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -251,8 +260,8 @@ class NumpySpikes(_NumpyBase):
         t: CodeType = node.type  # type: ignore[assignment]
         return bse_encode_if(quantize(x, np.asarray(t.scale), np.asarray(t.zero_point), t.bits, t.axis), t.bits)
 
-    @impl(Soma)
-    def soma(self, node: Soma, *trains: np.ndarray) -> np.ndarray:
+    def soma_acc(self, node: Soma | SomaASNC, trains: tuple[np.ndarray, ...]) -> np.ndarray:
+        """Horner integration of weighted spikes, step by step (shared by Soma and SomaASNC)."""
         steps = max(s.shape[0] for s in trains)
         acc = np.int64(0)
         for t in range(steps):
@@ -270,7 +279,17 @@ class NumpySpikes(_NumpyBase):
             acc = 2 * acc + step  # Horner, LASER Eq. 2
         if node.bias is not None:
             acc = acc + self.const(node.bias)
-        return self._encode(self.requant_soma(node, acc), node)
+        return acc
+
+    @impl(Soma)
+    def soma(self, node: Soma, *trains: np.ndarray) -> np.ndarray:
+        return self._encode(self.requant_soma(node, self.soma_acc(node, trains)), node)
+
+    @impl(SomaASNC)
+    def soma_asnc(self, node: SomaASNC, *trains: np.ndarray) -> np.ndarray:
+        # The comparator bank reads the finished accumulator (it is a neuron state, not a spike
+        # train, so there is no bit-serial prefix to resolve): select the segment and emit N_out bits.
+        return self._encode(self.asnc_codes(node, self.soma_acc(node, trains)), node)
 
     @impl(DecodeMAC)
     def decode_mac(self, node: DecodeMAC, a: np.ndarray, b: np.ndarray) -> np.ndarray:

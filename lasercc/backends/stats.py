@@ -9,6 +9,8 @@
   constant source emits N bits from step 0 (T = N); a spiking node integrates until its last
   input bit, fires one pipeline step later and emits N_out bits: T = max T(in) + 1 + N_out; the
   winner-take-all max is bit-pipelined (T = T(in) + 1); data movement is free (T = T(in)).
+  A fused SomaASNC is one spiking node (T = max T(in) + 1 + N_out): against Soma -> ASNC it saves
+  the intermediate N_mid-bit train and its pipeline step, N_mid + 1 steps.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from lasercc.ir.graph import Graph
-from lasercc.ir.nodes import ASNCSegment, BSEEncode, DecodeMAC, Gather, Input, Node, Soma, WTAMax
+from lasercc.ir.nodes import ASNCSegment, BSEEncode, DecodeMAC, Gather, Input, Node, Soma, SomaASNC, WTAMax
 from lasercc.ir.types import CodeType
 from lasercc.semantics.bse import popcount
 
@@ -69,7 +71,7 @@ def node_stats(node: Node, graph: Graph, in_codes: list[np.ndarray | None], out_
     st = NodeStats(op=node.op)
     if isinstance(node.type, CodeType) and (isinstance(node, (Gather, Input)) or node.is_compute):
         st.spikes = popcount(out_codes) if spikes is None else spikes
-    if isinstance(node, Soma):
+    if isinstance(node, (Soma, SomaASNC)):  # a fused SomaASNC integrates exactly as a Soma
         steps = max(t.bits for t in (graph.type_of(i) for i in node.inputs))  # type: ignore[union-attr]
         st.neuron_updates = int(np.prod(node.type.shape)) * steps
         for x, wname, form in zip(in_codes, node.weights, node.forms):

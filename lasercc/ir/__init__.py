@@ -14,6 +14,7 @@ from lasercc.ir.nodes import (
     Reshape,
     Slice,
     Soma,
+    SomaASNC,
     Take,
     Transpose,
     WTAMax,
@@ -23,7 +24,7 @@ from lasercc.ir.types import CodeType, TensorType, ValueType
 
 __all__ = [
     "ASNCSegment", "BSEEncode", "CodeType", "Concat", "ConstSpec", "ConstantTable", "DecodeMAC", "Gather",
-    "Graph", "Input", "Mask", "NODE_KINDS", "Node", "Reshape", "Slice", "Soma", "Take", "TensorType",
+    "Graph", "Input", "Mask", "NODE_KINDS", "Node", "Reshape", "Slice", "Soma", "SomaASNC", "Take", "TensorType",
     "Transpose", "ValueType", "WTAMax", "format_node", "format_type", "parse_graph", "print_graph",
     "toposort", "verify",
 ]

@@ -184,6 +184,12 @@ class Soma(Node):
     requant: RequantMode = "ort"
 
     def check(self, in_types: list[ValueType], consts: ConstantView) -> None:
+        self._check_soma(in_types, consts)
+
+    def _check_soma(self, in_types: list[ValueType], consts: ConstantView) -> int:
+        """Validate the weighted-sum part; return the bound on |acc| (0 when weights are shape-only).
+
+        Shared with :class:`SomaASNC`, whose accumulator is exactly this one."""
         codes = self._codes_in(in_types)
         out = self._expect_code()
         if not (len(self.weights) == len(self.forms) == len(codes)):
@@ -217,6 +223,7 @@ class Soma(Node):
             raise ValueError(f"accumulator can reach {bound} >= 2^{ACC_LIMIT_BITS}; split the layer or "
                              "use fewer input bits")
         _check_scales(self.scale_in, self.scale_w, out)
+        return bound
 
 
 class DecodeMAC(Node):
@@ -277,6 +284,10 @@ class ASNCSegment(Node):
         (x,) = self._codes_in(in_types)
         self._expect_code()
         self._expect_shape(x.shape)
+        self._check_table(consts, x.hi + 1)
+
+    def _check_table(self, consts: ConstantView, x_bound: int) -> None:
+        """Validate the segment table for inputs with |x| <= ``x_bound`` (shared with SomaASNC)."""
         if not 0 <= self.shift <= 62:
             raise ValueError(f"shift must be in [0, 62], got {self.shift}")
         _, ts = _require_int(consts, self.thresholds, "thresholds", 1)
@@ -289,7 +300,7 @@ class ASNCSegment(Node):
             raise ValueError("thresholds must be strictly increasing")
         s, c = consts.data(self.slopes), consts.data(self.intercepts)
         if s is not None and c is not None and s.size:
-            bound = int(np.abs(s.astype(np.int64)).max()) * (x.hi + 1) + int(np.abs(c.astype(np.int64)).max())
+            bound = int(np.abs(s.astype(np.int64)).max()) * x_bound + int(np.abs(c.astype(np.int64)).max())
             if bound >= 1 << ASNC_LIMIT_BITS:
                 raise ValueError(f"|a*x + c| can reach 2^{bound.bit_length() - 1}; must stay below 2^{ASNC_LIMIT_BITS}")
 
@@ -484,8 +495,45 @@ def _check_scales(scale_in: float, scale_w: tuple[float, ...], out: CodeType) ->
         raise ValueError("a per-axis result scale must be on the last axis")
 
 
+class SomaASNC(Node):
+    """A Soma whose accumulator feeds an ASNC comparator bank directly (requant->ASNC fusion, LASER).
+
+    ``acc`` is computed exactly as by :class:`Soma` (same ``weights``/``forms``/``bias``); the
+    output code is then ``asnc_evaluate(acc, thresholds, slopes, intercepts, shift)`` -- the
+    segment table lives in the *accumulator* domain (signed int64 thresholds), so the Soma's
+    requantize + N_mid-bit re-encode and the ASNC's N_mid input steps disappear. ``scale_in``,
+    ``scale_w`` and ``requant`` are the fused Soma's (kept so passes can refit or explain the
+    table; they take no part in the arithmetic); ``histogram`` is the eliminated intermediate
+    code's calibration histogram, if the ASNC had one.
+    """
+
+    op: ClassVar[str] = "soma_asnc"
+    const_fields: ClassVar[tuple[str, ...]] = ("weights", "bias", "thresholds", "slopes", "intercepts",
+                                                 "histogram")
+    n_inputs: ClassVar[int | None] = None
+    is_compute: ClassVar[bool] = True
+
+    weights: tuple[str, ...]
+    forms: tuple[Form, ...]
+    bias: str | None = None
+    scale_in: float
+    scale_w: tuple[float, ...]
+    requant: RequantMode = "ort"
+    function: str
+    params: tuple[float, ...] = ()
+    thresholds: str
+    slopes: str
+    intercepts: str
+    shift: int = 0
+    histogram: str | None = None
+
+    def check(self, in_types: list[ValueType], consts: ConstantView) -> None:
+        bound = Soma._check_soma(self, in_types, consts)  # type: ignore[arg-type]
+        ASNCSegment._check_table(self, consts, bound + 1)  # type: ignore[arg-type]
+
+
 NODE_KINDS: dict[str, type[Node]] = {
     cls.op: cls
     for cls in (Input, BSEEncode, Soma, DecodeMAC, ASNCSegment, WTAMax, Reshape, Transpose, Slice, Concat,
-                Gather, Take, Mask)
+                Gather, Take, Mask, SomaASNC)
 }
