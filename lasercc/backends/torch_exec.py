@@ -52,6 +52,7 @@ from lasercc.ir.nodes import (
     Reshape,
     Slice,
     Soma,
+    SomaASNC,
     Take,
     Transpose,
     WTAMax,
@@ -217,6 +218,10 @@ class _TorchBase(Executor):
 
     def soma_codes(self, node: Soma, xs: list[torch.Tensor]) -> torch.Tensor:
         """The Soma accumulator of code inputs (no time axis), requantized."""
+        return self.requant_soma(node, self.soma_acc(node, xs))  # type: ignore[arg-type]
+
+    def soma_acc(self, node: Soma | SomaASNC, xs: list[torch.Tensor]) -> torch.Tensor:
+        """The exact integer accumulator of a Soma (or fused SomaASNC) from input codes."""
         acc = None
         for j, (x, w, form) in enumerate(zip(xs, node.weights, node.forms)):
             if form == "matmul":
@@ -227,7 +232,12 @@ class _TorchBase(Executor):
             acc = term if acc is None else acc + term
         if node.bias is not None:
             acc = acc + self.const(node.bias)
-        return self.requant_soma(node, acc)  # type: ignore[arg-type]
+        return acc  # type: ignore[return-value]
+
+    def soma_asnc_codes(self, node: SomaASNC, acc: torch.Tensor) -> torch.Tensor:
+        """Fused requant->ASNC: the segment table reads the accumulator directly."""
+        return asnc_evaluate(acc, self.const(node.thresholds), self.const(node.slopes), self.const(node.intercepts),
+                             node.shift, node.type.bits)  # type: ignore[union-attr]
 
     def decode_mac_codes(self, node: DecodeMAC, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         ta, tb = (self.graph.type_of(i) for i in node.inputs)
@@ -305,6 +315,10 @@ class TorchCodes(_TorchBase):
     def soma(self, node: Soma, *xs: torch.Tensor) -> torch.Tensor:
         return self.soma_codes(node, list(xs))
 
+    @impl(SomaASNC)
+    def soma_asnc(self, node: SomaASNC, *xs: torch.Tensor) -> torch.Tensor:
+        return self.soma_asnc_codes(node, self.soma_acc(node, list(xs)))
+
     @impl(DecodeMAC)
     def decode_mac(self, node: DecodeMAC, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.decode_mac_codes(node, a, b)
@@ -364,6 +378,14 @@ class TorchSpikes(_TorchBase):
 
     @impl(Soma)
     def soma(self, node: Soma, *trains: torch.Tensor) -> torch.Tensor:
+        return self._encode(self.requant_soma(node, self.soma_acc_spikes(node, trains)), node)
+
+    @impl(SomaASNC)
+    def soma_asnc(self, node: SomaASNC, *trains: torch.Tensor) -> torch.Tensor:
+        return self._encode(self.soma_asnc_codes(node, self.soma_acc_spikes(node, trains)), node)
+
+    def soma_acc_spikes(self, node: Soma | SomaASNC, trains: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Horner accumulation of weighted input spikes, step by step (LASER Eq. 2)."""
         steps = max(s.shape[0] for s in trains)
         per_input = []
         for j, (s, w, form) in enumerate(zip(trains, node.weights, node.forms)):
@@ -384,7 +406,7 @@ class TorchSpikes(_TorchBase):
             acc = 2 * acc + step  # Horner, LASER Eq. 2
         if node.bias is not None:
             acc = acc + self.const(node.bias)
-        return self._encode(self.requant_soma(node, acc), node)  # type: ignore[arg-type]
+        return acc  # type: ignore[return-value]
 
     @impl(DecodeMAC)
     def decode_mac(self, node: DecodeMAC, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

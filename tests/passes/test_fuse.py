@@ -180,3 +180,18 @@ def test_partition_places_fused_graphs():
     assert set(lay) == {"e", "act"} and lay["act"].op == "soma_asnc"
     assert lay["act"].k == 16 and lay["act"].mem_fixed > 0  # synapses of the Soma + the table once per core
     assert p2.best.traffic["messages"] < p1.best.traffic["messages"]  # the 8-bit train no longer travels
+
+
+@pytest.mark.parametrize("mode", ["codes", "spikes"])
+@pytest.mark.parametrize("lut", [True, False])
+def test_torch_backend_runs_fused_graphs_bit_exactly(mode, lut):
+    pytest.importorskip("torch")
+    g = soma_asnc_graph(3, lut=lut)
+    fused, _ = PassManager([FuseAsnc()]).run(g)
+    assert any(isinstance(n, SomaASNC) for n in fused.nodes)
+    inputs = random_inputs(fused, 3, rows=2)
+    ref = run_graph(fused, inputs, backend="numpy", mode=mode)
+    got = run_graph(fused, inputs, backend="torch", mode=mode)
+    for o in fused.outputs:
+        assert np.array_equal(ref.codes[o], got.codes[o])
+    assert ref.stats["total"] == got.stats["total"]
