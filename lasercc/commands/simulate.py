@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="codes: compute on integer codes; spikes: step real spike trains (same codes)")
     p.add_argument("--output", "-o", help="write dequantized outputs (and <name>.codes) to this .npz")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of tables")
+    p.add_argument("--compare-onnx", metavar="MODEL.onnx",
+                   help="also run this ONNX model in onnxruntime on the same inputs and print, per output, max abs "
+                        "error, cosine similarity, top-1 agreement (last axis) and the fraction of identical codes")
     p.set_defaults(func=run)
 
 
@@ -92,3 +95,19 @@ def _jsonable(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
     return str(o)
+
+
+def _compare_onnx(args, art, inputs, res) -> dict:
+    """--compare-onnx: metrics against onnxruntime (see lasercc.frontends.onnx.compare)."""
+    if not getattr(args, "compare_onnx", None):
+        return {}
+    from lasercc.frontends.onnx.compare import compare
+
+    m = compare(args.compare_onnx, art.graph, inputs, res.values, res.codes, art.manifest.get("onnx_outputs"))
+    rows = [[k, d["onnx_output"], d["max_abs_error"], d["cosine"], d["top1_agreement"], d["identical_codes"]]
+            for k, d in m.items()]
+    head = ["output", "onnx output", "max abs err", "cosine", "top-1 agree", "identical codes"]
+    return {"compare_onnx": m, "lines": ["", f"compared with onnxruntime ({args.compare_onnx}):", table(rows, head)]}
+
+
+POST_HOOKS = [_compare_onnx]

@@ -1,0 +1,46 @@
+"""``lasercc compile``: ONNX model -> artifact directory (graph.lir, weights.npz, manifest.json, lava/)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compile", help="compile an ONNX model to a spiking artifact",
+                       description="Compile a quantized (QDQ, QOperator, dynamic, weight-only) or float ONNX model "
+                                   "to a spiking artifact directory.")
+    p.add_argument("model", help="the .onnx file")
+    p.add_argument("--target", choices=("numpy", "torch", "loihi2"), default="numpy",
+                   help="numpy/torch: requant 'ort' by default; loihi2: 'fixed' and a Lava package under lava/")
+    p.add_argument("-o", "--output", required=True, help="artifact directory to write")
+    p.add_argument("--bits", type=int, choices=(8, 16), default=None,
+                   help="activation bits for float models / float islands (default 8 / 16)")
+    p.add_argument("--calibration", help=".npz of calibration inputs (rows on axis 0); random inputs if absent")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2",
+                   help="pin an input's dynamic dims, e.g. ids=1,16 (repeatable)")
+    p.add_argument("--requant", choices=("ort", "fixed"), default=None, help="requantization mode")
+    p.add_argument("--passes", default=None, help="pass pipeline, e.g. 'fold,dce,asnc-fit{max_segments=16}'")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    import warnings
+
+    from lasercc.compiler import compile as compile_model
+    from lasercc.frontends.onnx.load import parse_shape_option
+
+    shapes = dict(parse_shape_option(s) for s in args.input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda msg, *a, **k: print(f"lasercc compile: warning: {msg}", file=sys.stderr)
+        art = compile_model(args.model, target=args.target, bits=args.bits, calibration=args.calibration,
+                            input_shapes=shapes or None, requant=args.requant, passes=args.passes,
+                            progress=not args.quiet)
+    out = art.save(args.output)
+    m = art.manifest
+    print(f"compiled {args.model} ({m['frontend']['format']}) -> {out}: {m['nodes']} nodes, "
+          f"latency {m.get('latency_steps', '?')} steps, target {m['target']}, requant {m['options']['requant']}, "
+          f"{m['compile_seconds']:.2f} s")
+    return 0

@@ -1,0 +1,136 @@
+"""``lasercc.compile``: ONNX model -> :class:`~lasercc.ir.artifact.Artifact` for a target.
+
+Frontend (:func:`lasercc.frontends.onnx.import_onnx`) -> optional pass pipeline (``lasercc.passes``,
+when present) -> target packaging. Targets share one graph: ``numpy`` and ``torch`` run it as is;
+``loihi2`` defaults to hardware-realizable ``fixed`` requantization and, when the Lava backend is
+installed, adds its generated package under ``lava/``. The manifest records versions, the target,
+every option, the detected ONNX format and calibration, and the passes that ran.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from lasercc.errors import LasercError
+from lasercc.ir.artifact import Artifact
+
+if TYPE_CHECKING:
+    import onnx
+
+TARGETS = ("numpy", "torch", "loihi2")
+
+
+class Progress:
+    """Progress of slow steps on stderr: a live line on a terminal, one line per finished step otherwise."""
+
+    def __init__(self, enabled: bool = True, stream=None):  # noqa: ANN001
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.stage: str | None = None
+        self.t0 = time.perf_counter()
+
+    def __call__(self, stage: str, i: int, n: int) -> None:
+        if not self.enabled:
+            return
+        if stage != self.stage:
+            self.finish()
+            self.stage, self.t0 = stage, time.perf_counter()
+        if self.tty:
+            width = 24
+            done = int(width * i / max(n, 1))
+            self.stream.write(f"\r  {stage:<10} [{'#' * done}{'.' * (width - done)}] {i}/{n}")
+            self.stream.flush()
+
+    def finish(self) -> None:
+        if not self.enabled or self.stage is None:
+            return
+        dt = time.perf_counter() - self.t0
+        self.stream.write(("\r" if self.tty else "") + f"  {self.stage:<10} done in {dt:.2f} s" + " " * 20 + "\n")
+        self.stream.flush()
+        self.stage = None
+
+
+def _versions() -> dict[str, str]:
+    import numpy as np
+    import onnx
+
+    from lasercc import __version__
+
+    out = {"lasercc": __version__, "onnx": onnx.__version__, "numpy": np.__version__}
+    try:
+        import onnxruntime
+
+        out["onnxruntime"] = onnxruntime.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+def _run_passes(graph, passes, progress: Progress):  # noqa: ANN001, ANN202
+    try:
+        from lasercc.passes import PassManager
+    except ImportError:
+        raise LasercError("passes were requested but lasercc.passes is not available") from None
+    pm = PassManager(passes, on_record=lambda r: progress("passes", 1, 1))
+    graph, records = pm.run(graph)
+    return graph, [r.to_json() if hasattr(r, "to_json") else str(r) for r in records]
+
+
+def _lava_files(graph) -> dict[str, str]:  # noqa: ANN001
+    try:
+        from lasercc.backends.lava.emit import emit_lava_package
+    except ImportError:
+        return {}
+    return {f"lava/{k}": v for k, v in emit_lava_package(graph).items()}
+
+
+def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy", bits: int | None = None,  # noqa: A001
+            calibration: str | os.PathLike | dict | None = None, input_shapes: dict[str, Any] | None = None,
+            requant: str | None = None, passes: str | list | None = None, progress: bool = True) -> Artifact:
+    """Compile an ONNX model to a spiking artifact.
+
+    ``bits``: activation bits for float models and float islands (8 or 16; default 8 for float models,
+    16 for islands of quantized models). ``calibration``: ``.npz`` path or dict of input arrays
+    (rows stacked on axis 0); random inputs with a warning when absent. ``input_shapes``: pins
+    dynamic dims, e.g. ``{'ids': (1, 16)}``. ``requant``: ``'ort'`` (bit-exact with onnxruntime) or
+    ``'fixed'`` (integer multiplier and shift; the default for ``loihi2``). ``passes``: a pipeline
+    spec for :mod:`lasercc.passes` (e.g. ``"fold,dce"``). Call ``.save(dir)`` on the result.
+    """
+    from lasercc.frontends.onnx import import_onnx
+
+    if target not in TARGETS:
+        raise LasercError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    rq = requant or ("fixed" if target == "loihi2" else "ort")
+    prog = Progress(progress)
+    t0 = time.perf_counter()
+    try:
+        res = import_onnx(model, bits=bits, calibration=calibration, input_shapes=input_shapes, requant=rq,
+                          progress=prog)
+        graph = res.graph
+        records: list = []
+        if passes:
+            graph, records = _run_passes(graph, passes, prog)
+        extra: dict[str, str | bytes] = {}
+        if target == "loihi2":
+            prog("lava", 0, 1)
+            extra.update(_lava_files(graph))
+    finally:
+        prog.finish()
+    src = model if isinstance(model, str | os.PathLike) else "<ModelProto>"
+    manifest = {
+        "versions": _versions(), "target": target, "source": str(src),
+        "options": {"bits": bits, "requant": rq, "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
+                    "calibration": calibration if isinstance(calibration, str | os.PathLike) or calibration is None
+                    else "<dict>", "passes": passes if isinstance(passes, str | None) else [str(p) for p in passes]},
+        "frontend": res.info, "onnx_outputs": res.outputs, "passes_run": records,
+        "compile_seconds": round(time.perf_counter() - t0, 3),
+        "nodes": len(graph.nodes),
+    }
+    manifest["options"]["calibration"] = str(manifest["options"]["calibration"]) if calibration is not None else None
+    art = Artifact(graph=graph, manifest=manifest, extra_files=extra)
+    art.tensor_map = res.tensor_map  # type: ignore[attr-defined] - ONNX tensor -> IR value (tests, tools)
+    return art

@@ -1,0 +1,123 @@
+"""ONNX frontend: a (quantized or float) ONNX model -> spiking IR ``Graph``.
+
+Steps: load (external data) -> pin dynamic input dims and run onnx shape inference (``load.py``)
+-> calibration run in onnxruntime for the float tensors the model does not quantize
+(``calibrate.py``) -> one lowering pass over the nodes (``lower.py`` driver; handlers in
+``ops_linear.py``, ``ops_elementwise.py``, ``ops_move.py``, ``decompose.py``; fusions in
+``patterns.py``) -> a verified ``Graph``.
+
+Formats: static QDQ (8/16-bit, signed or unsigned activations, per-tensor or per-channel weights),
+QOperator (QLinearMatMul, QGemm, QLinearAdd/Mul/Sigmoid/Softmax/Concat...), dynamic quantization
+(DynamicQuantizeLinear + MatMulInteger, made static from calibration ranges), weight-only int8
+(dequantization folded, weights re-derived), float models (quantized here).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import onnx
+
+from lasercc.frontends.onnx import decompose, ops_elementwise, ops_linear, ops_move  # noqa: F401 - register handlers
+from lasercc.frontends.onnx.calibrate import default_calibration, read_calibration, run_calibration
+from lasercc.frontends.onnx.load import (
+    FrontendError,
+    initializers,
+    input_specs,
+    load_model,
+    parse_shape_option,
+    pin_shapes,
+    tensor_dtypes,
+)
+from lasercc.frontends.onnx.lower import OPS, Lowerer, Options
+from lasercc.ir.graph import Graph
+
+Progress = Callable[[str, int, int], None]
+QOPERATOR = {"QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearSoftmax", "QLinearConcat",
+             "QLinearLeakyRelu"}
+KEEP_OPS = {"Softmax", "LayerNormalization", "Erf", "Sigmoid", "Tanh", "Exp", "Sqrt", "Reciprocal", "Gelu", "FastGelu",
+            "Div", "Pow", "Relu", "Softplus", "Clip", "LeakyRelu", "HardSigmoid"}
+
+
+@dataclass
+class FrontendResult:
+    """The graph plus what tools need to relate it to the ONNX model."""
+
+    graph: Graph
+    tensor_map: dict[str, str]            # ONNX tensor -> IR value that carries its codes
+    outputs: dict[str, dict]              # IR output -> {"onnx": name, "quantized": bool, "signed": bool}
+    info: dict = field(default_factory=dict)
+
+
+def detect_format(model: onnx.ModelProto) -> str:
+    ops = {n.op_type for n in model.graph.node}
+    if "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops:
+        return "dynamic"
+    if ops & QOPERATOR:
+        return "qoperator"
+    inits = {i.name for i in model.graph.initializer}
+    act_q = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
+    if act_q:
+        return "qdq"
+    if "DequantizeLinear" in ops or any(i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+                                        for i in model.graph.initializer):
+        return "weight-only"
+    return "float"
+
+
+def _vocab(model: onnx.ModelProto) -> dict[str, int]:
+    """For integer inputs that index a constant table: the table's row count (for random calibration)."""
+    inits = initializers(model)
+    out: dict[str, int] = {}
+    for n in model.graph.node:
+        if n.op_type == "Gather" and len(n.input) == 2 and n.input[0] in inits:
+            out[n.input[1]] = int(inits[n.input[0]].shape[0])
+    return out
+
+
+def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None = None,
+                calibration: str | os.PathLike | dict | None = None, input_shapes: dict | None = None,
+                requant: str = "ort", progress: Progress | None = None) -> FrontendResult:
+    """Lower an ONNX model to a verified spiking IR graph (see the module docstring)."""
+    if bits is not None and bits not in (8, 16):
+        raise FrontendError(f"bits must be 8 or 16, got {bits}")
+    if requant not in ("ort", "fixed"):
+        raise FrontendError(f"requant must be 'ort' or 'fixed', got {requant!r}")
+    say = progress or (lambda stage, i, n: None)
+    say("load", 0, 1)
+    m = pin_shapes(load_model(model), {k: tuple(v) for k, v in (input_shapes or {}).items()},
+                   copy=isinstance(model, onnx.ModelProto))
+    fmt = detect_format(m)
+    specs = input_specs(m)
+    quantized = fmt in ("qdq", "qoperator", "dynamic")
+    opts = Options(act_bits=bits or (16 if quantized else 8), internal_bits=16, weight_bits=8, requant=requant)
+    data = read_calibration(calibration)
+    generated = data is None
+    if data is None:
+        data = default_calibration(specs, _vocab(m))
+    types = tensor_dtypes(m)
+    static = _static_tensors(m)
+    tensors = [t for t, dt in types.items() if dt.kind == "f" and t not in static]
+    keep = {i for n in m.graph.node if n.op_type in KEEP_OPS for i in n.input[:1]}
+    keep |= {i for n in m.graph.node if n.op_type == "Mul" for i in n.input}  # SiLU / GELU inputs
+    stats = run_calibration(m, data, specs, tensors, keep, progress=lambda i, n: say("calibrate", i, n))
+    stats.generated = generated
+    low = Lowerer(m, stats, opts)
+    graph = low.run(progress=lambda i, n: say("lower", i, n))
+    info = {"format": fmt, "calibration_rows": stats.rows, "calibration": "generated" if generated else "given",
+            "act_bits": opts.act_bits, "internal_bits": opts.internal_bits, "weight_bits": opts.weight_bits,
+            "onnx_nodes": len(m.graph.node), "opset": {o.domain or "ai.onnx": o.version for o in m.opset_import}}
+    return FrontendResult(graph, dict(low.tensor_map), dict(low.output_info), info)
+
+
+def _static_tensors(m: onnx.ModelProto) -> set[str]:
+    s = {i.name for i in m.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type in ("Constant", "Shape", "Size") or all(not i or i in s for i in n.input):
+            s.update(o for o in n.output if o)
+    return s
+
+
+__all__ = ["OPS", "FrontendError", "FrontendResult", "detect_format", "import_onnx", "parse_shape_option"]

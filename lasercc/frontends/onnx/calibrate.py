@@ -1,0 +1,141 @@
+"""Calibration: the real values of float tensors, observed by running the model in onnxruntime.
+
+The IR has no float tensors, so every float tensor that the model does not quantize itself (a float
+model's activations, float islands such as LayerNormalization or Erf inside a QDQ model) needs a
+code type. We run the ONNX model in onnxruntime with those tensors exposed as extra graph outputs
+(graph optimisations off, so nothing is fused away) and record, per tensor, the min/max over all
+calibration rows (the MinMax rule of ``onnxruntime.quantization``). For a few tensors the lowering
+needs the values themselves (inputs of Softmax / LayerNorm decompositions, whose internal ranges are
+computed by running the float decomposition on them, and ASNC inputs, whose code histograms are
+stored): those are kept for the first ``keep_rows`` rows.
+
+Without calibration data we generate it (:func:`default_calibration`): standard-normal floats and
+uniform token ids below the embedding size, 16 rows, seed 0 -- and warn, because ranges from random
+inputs can be far from real ones.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from lasercc.errors import InputError
+
+DEFAULT_ROWS = 16
+KEEP_ROWS = 8
+
+
+@dataclass
+class Stats:
+    lo: dict[str, float] = field(default_factory=dict)
+    hi: dict[str, float] = field(default_factory=dict)
+    kept: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    rows: int = 0
+    generated: bool = False
+
+    def range(self, name: str) -> tuple[float, float] | None:
+        if name not in self.lo:
+            return None
+        return self.lo[name], self.hi[name]
+
+    def values(self, name: str) -> np.ndarray | None:
+        v = self.kept.get(name)
+        return np.concatenate(v, axis=0) if v else None
+
+
+def read_calibration(calibration: str | Path | dict | None) -> dict[str, np.ndarray] | None:
+    if calibration is None:
+        return None
+    if isinstance(calibration, dict):
+        return {k: np.asarray(v) for k, v in calibration.items()}
+    from lasercc.commands.common import read_npz
+
+    return read_npz(str(calibration))
+
+
+def default_calibration(specs: dict[str, tuple[np.dtype, tuple[int, ...]]], vocab: dict[str, int],
+                        rows: int = DEFAULT_ROWS) -> dict[str, np.ndarray]:
+    """Random calibration inputs (documented default; a warning says so)."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, (dt, shape) in specs.items():
+        b = shape[0] if shape else 1
+        full = (rows * b, *shape[1:]) if shape else ()
+        if np.dtype(dt).kind in "iu":
+            out[name] = rng.integers(0, max(vocab.get(name, 2), 1), size=full).astype(dt)
+        else:
+            out[name] = rng.standard_normal(full).astype(dt)
+    warnings.warn("no calibration data given: activation ranges come from random inputs (standard normal "
+                  f"floats, uniform token ids), {rows} rows; pass --calibration for real ranges", stacklevel=3)
+    return out
+
+
+def check_inputs(data: dict[str, np.ndarray], specs: dict[str, tuple[np.dtype, tuple[int, ...]]],
+                 what: str = "calibration") -> int:
+    """Validate names and shapes; return the number of batches (rows / model batch size)."""
+    missing = sorted(set(specs) - set(data))
+    if missing:
+        have = ", ".join(sorted(data)) or "none"
+        raise InputError(f"{what} data lacks input(s) {', '.join(missing)} (it has {have})")
+    n = None
+    for name, (_, shape) in specs.items():
+        a = data[name]
+        b = shape[0] if shape else 1
+        if a.ndim != len(shape) or tuple(a.shape[1:]) != tuple(shape[1:]) or a.shape[0] % b:
+            raise InputError(f"{what} input {name!r}: expected shape [n*{b}, {', '.join(map(str, shape[1:]))}], "
+                             f"got {list(a.shape)}")
+        k = a.shape[0] // b
+        if n is not None and k != n:
+            raise InputError(f"{what} inputs hold different numbers of rows")
+        n = k
+    return n or 1
+
+
+def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
+                    specs: dict[str, tuple[np.dtype, tuple[int, ...]]], tensors: list[str], keep: set[str],
+                    progress=None) -> Stats:  # noqa: ANN001
+    """Run ``model`` with ``tensors`` (float) exposed; min/max for all, values of ``keep`` for KEEP_ROWS rows."""
+    import onnxruntime as ort
+
+    m = model  # outputs are appended for the session and removed again: no copy of the weights
+    n_out = len(m.graph.output)
+    have = {o.name for o in m.graph.output}
+    for t in tensors:
+        if t not in have:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"onnxruntime cannot run the model for calibration: {e}") from None
+    finally:
+        while len(m.graph.output) > n_out:
+            m.graph.output.pop()
+    names = [o.name for o in sess.get_outputs()]
+    n = check_inputs(data, specs)
+    st = Stats()
+    for c in range(n):
+        feed = {}
+        for k, (dt, shape) in specs.items():
+            b = shape[0] if shape else 1
+            feed[k] = np.asarray(data[k][c * b:(c + 1) * b]).astype(dt)
+        outs = sess.run(names, feed)
+        for name, v in zip(names, outs):
+            if not isinstance(v, np.ndarray) or v.dtype.kind != "f" or v.size == 0:
+                continue
+            fin = v[np.isfinite(v)] if not np.isfinite(v).all() else v
+            lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 0.0)
+            st.lo[name] = min(st.lo.get(name, lo), lo)
+            st.hi[name] = max(st.hi.get(name, hi), hi)
+            if name in keep and c < KEEP_ROWS:
+                st.kept.setdefault(name, []).append(v.copy())
+        st.rows += 1
+        if progress is not None:
+            progress(c + 1, n)
+    return st

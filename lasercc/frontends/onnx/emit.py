@@ -1,0 +1,180 @@
+"""Building IR nodes for the lowering: names, constants and the arithmetic folding rules.
+
+All integer folding done at compile time lives here, so each rule is written once:
+
+* input zero points go into the Soma bias: ``sum_j W_j (x_j - z_j) = sum_j W_j x_j - sum_j W_j z_j``;
+* real-valued constants (biases, additive constants) become accumulator units by dividing by
+  ``scale_in * scale_w`` and rounding half to even -- the only rounding this module introduces
+  besides the documented weight quantization of float constants;
+* two activations with different scales are added in a common fine scale ``s_c`` with integer
+  weights ``round(s_i / s_c)``; ``s_c = min(s_a, s_b) / 2^10`` (capped so no weight exceeds 2^24),
+  so the relative error of each weight is at most 2^-11 of the smaller input scale.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from lasercc.asnc.table import ASNCTable
+from lasercc.frontends.onnx.values import Act, code_type
+from lasercc.ir.nodes import ASNCSegment, DecodeMAC, Node, Soma
+from lasercc.ir.types import CodeType
+
+ADD_FINE_BITS = 10
+ADD_MAX_WEIGHT = 1 << 24
+CONST_WEIGHT_BITS = 15  # float constants multiplying activations (gamma, scalars) become 16-bit ints
+
+
+def sanitize(name: str) -> str:
+    """An IR-legal value name for an ONNX tensor name."""
+    s = re.sub(r"[^A-Za-z0-9_.\-/:]", "_", name)
+    s = s.lstrip("/.:-")
+    if not s or not (s[0].isalpha() or s[0] == "_"):
+        s = "v_" + s
+    return s
+
+
+def small_int(a: np.ndarray) -> np.ndarray:
+    """Store integer weights in the narrowest signed dtype that holds them (keeps weights.npz small)."""
+    a = np.asarray(a, dtype=np.int64)
+    for dt in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dt)
+        if a.size == 0 or (a.min() >= info.min and a.max() <= info.max):
+            return a.astype(dt)
+    return a
+
+
+def quantize_const_symmetric(c: np.ndarray, bits: int = CONST_WEIGHT_BITS) -> tuple[np.ndarray, float]:
+    """Float constant -> (integer weights, per-tensor scale), symmetric, ``bits`` magnitude bits."""
+    c = np.asarray(c, dtype=np.float64)
+    m = float(np.abs(c).max()) if c.size else 0.0
+    if m == 0.0:
+        return np.zeros(c.shape, np.int64), 1.0
+    s = float(np.float32(m / ((1 << bits) - 1)))
+    return np.rint(c / s).astype(np.int64), s
+
+
+class Builder:
+    """Accumulates IR nodes and constants with unique names."""
+
+    def __init__(self, requant: str = "ort"):
+        self.nodes: list[Node] = []
+        self.consts: dict[str, np.ndarray] = {}
+        self.requant = requant
+        self._used: set[str] = set()
+
+    def fresh(self, stem: str) -> str:
+        base = sanitize(stem)
+        name, i = base, 1
+        while name in self._used:
+            i += 1
+            name = f"{base}_{i}"
+        self._used.add(name)
+        return name
+
+    def const(self, stem: str, arr: np.ndarray) -> str:
+        k = self.fresh(stem)
+        self.consts[k] = np.ascontiguousarray(arr)
+        return k
+
+    def add(self, node: Node) -> str:
+        self.nodes.append(node)
+        return node.name
+
+    # ---- the compute kinds -------------------------------------------------------------------
+    def soma_matmul(self, stem: str, x: Act, w: np.ndarray, scale_w: tuple[float, ...], out: CodeType,
+                    bias: np.ndarray | None = None) -> Act:
+        """``x @ w`` (w integer [K, N]) + ``bias`` (accumulator units), input zero point folded."""
+        w64 = np.asarray(w, dtype=np.int64)
+        b = -x.zp * w64.sum(axis=0)
+        if bias is not None:
+            b = b + np.asarray(bias, dtype=np.int64)
+        name = self.fresh(stem)
+        node = Soma(name=name, inputs=(x.name,), type=out, weights=(self.const(name + ".w", small_int(w64)),),
+                    forms=("matmul",), bias=self.const(name + ".b", b) if np.any(b) else None,
+                    scale_in=x.scale, scale_w=tuple(float(np.float32(s)) for s in scale_w), requant=self.requant)
+        self.add(node)
+        return Act(name, out)
+
+    def soma_mul(self, stem: str, xs: list[Act], ws: list[np.ndarray], scale_in: float, scale_w: tuple[float, ...],
+                 out: CodeType, bias: np.ndarray | None = None) -> Act:
+        """Elementwise ``sum_i w_i * (x_i - z_i) + bias`` (broadcasting), requantized with scale_in*scale_w."""
+        ws64 = [np.asarray(w, dtype=np.int64) for w in ws]
+        b: np.ndarray = np.zeros((), np.int64) if bias is None else np.asarray(bias, dtype=np.int64)
+        for x, w in zip(xs, ws64):
+            b = b - x.zp * w
+        name = self.fresh(stem)
+        wnames = tuple(self.const(f"{name}.w{i}", small_int(w.reshape(w.shape or (1,)))) for i, w in enumerate(ws64))
+        bname = self.const(name + ".b", b.reshape(b.shape or (1,))) if np.any(b) else None
+        node = Soma(name=name, inputs=tuple(x.name for x in xs), type=out, weights=wnames,
+                    forms=("mul",) * len(xs), bias=bname, scale_in=float(np.float32(scale_in)),
+                    scale_w=tuple(float(np.float32(s)) for s in scale_w), requant=self.requant)
+        self.add(node)
+        return Act(name, out)
+
+    def requant_to(self, stem: str, x: Act, out: CodeType) -> Act:
+        """Re-express ``x`` in another code type (identity Soma); free when the types already agree."""
+        if x.type.same_quant(out):
+            return x
+        return self.soma_mul(stem, [x], [np.ones(1, np.int64)], x.scale, (1.0,), out)
+
+    def add_acts(self, stem: str, a: Act, b: Act, sign_b: int, out: CodeType) -> Act:
+        """``a + sign_b * b`` for activations in a common scale (see the module docstring)."""
+        sa, sb = a.scale, b.scale
+        if sa == sb:
+            return self.soma_mul(stem, [a, b], [np.ones(1, np.int64), sign_b * np.ones(1, np.int64)], sa, (1.0,), out)
+        sc = min(sa, sb) / (1 << ADD_FINE_BITS)
+        if max(sa, sb) / sc > ADD_MAX_WEIGHT:
+            sc = max(sa, sb) / ADD_MAX_WEIGHT
+        sc = float(np.float32(sc))
+        wa, wb = int(round(sa / sc)), int(round(sb / sc))
+        return self.soma_mul(stem, [a, b], [np.array([wa]), np.array([sign_b * wb])], sc, (1.0,), out)
+
+    def affine_const(self, stem: str, x: Act, mul: np.ndarray | None, add: np.ndarray | None, out: CodeType) -> Act:
+        """``x * mul + add`` with float constants (broadcasting), as a one-input mul-form Soma.
+
+        ``mul`` becomes 16-bit integers with one per-tensor scale; ``add`` becomes accumulator units.
+        With no ``mul`` the weight is 2^12 (scale 2^-12) so the added constant keeps 12 fractional bits.
+        """
+        if mul is None:
+            w, sw = np.full((1,), 1 << 12, np.int64), 2.0**-12
+        else:
+            w, sw = quantize_const_symmetric(mul)
+            if not np.any(w):
+                w, sw = np.zeros(np.shape(mul) or (1,), np.int64), 1.0
+        bias = None
+        if add is not None:
+            unit = np.float64(np.float32(np.float32(x.scale) * np.float32(sw)))
+            bias = np.rint(np.asarray(add, dtype=np.float64) / unit).astype(np.int64)
+        return self.soma_mul(stem, [x], [w], x.scale, (sw,), out, bias)
+
+    def decode_mac(self, stem: str, a: Act, b: Act, form: str, out: CodeType) -> Act:
+        name = self.fresh(stem)
+        self.add(DecodeMAC(name=name, inputs=(a.name, b.name), type=out, form=form, requant=self.requant))  # type: ignore[arg-type]
+        return Act(name, out)
+
+    def asnc_lut(self, stem: str, x: Act, function: str, params: tuple[float, ...], out: CodeType,
+                 samples: np.ndarray | None = None) -> Act:
+        """Exact lookup-table ASNC node: one segment per input code, slope 0,
+        intercept = quantize(f(dequantize(code))); ``samples`` (real calibration inputs) -> histogram."""
+        table = ASNCTable.lookup_table(function, input_q=x.type, output_q=out, params=params)
+        name = self.fresh(stem)
+        hist = None
+        if samples is not None and np.size(samples):
+            from lasercc.semantics.quant import quantize
+
+            codes = quantize(np.asarray(samples, np.float32), x.scale, x.zp, x.type.bits)
+            hist = self.const(name + ".hist", np.bincount(codes.ravel(), minlength=x.type.hi + 1).astype(np.int64))
+        node, consts = table.to_node(name, x.name, out, histogram=hist)
+        for k, v in consts.items():
+            self._used.add(k)
+            self.consts[k] = v
+        self.add(node)
+        assert isinstance(node, ASNCSegment)
+        return Act(name, out)
+
+
+def with_shape(t: CodeType, shape: tuple[int, ...]) -> CodeType:
+    return code_type(t.bits, t.scale[0], t.zero_point[0], shape)

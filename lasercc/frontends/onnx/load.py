@@ -1,0 +1,167 @@
+"""Loading an ONNX model for lowering: external data, pinned input shapes, shape inference.
+
+Exporters leave dimensions symbolic (``batch``, ``seq``); the spiking IR has static shapes, so the
+user pins them (``input_shapes={'ids': (1, 16)}`` / ``--input-shape ids=1,16``). Shape subgraphs
+(Shape -> Gather -> Concat -> Reshape) are then constant and are folded during lowering, node by
+node, with ``onnx.reference`` (see ``lower.py``); ``onnx.shape_inference`` supplies element types
+for every intermediate tensor, which the calibration run needs to expose them as outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from lasercc.errors import InputError, LasercError
+
+
+class FrontendError(LasercError):
+    """The ONNX model cannot be compiled (unsupported ops, bad shapes, malformed model)."""
+
+
+def load_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+    """Read a model (external-data weights are loaded from beside the file)."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    p = Path(model)
+    if not p.exists():
+        raise InputError(f"no such ONNX model: {p}")
+    try:
+        return onnx.load(str(p), load_external_data=True)
+    except Exception as e:  # noqa: BLE001 - onnx raises many kinds (DecodeError, OSError...)
+        raise InputError(f"{p}: cannot read as ONNX ({type(e).__name__}: {e})") from None
+
+
+def parse_shape_option(text: str) -> tuple[str, tuple[int, ...]]:
+    """``name=1,16`` -> ('name', (1, 16)); anything else is a one-line error."""
+    name, sep, dims = text.partition("=")
+    try:
+        shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip() != "")
+    except ValueError:
+        shape = ()
+    if not sep or not name.strip() or not shape or any(d <= 0 for d in shape):
+        raise InputError(f"bad --input-shape {text!r}: expected NAME=D1,D2,... with positive integers (e.g. ids=1,16)")
+    return name.strip(), shape
+
+
+def initializer_names(model: onnx.ModelProto) -> set[str]:
+    return {i.name for i in model.graph.initializer}
+
+
+def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The real graph inputs (old exporters also list initializers as inputs)."""
+    inits = initializer_names(model)
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def pin_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]] | None,
+               copy: bool = True) -> onnx.ModelProto:
+    """The model with every graph input's shape fixed (a copy unless ``copy=False``: a model we loaded
+    ourselves is edited in place, which keeps peak memory near one copy of the weights)."""
+    if copy:
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+    else:
+        m = model
+    shapes = dict(input_shapes or {})
+    ins = graph_inputs(m)
+    known = {i.name for i in ins}
+    unknown = sorted(set(shapes) - known)
+    if unknown:
+        raise InputError(f"--input-shape names unknown input(s) {', '.join(unknown)}; the model's inputs are "
+                         + ", ".join(sorted(known)))
+    missing = []
+    for vi in ins:
+        dims = vi.type.tensor_type.shape.dim
+        if vi.name in shapes:
+            want = shapes[vi.name]
+            if len(want) != len(dims):
+                raise InputError(f"--input-shape {vi.name}: rank {len(want)} given, the model's input has rank "
+                                 f"{len(dims)} ({_dims_str(dims)})")
+            for d, w in zip(dims, want):
+                if d.HasField("dim_value") and d.dim_value != w:
+                    raise InputError(f"--input-shape {vi.name}: dimension {d.dim_value} is fixed in the model, "
+                                     f"got {w}")
+                d.Clear()
+                d.dim_value = int(w)
+        elif any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims):
+            missing.append(f"{vi.name} [{_dims_str(dims)}]")
+    if missing:
+        raise InputError(f"dynamic dimensions must be pinned: {'; '.join(missing)}; pass --input-shape "
+                         f"NAME=D1,D2,... (Python: input_shapes={{'name': (1, 16)}})")
+    # outputs and value_info may carry stale symbolic dims; inference recomputes them
+    for vi in list(m.graph.value_info):
+        m.graph.value_info.remove(vi)
+    for o in m.graph.output:
+        o.type.tensor_type.ClearField("shape")
+    try:
+        m = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
+    except Exception:  # noqa: BLE001 - inference is a help (dtypes for calibration), not a requirement
+        pass
+    return m
+
+
+def _dims_str(dims) -> str:  # noqa: ANN001
+    return ", ".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
+
+
+def input_specs(model: onnx.ModelProto) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    out = {}
+    for vi in graph_inputs(model):
+        tt = vi.type.tensor_type
+        out[vi.name] = (onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type), tuple(d.dim_value for d in tt.shape.dim))
+    return out
+
+
+def initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+
+
+_INT_OUT = {"Shape": np.int64, "Size": np.int64, "MatMulInteger": np.int32, "ConvInteger": np.int32,
+            "ArgMax": np.int64, "ArgMin": np.int64, "NonZero": np.int64}
+_BOOL_OUT = {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "IsNaN", "IsInf"}
+_QOUT = {"QuantizeLinear", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearSoftmax",
+         "QLinearConcat", "QLinearLeakyRelu", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearReduceMean"}
+
+
+def tensor_dtypes(model: onnx.ModelProto) -> dict[str, np.dtype]:
+    """Element type of every tensor: shape inference where it answered, simple rules elsewhere
+    (onnx does not infer com.microsoft ops, nor what follows them)."""
+    types: dict[str, np.dtype] = {}
+    for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
+        et = vi.type.tensor_type.elem_type
+        if et:
+            types[vi.name] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(et))
+    for i in model.graph.initializer:
+        types[i.name] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(i.data_type))
+    for n in model.graph.node:
+        for k, o in enumerate(n.output):
+            if not o or o in types:
+                continue
+            ins = [types.get(i) for i in n.input if i]
+            if n.op_type in _INT_OUT:
+                types[o] = np.dtype(_INT_OUT[n.op_type])
+            elif n.op_type in _BOOL_OUT:
+                types[o] = np.dtype(bool)
+            elif n.op_type == "DequantizeLinear":
+                types[o] = np.dtype(np.float32)
+            elif n.op_type == "Cast":
+                to = next(a.i for a in n.attribute if a.name == "to")
+                types[o] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(to))
+            elif n.op_type in _QOUT:
+                last = n.input[-1] if n.input else ""
+                zp = n.input[2] if n.op_type == "QuantizeLinear" and len(n.input) > 2 else last
+                types[o] = types.get(zp, np.dtype(np.uint8)) if n.op_type != "QLinearConcat" else \
+                    types.get(n.input[1], np.dtype(np.uint8))
+            elif n.op_type == "DynamicQuantizeLinear":
+                types[o] = np.dtype(np.uint8) if k != 1 else np.dtype(np.float32)
+            elif n.op_type == "Constant":
+                t = next((a for a in n.attribute if a.name == "value"), None)
+                types[o] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.t.data_type)) if t else np.dtype(np.float32)
+            else:
+                types[o] = next((t for t in ins if t is not None), np.dtype(np.float32))
+    return types

@@ -1,0 +1,308 @@
+"""The lowering driver: one pass over the ONNX nodes, in order, from ONNX values to IR values.
+
+Each ONNX tensor is mapped to a :mod:`values` record. A node whose inputs are all constant is
+folded (``onnx.reference`` evaluates it; ``Shape`` of an activation is its pinned static shape), so
+exporters' shape subgraphs disappear. Every other node goes to its handler in :data:`OPS`
+(``ops_*.py`` and ``decompose.py`` register them). Handlers get the node and its input records and
+return output records, emitting IR through :class:`~lasercc.frontends.onnx.emit.Builder`.
+
+Code types of float results (the quantization policy, :meth:`Lowerer.out_type`):
+1. if every consumer of the tensor is a QuantizeLinear with the same parameters, the model has
+   chosen the type: the result is produced directly in it (the Q node then costs nothing);
+2. otherwise the tensor's calibration range (min/max over the calibration rows, see
+   :mod:`calibrate`) at ``act_bits`` -- the float-island / float-model case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from lasercc.frontends.onnx.calibrate import Stats
+from lasercc.frontends.onnx.emit import Builder, sanitize
+from lasercc.frontends.onnx.load import FrontendError
+from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, QWeight, Val, code_type, onnx_int_bits, range_type
+from lasercc.ir.graph import Graph
+from lasercc.ir.nodes import BSEEncode, Input, Reshape
+from lasercc.ir.types import CodeType, TensorType
+
+Handler = Callable[["Lowerer", onnx.NodeProto, list], list]
+OPS: dict[str, Handler] = {}
+NO_FOLD = {"DequantizeLinear", "Shape", "Size"}
+HINT = ("hint: these ops have no spiking lowering yet; export with a different opset/op set, replace them in the "
+        "model, or add a handler to lasercc.frontends.onnx.OPS")
+
+
+def register(*op_types: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        for t in op_types:
+            OPS[t] = fn
+        return fn
+
+    return deco
+
+
+@dataclass
+class Options:
+    act_bits: int = 8          # float-model activations and float islands
+    internal_bits: int = 16    # decomposition internals (softmax/layernorm/rsqrt)
+    weight_bits: int = 8       # weights we quantize ourselves (symmetric, per output channel)
+    requant: str = "ort"
+
+
+@dataclass
+class Lowerer:
+    model: onnx.ModelProto
+    stats: Stats
+    opts: Options
+    env: dict[str, Val] = field(default_factory=dict)
+    b: Builder = field(init=False)
+    consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
+    skip: set[int] = field(default_factory=set)
+    fused: dict[int, Callable[[], list]] = field(default_factory=dict)
+    sources: dict[str, tuple[str, onnx.NodeProto]] = field(default_factory=dict)  # tensor -> (op, node)
+    tensor_map: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.b = Builder(self.opts.requant)
+        self.opset = {o.domain or "": o.version for o in self.model.opset_import}
+        for n in self.model.graph.node:
+            for i in n.input:
+                if i:
+                    self.consumers.setdefault(i, []).append(n)
+            for o in n.output:
+                self.sources[o] = (n.op_type, n)
+
+    # ---- entry ---------------------------------------------------------------------------------
+    def run(self, progress: Callable[[int, int], None] | None = None) -> Graph:
+        from lasercc.frontends.onnx import patterns  # noqa: F401 - fusions (GELU)
+        from lasercc.frontends.onnx.load import graph_inputs, initializers
+
+        for k, v in initializers(self.model).items():
+            self.env[k] = Const(v)
+        for vi in graph_inputs(self.model):
+            self._input(vi)
+        patterns.find_fusions(self)
+        self._check_supported()
+        nodes = list(self.model.graph.node)
+        for i, n in enumerate(nodes):
+            if progress is not None and (i % 25 == 0 or i == len(nodes) - 1):
+                progress(i + 1, len(nodes))
+            if id(n) in self.skip:
+                continue
+            self._lower(n)
+        return self._finish()
+
+    def _check_supported(self) -> None:
+        bad: dict[str, list[str]] = {}
+        for n in self.model.graph.node:
+            key = n.op_type if not n.domain or n.domain == "ai.onnx" else f"{n.domain}.{n.op_type}"
+            if n.op_type not in OPS and not self._maybe_const(n):
+                bad.setdefault(key, []).append(n.name or n.output[0])
+        if bad:
+            parts = [f"{k} ({', '.join(v[:4])}{', ...' if len(v) > 4 else ''})" for k, v in sorted(bad.items())]
+            raise FrontendError(f"unsupported ONNX op(s): {'; '.join(parts)}; {HINT}")
+
+    def _maybe_const(self, n: onnx.NodeProto) -> bool:
+        """Statically: can this node be folded (all inputs initializers / constant-producing nodes)?"""
+        if n.op_type in ("Constant", "ConstantOfShape", "Range", "Shape", "Size") and not n.domain:
+            return True
+        consts = self.__dict__.setdefault("_static_consts", self._static_const_tensors())
+        return all(not i or i in consts for i in n.input)
+
+    def _static_const_tensors(self) -> set[str]:
+        s = {i.name for i in self.model.graph.initializer}
+        for n in self.model.graph.node:
+            if n.op_type in ("Shape", "Size", "Constant") or all(not i or i in s for i in n.input):
+                if n.op_type != "DequantizeLinear" or all(not i or i in s for i in n.input):
+                    s.update(o for o in n.output if o)
+        return s
+
+    def _input(self, vi: onnx.ValueInfoProto) -> None:
+        tt = vi.type.tensor_type
+        dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
+        shape = tuple(int(d.dim_value) for d in tt.shape.dim)
+        name = self.b.fresh(vi.name)
+        if name != vi.name:
+            raise FrontendError(f"graph input name {vi.name!r} is not a legal IR value name; rename it in the model")
+        if dt.kind in "iu":
+            self.b.add(Input(name=name, type=TensorType(dtype="i64", shape=shape)))
+            self.env[vi.name] = Ids(name, shape)
+            return
+        if dt.kind != "f":
+            raise FrontendError(f"graph input {vi.name!r} has unsupported dtype {dt}")
+        self.b.add(Input(name=name, type=TensorType(dtype="f32", shape=shape)))
+        t = self.out_type(vi.name, shape)
+        enc = self.b.fresh(vi.name + ".enc")
+        self.b.add(BSEEncode(name=enc, inputs=(name,), type=t))
+        self.env[vi.name] = Act(enc, t)
+
+    # ---- per node ------------------------------------------------------------------------------
+    def _lower(self, n: onnx.NodeProto) -> None:
+        ins: list = [self.env.get(i) if i else None for i in n.input]
+        for i, v in zip(n.input, ins):
+            if i and v is None and id(n) not in self.fused:
+                raise FrontendError(f"node {n.name or n.op_type} reads {i!r}, which nothing defines before it")
+        if id(n) in self.fused:
+            outs = self.fused[id(n)]()
+        elif self._foldable(n, ins):
+            outs = [Const(v) for v in self._fold(n, ins)]
+        else:
+            h = OPS.get(n.op_type)
+            if h is None:
+                raise FrontendError(f"unsupported ONNX op {n.op_type} ({n.name}) on activations; {HINT}")
+            try:
+                outs = h(self, n, ins)
+            except FrontendError:
+                raise
+            except (ValueError, KeyError, TypeError, IndexError) as e:
+                raise FrontendError(f"cannot lower {n.op_type} node {n.name or n.output[0]!r}: {e}") from e
+        for o, v in zip(n.output, outs):
+            if o and v is not None:
+                self.env[o] = v
+                if isinstance(v, Act):
+                    self.tensor_map.setdefault(o, v.name)
+
+    def _foldable(self, n: onnx.NodeProto, ins: list) -> bool:
+        if n.op_type in ("Shape", "Size") and ins and isinstance(ins[0], Act | Masked | Ids):
+            return True
+        if n.op_type == "DequantizeLinear":
+            return False
+        if n.domain not in ("", "ai.onnx"):
+            return False
+        return all(v is None or isinstance(v, Const | QWeight) for v in ins)
+
+    def _fold(self, n: onnx.NodeProto, ins: list) -> list[np.ndarray]:
+        if n.op_type in ("Shape", "Size") and not isinstance(ins[0], Const | QWeight):
+            v = ins[0]
+            shape = v.act.shape if isinstance(v, Masked) else tuple(v.shape)
+            if n.op_type == "Size":
+                return [np.array(int(np.prod(shape)), np.int64)]
+            start = next((a.i for a in n.attribute if a.name == "start"), 0)
+            end = next((a.i for a in n.attribute if a.name == "end"), len(shape))
+            return [np.array(shape[start:end], np.int64)]
+        from onnx.reference import ReferenceEvaluator
+
+        feeds = {}
+        for i, v in zip(n.input, ins):
+            if i:
+                feeds[i] = v.real() if isinstance(v, QWeight) else v.value
+        try:
+            ev = ReferenceEvaluator(n, opsets={"": self.opset.get("", 17)})
+            return [np.asarray(x) for x in ev.run(None, feeds)]
+        except Exception as e:  # noqa: BLE001
+            raise FrontendError(f"cannot fold constant node {n.op_type} {n.name!r}: {e}") from None
+
+    # ---- helpers for handlers ------------------------------------------------------------------
+    def const_value(self, v: Val | None, what: str = "constant") -> np.ndarray:
+        if isinstance(v, Const):
+            return v.value
+        if isinstance(v, QWeight):
+            return v.real()
+        raise FrontendError(f"expected a constant {what}, got an activation")
+
+    def q_type(self, scale: Val, zp: Val | None, shape: tuple[int, ...],
+               dtype: np.dtype | None = None) -> tuple[CodeType, bool]:
+        """The code type of an ONNX (scale, zero_point) pair; signed types are shifted to unsigned."""
+        s = np.asarray(self.const_value(scale, "scale"), dtype=np.float32)
+        if zp is None:
+            z = np.zeros((), dtype or np.uint8)
+        else:
+            z = np.asarray(self.const_value(zp, "zero point"))
+        if s.size != 1 or z.size != 1:
+            raise FrontendError("per-axis quantization of activations is not supported")
+        bits, signed = onnx_int_bits(z.dtype)
+        shift = 1 << (bits - 1) if signed else 0
+        return code_type(bits, float(s.reshape(-1)[0]), int(z.reshape(-1)[0]) + shift, shape), signed
+
+    def q_params_of(self, node: onnx.NodeProto) -> tuple | None:
+        """Comparable (scale, zp, dtype) of a QuantizeLinear node, if its parameters are constants."""
+        if node.op_type != "QuantizeLinear":
+            return None
+        s = self.env.get(node.input[1])
+        z = self.env.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if not isinstance(s, Const) or (z is not None and not isinstance(z, Const)):
+            return None
+        zv = np.zeros((), np.uint8) if z is None else z.value
+        if s.value.size != 1:
+            return None
+        return float(s.value.reshape(-1)[0]), int(zv.reshape(-1)[0]), str(zv.dtype)
+
+    def out_type(self, tensor: str, shape: tuple[int, ...], bits: int | None = None) -> CodeType:
+        """Code type for a float result tensor (see the module docstring)."""
+        cons = self.consumers.get(tensor, [])
+        outputs = {o.name for o in self.model.graph.output}
+        if cons and tensor not in outputs:
+            ps = {self.q_params_of(c) for c in cons}
+            if len(ps) == 1 and None not in ps:
+                s, z, dt = ps.pop()
+                nb, signed = onnx_int_bits(np.dtype(dt))
+                return code_type(nb, s, z + ((1 << (nb - 1)) if signed else 0), shape)
+        r = self.stats.range(tensor)
+        if r is None:
+            raise FrontendError(f"no calibration range for float tensor {tensor!r} (its values were not observed)")
+        return range_type(r[0], r[1], bits or self.opts.act_bits, shape)
+
+    # ---- finish --------------------------------------------------------------------------------
+    def _finish(self) -> Graph:
+        outs: list[str] = []
+        rename: dict[str, str] = {}
+        self.output_info: dict[str, dict] = {}
+        for o in self.model.graph.output:
+            v = self.env.get(o.name)
+            if isinstance(v, Masked):
+                raise FrontendError(f"graph output {o.name!r} is a masked (-inf) tensor; cannot output it")
+            if not isinstance(v, Act):
+                raise FrontendError(f"graph output {o.name!r} is not an activation (constant or ids); cannot output it")
+            want = sanitize(o.name)
+            node_names = {n.name for n in self.b.nodes}
+            if v.name in rename.values() or v.name in outs or (want in node_names and want != v.name) \
+                    or v.name in {n.name for n in self.b.nodes if isinstance(n, Input)}:
+                want = self.b.fresh(o.name)
+                self.b.add(Reshape(name=want, inputs=(v.name,), type=v.type))
+            elif want != v.name:
+                rename[v.name] = want
+            outs.append(want)
+            self.output_info[want] = {"onnx": o.name, "quantized": v.quantized, "signed": v.signed}
+        nodes = []
+        for n in self.b.nodes:
+            changes = {}
+            if n.name in rename:
+                changes["name"] = rename[n.name]
+            if any(i in rename for i in n.inputs):
+                changes["inputs"] = tuple(rename.get(i, i) for i in n.inputs)
+            nodes.append(n.replace(**changes) if changes else n)
+        self.tensor_map = {k: rename.get(v, v) for k, v in self.tensor_map.items()}
+        nodes = _live(nodes, outs)
+        used = {c for n in nodes for c in n.const_refs()}
+        consts = {k: v for k, v in self.b.consts.items() if k in used}
+        name = sanitize(self.model.graph.name or "model")
+        return Graph(name, tuple(nodes), tuple(outs), consts).verify()
+
+
+def _live(nodes: list, outputs: list[str]) -> list:
+    """Drop nodes no output depends on (e.g. a Sqrt replaced by a fused rsqrt); inputs always stay."""
+    by = {n.name: n for n in nodes}
+    live, stack = set(), list(outputs)
+    while stack:
+        k = stack.pop()
+        if k in live:
+            continue
+        live.add(k)
+        stack.extend(by[k].inputs)
+    return [n for n in nodes if n.name in live or isinstance(n, Input)]
+
+
+def attr(n: onnx.NodeProto, name: str, default=None):  # noqa: ANN001, ANN201
+    for a in n.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def tensor_const(t: onnx.TensorProto) -> np.ndarray:
+    return numpy_helper.to_array(t)

@@ -1,0 +1,438 @@
+"""Quantize/Dequantize, arithmetic and unary nonlinearities.
+
+* ``QuantizeLinear`` of an activation is free when the activation already has that code type (the
+  usual QDQ case: the producer was lowered straight into the Q node's type), else an identity Soma.
+  ``DequantizeLinear`` of an activation is free (same codes, float view); of an integer constant it
+  keeps the integers (:class:`QWeight`).
+* Add/Sub of two activations -> 2-input mul-form Soma in a common scale (``emit.add_acts``);
+  Add/Sub/Mul/Div by constants -> 1-input mul-form Soma (``emit.affine_const``); Mul of two
+  activations -> DecodeMAC; Div by an activation -> ASNC reciprocal (rsqrt when the divisor is a
+  Sqrt) + DecodeMAC; ``Pow(x, 2)`` -> DecodeMAC(x, x).
+* Additive masks (constants with entries <= -1e4, e.g. ``finfo.min``) and ``Where(cond, x, -big)``
+  become a :class:`Masked` value that Softmax applies as a Mask node: never quantized as data.
+* Unary functions -> ASNCSegment in exact lookup-table form (``emit.asnc_lut``), named by a
+  registered function so the ``asnc-fit`` pass can refit them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from lasercc.asnc.functions import FUNCTIONS, register_function
+from lasercc.frontends.onnx.load import FrontendError
+from lasercc.frontends.onnx.lower import Lowerer, attr, register
+from lasercc.frontends.onnx.ops_linear import mul_dynamic
+from lasercc.frontends.onnx.values import (
+    Act,
+    Const,
+    DynMask,
+    Ids,
+    IntAcc,
+    Masked,
+    QWeight,
+    Val,
+    code_type,
+    range_type,
+)
+
+MASK_THRESHOLD = -1e4  # additive constants at or below this are "minus infinity" masks
+
+
+def _clip(x: np.ndarray, lo: float = -np.inf, hi: float = np.inf) -> np.ndarray:
+    return np.clip(x, lo, hi)
+
+
+def _leaky(x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
+    return np.where(x >= 0, x, alpha * x)
+
+
+def _pow(x: np.ndarray, p: float = 1.0) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return np.nan_to_num(np.power(x, p), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _hardsigmoid(x: np.ndarray, alpha: float = 0.2, beta: float = 0.5) -> np.ndarray:
+    return np.clip(alpha * x + beta, 0.0, 1.0)
+
+
+for _name, _fn, _p, _d in (("clip", _clip, ("lo", "hi"), (-np.inf, np.inf)),
+                           ("leaky_relu", _leaky, ("alpha",), (0.01,)),
+                           ("pow", _pow, ("p",), (1.0,)), ("hard_sigmoid", _hardsigmoid, ("alpha", "beta"), (0.2, 0.5)),
+                           ("neg", lambda x: -np.asarray(x, np.float64), (), ()),
+                           ("abs", lambda x: np.abs(np.asarray(x, np.float64)), (), ())):
+    if _name not in FUNCTIONS:
+        register_function(_name, _fn, _p, _d)
+
+
+def is_const(v: Val | None) -> bool:
+    return isinstance(v, Const | QWeight)
+
+
+# ---- quantize / dequantize ---------------------------------------------------------------------
+
+
+@register("QuantizeLinear")
+def quantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    x, s = ins[0], ins[1]
+    z = ins[2] if len(ins) > 2 else None
+    if isinstance(x, Masked):
+        return [x]  # a -inf mask is never quantized as data: the Q parameters (scale ~1e36) are ignored
+    if not isinstance(x, Act):
+        raise FrontendError("QuantizeLinear of a non-activation")
+    dt = None
+    od = attr(n, "output_dtype", 0)
+    if od:
+        dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(od))
+    t, signed = L.q_type(s, z, x.shape, dt)
+    r = L.b.requant_to(n.output[0], x, t)
+    return [Act(r.name, r.type, True, signed)]
+
+
+@register("DequantizeLinear")
+def dequantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    x, s = ins[0], ins[1]
+    z = ins[2] if len(ins) > 2 else None
+    if isinstance(x, Masked):
+        return [x]
+    if isinstance(x, Act):
+        t, _ = L.q_type(s, z, x.shape)
+        if not x.type.same_quant(t):
+            raise FrontendError(f"DequantizeLinear parameters differ from the quantization of {n.input[0]!r}")
+        return [x.as_float()]
+    if isinstance(x, Const) and x.value.dtype.kind in "iu":
+        sv = np.asarray(L.const_value(s), np.float32)
+        zv = np.zeros(sv.shape, x.value.dtype) if z is None else np.asarray(L.const_value(z))
+        axis = attr(n, "axis", 1) if sv.size > 1 else None
+        if axis is not None:
+            axis %= x.value.ndim
+        return [QWeight(x.value, sv.reshape(-1), zv.reshape(-1), axis)]
+    raise FrontendError("DequantizeLinear of something that is neither an activation nor an integer constant")
+
+
+@register("Identity", "Dropout")
+def identity(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    return [ins[0]] + [None] * (len(n.output) - 1)
+
+
+@register("Cast", "CastLike")
+def cast(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    x = ins[0]
+    to = attr(n, "to", None)
+    if n.op_type == "CastLike":
+        like = L.const_value(ins[1]).dtype if is_const(ins[1]) else np.dtype(np.float32)
+        to = onnx.helper.np_dtype_to_tensor_dtype(like)
+    dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(to))
+    if isinstance(x, IntAcc):
+        return [IntAcc(x.act, x.weights, True)]
+    if isinstance(x, Act | Masked) and dt.kind == "f":
+        return [Act(x.name, x.type) if isinstance(x, Act) else x]
+    if isinstance(x, Ids) and dt.kind in "iu":
+        return [x]
+    if isinstance(x, Ids) and dt.kind in "fb":
+        from lasercc.frontends.onnx.ops_move import ids_as_codes
+
+        a = ids_as_codes(L, n.output[0], x)
+        return [Act(a.name, a.type, boolean=dt.kind == "b")]
+    if isinstance(x, Act) and x.boolean and dt.kind == "b":
+        return [x]
+    raise FrontendError(f"Cast of {type(x).__name__} to {dt} is not supported")
+
+
+# ---- arithmetic ------------------------------------------------------------------------------------
+
+
+def _shape_of(v: Val) -> tuple[int, ...]:
+    if isinstance(v, Act):
+        return v.shape
+    if isinstance(v, Masked):
+        return v.act.shape
+    return tuple(np.shape(v.value if isinstance(v, Const) else v.q))  # type: ignore[union-attr]
+
+
+def _out(L: Lowerer, n: onnx.NodeProto, shape: tuple[int, ...], out=None):  # noqa: ANN001, ANN202
+    if out is not None:
+        return out if tuple(out.shape) == tuple(shape) else out.model_copy(update={"shape": tuple(shape)})
+    return L.out_type(n.output[0], shape)
+
+
+def _mask_of(c: np.ndarray) -> np.ndarray | None:
+    """A boolean mask if ``c`` is an additive -inf mask (every entry either ~0 or <= MASK_THRESHOLD)."""
+    c = np.asarray(c, np.float64)
+    big = c <= MASK_THRESHOLD
+    if big.any() and np.all(np.abs(c[~big]) < 1e-6):
+        return big
+    return None
+
+
+def add_sub(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, sign: int, out=None) -> Val:  # noqa: ANN001
+    if isinstance(a, DynMask) and isinstance(b, Act) and sign > 0:
+        a, b = b, a
+    if isinstance(a, Act) and isinstance(b, DynMask) and sign * b.factor < 0:
+        return Masked(a, b.src)
+    if isinstance(a, Masked) and is_const(b) and sign > 0:
+        a, b = b, a
+    if is_const(a) and isinstance(b, Act | Masked) and sign > 0:
+        a, b = b, a
+    if isinstance(a, Act) and is_const(b):
+        c = sign * L.const_value(b)
+        m = _mask_of(c) if sign > 0 else None
+        shape = tuple(np.broadcast_shapes(a.shape, np.shape(c)))
+        if m is not None:
+            if shape != a.shape:
+                raise FrontendError("an additive mask may not broadcast the activation")
+            return Masked(a, np.broadcast_to(m, shape))
+        return L.b.affine_const(n.output[0], a, None, c, _out(L, n, shape, out))
+    if is_const(a) and isinstance(b, Act):  # c - x
+        c = L.const_value(a)
+        shape = tuple(np.broadcast_shapes(b.shape, np.shape(c)))
+        return L.b.affine_const(n.output[0], b, -np.ones(1), c, _out(L, n, shape, out))
+    if isinstance(a, Act) and isinstance(b, Act):
+        shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+        return L.b.add_acts(n.output[0], a, b, sign, _out(L, n, shape, out))
+    raise FrontendError(f"{n.op_type} of {type(a).__name__} and {type(b).__name__} is not supported")
+
+
+@register("Add")
+def add(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    return [add_sub(L, n, ins[0], ins[1], 1)]
+
+
+@register("Sub")
+def sub(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    return [add_sub(L, n, ins[0], ins[1], -1)]
+
+
+def mul(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, out=None) -> Val:  # noqa: ANN001
+    dyn = mul_dynamic(L, n, a, b)
+    if dyn is not None:
+        return dyn[0]
+    if is_const(a):
+        a, b = b, a
+    if isinstance(a, Act) and is_const(b) and np.size(L.const_value(b)) == 1 \
+            and abs(float(L.const_value(b).reshape(-1)[0])) >= -MASK_THRESHOLD:
+        return DynMask(a, float(L.const_value(b).reshape(-1)[0]))
+    if isinstance(a, Masked) and is_const(b):
+        c = L.const_value(b)
+        if np.any(np.asarray(c) <= 0):
+            raise FrontendError("a masked tensor may only be scaled by positive constants")
+        x = a.act
+        shape = tuple(np.broadcast_shapes(x.shape, np.shape(c)))
+        t = _masked_scaled_type(L, n, x, c, shape) if out is None else out
+        return Masked(L.b.affine_const(n.output[0], x, c, None, t), a.mask)
+    if isinstance(a, Act) and is_const(b):
+        c = L.const_value(b)
+        shape = tuple(np.broadcast_shapes(a.shape, np.shape(c)))
+        return L.b.affine_const(n.output[0], a, c, None, _out(L, n, shape, out))
+    if isinstance(a, Act) and isinstance(b, Act):
+        silu = _silu_source(L, n)
+        shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+        if silu is not None:
+            return L.b.asnc_lut(n.output[0], silu, "silu", (), _out(L, n, shape, out), _samples(L, _silu_in(L, n)))
+        return L.b.decode_mac(n.output[0], a, b, "mul", _out(L, n, shape, out))
+    raise FrontendError(f"Mul of {type(a).__name__} and {type(b).__name__} is not supported")
+
+
+def _masked_scaled_type(L: Lowerer, n: onnx.NodeProto, x: Act, c: np.ndarray, shape):  # noqa: ANN001, ANN202
+    """Scaling masked scores: the calibration range includes -inf entries, so derive the type from x."""
+    cmax = float(np.max(c))
+    lo, hi = x.scale * (0 - x.zp) * cmax, x.scale * (x.type.hi - x.zp) * cmax
+    return range_type(lo, hi, x.type.bits, shape)
+
+
+def _silu_in(L: Lowerer, n: onnx.NodeProto) -> str:
+    return next(i for i in n.input if L.sources.get(i, ("", None))[0] != "Sigmoid")
+
+
+def _silu_source(L: Lowerer, n: onnx.NodeProto) -> Act | None:
+    """x * Sigmoid(x) (the sigmoid read by nothing else) -> one SiLU table on x."""
+    for i, j in ((0, 1), (1, 0)):
+        op, src = L.sources.get(n.input[j], ("", None))
+        if op == "Sigmoid" and src is not None and src.input[0] == n.input[i] \
+                and len(L.consumers.get(n.input[j], [])) == 1:
+            v = L.env.get(n.input[i])
+            return v if isinstance(v, Act) else None
+    return None
+
+
+@register("Mul")
+def mul_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    return [mul(L, n, ins[0], ins[1])]
+
+
+@register("Div")
+def div(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    a, b = ins
+    if is_const(b):
+        return [mul(L, n, a, Const(1.0 / L.const_value(b).astype(np.float64)))]
+    if isinstance(a, Act) and isinstance(b, Act):
+        r = reciprocal_of(L, n.input[1], b, n.output[0] + ".recip")
+        shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+        return [L.b.decode_mac(n.output[0], a, r, "mul", L.out_type(n.output[0], shape))]
+    if is_const(a) and isinstance(b, Act):
+        c = L.const_value(a)
+        r = reciprocal_of(L, n.input[1], b, n.output[0] + ".recip")
+        shape = tuple(np.broadcast_shapes(b.shape, np.shape(c)))
+        return [L.b.affine_const(n.output[0], r, c, None, L.out_type(n.output[0], shape))]
+    raise FrontendError("unsupported Div operands")
+
+
+def reciprocal_of(L: Lowerer, tensor: str, b: Act, stem: str) -> Act:
+    """1/b as an ASNC table; 1/Sqrt(v) becomes one rsqrt(v) table (the Sqrt node is then dead)."""
+    op, src = L.sources.get(tensor, ("", None))
+    v = L.env.get(src.input[0]) if op == "Sqrt" and src is not None else None
+    if isinstance(v, Act):
+        samples = _samples(L, src.input[0])
+        lo = _positive_floor(L, src.input[0], v)
+        out = range_type(0.0, 1.0 / np.sqrt(lo), L.opts.internal_bits, v.shape)
+        return L.b.asnc_lut(stem, v, "rsqrt", (0.0,), out, samples)
+    lo = _positive_floor(L, tensor, b)
+    out = range_type(0.0, 1.0 / lo, L.opts.internal_bits, b.shape)
+    return L.b.asnc_lut(stem, b, "reciprocal", (0.0,), out, _samples(L, tensor))
+
+
+def _positive_floor(L: Lowerer, tensor: str, x: Act) -> float:
+    """Smallest divisor to plan for: the calibration minimum (with 2x margin) or one code step."""
+    r = L.stats.range(tensor)
+    lo = r[0] / 2 if r and r[0] > 0 else x.scale * max(1 - x.zp, 1)
+    if lo <= 0:
+        raise FrontendError(f"divisor {tensor!r} can be zero or negative; cannot plan its reciprocal")
+    return lo
+
+
+def _samples(L: Lowerer, tensor: str) -> np.ndarray | None:
+    return L.stats.values(tensor)
+
+
+# ---- unary nonlinearities ---------------------------------------------------------------------------
+
+UNARY = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Erf": "erf", "Exp": "exp", "Reciprocal": "reciprocal", "Sqrt": "sqrt",
+         "Relu": "relu", "Softplus": "softplus", "FastGelu": "gelu_tanh", "Neg": "neg", "Abs": "abs"}
+
+
+def unary_params(n: onnx.NodeProto, L: Lowerer, ins: list) -> tuple[str, tuple[float, ...]]:
+    t = n.op_type
+    if t in UNARY:
+        return UNARY[t], ((0.0,) if t == "Reciprocal" else ())
+    if t == "Gelu":
+        return ("gelu_tanh" if attr(n, "approximate", "none") in ("tanh", b"tanh") else "gelu"), ()
+    if t == "LeakyRelu":
+        return "leaky_relu", (float(attr(n, "alpha", 0.01)),)
+    if t == "HardSigmoid":
+        return "hard_sigmoid", (float(attr(n, "alpha", 0.2)), float(attr(n, "beta", 0.5)))
+    if t == "Clip":
+        lo = float(L.const_value(ins[1])) if len(ins) > 1 and ins[1] is not None else float(attr(n, "min", -np.inf))
+        hi = float(L.const_value(ins[2])) if len(ins) > 2 and ins[2] is not None else float(attr(n, "max", np.inf))
+        return "clip", (lo, hi)
+    raise FrontendError(f"no table for {t}")
+
+
+@register(*UNARY, "Gelu", "LeakyRelu", "HardSigmoid", "Clip")
+def unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    x = ins[0]
+    if not isinstance(x, Act):
+        raise FrontendError(f"{n.op_type} of a non-activation")
+    fn, params = unary_params(n, L, ins)
+    if n.op_type == "Neg":
+        return [L.b.affine_const(n.output[0], x, -np.ones(1), None, L.out_type(n.output[0], x.shape))]
+    return [L.b.asnc_lut(n.output[0], x, fn, params, L.out_type(n.output[0], x.shape), _samples(L, n.input[0]))]
+
+
+@register("Pow")
+def pow_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    x, p = ins
+    if not isinstance(x, Act) or not is_const(p):
+        raise FrontendError("Pow needs an activation base and a constant exponent")
+    e = float(np.asarray(L.const_value(p)).reshape(-1)[0])
+    out = L.out_type(n.output[0], x.shape)
+    if e == 2.0:
+        return [L.b.decode_mac(n.output[0], x, x, "mul", out)]
+    if e == 1.0:
+        return [L.b.requant_to(n.output[0], x, out)]
+    return [L.b.asnc_lut(n.output[0], x, "pow", (e,), out, _samples(L, n.input[0]))]
+
+
+@register("And")
+def and_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """bool activation AND an all-true constant (what exporters write around a padding mask)."""
+    a, b = ins
+    if is_const(a):
+        a, b = b, a
+    if isinstance(a, Act) and a.boolean and is_const(b) and np.all(L.const_value(b)):
+        return [a]
+    raise FrontendError("And is supported only between a bool mask and an all-true constant")
+
+
+@register("Expand")
+def expand(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """A bool mask stays unexpanded: it is only ever used broadcast against the scores it masks."""
+    x = ins[0]
+    if isinstance(x, Act) and x.boolean:
+        return [x]
+    raise FrontendError("Expand is supported only for bool masks")
+
+
+def _not(L: Lowerer, stem: str, keep: Act) -> Act:
+    """1 - keep as 2-bit codes of scale 1 (keep values above 1 clip to 0)."""
+    return L.b.affine_const(stem, keep, -np.ones(1), np.ones(1), code_type(2, 1.0, 0, keep.shape))
+
+
+@register("Where")
+def where(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    cond, a, b = ins
+    if isinstance(cond, Act) and cond.boolean and is_const(a) and is_const(b):
+        av, bv = np.asarray(L.const_value(a)), np.asarray(L.const_value(b))
+        if np.all(av == 0) and np.all(bv <= MASK_THRESHOLD):  # where(keep, 0, -inf)
+            return [DynMask(_not(L, n.output[0] + ".drop", cond), float(bv.reshape(-1)[0]))]
+        if np.all(bv == 0) and np.all(av <= MASK_THRESHOLD):  # where(drop, -inf, 0)
+            return [DynMask(Act(cond.name, cond.type), float(av.reshape(-1)[0]))]
+        raise FrontendError("Where on a bool mask must select between 0 and a large negative constant")
+    if not is_const(cond):
+        raise FrontendError("Where with a condition computed from inputs (dynamic masks) is not supported")
+    c = np.asarray(L.const_value(cond)).astype(bool)
+    for x, fill, mask in ((a, b, ~c), (b, a, c)):
+        if isinstance(x, Act) and is_const(fill) and np.all(np.asarray(L.const_value(fill)) <= MASK_THRESHOLD):
+            shape = x.shape
+            if tuple(np.broadcast_shapes(shape, mask.shape)) != shape:
+                raise FrontendError("Where mask broadcasts the activation")
+            return [Masked(x, np.broadcast_to(mask, shape))]
+    raise FrontendError("Where is supported only as a mask (condition constant, fill <= -1e4)")
+
+
+# ---- QOperator elementwise ------------------------------------------------------------------------
+
+
+def _qin(L: Lowerer, x: Val, s: Val, z: Val | None) -> Val:
+    if isinstance(x, Act):
+        t, _ = L.q_type(s, z, x.shape)
+        return (x if x.type.same_quant(t) else L.b.requant_to("qin", x, t)).as_float()
+    if isinstance(x, Const) and x.value.dtype.kind in "iu":
+        sv = np.asarray(L.const_value(s), np.float32).reshape(-1)
+        zv = np.zeros(sv.shape, x.value.dtype) if z is None else np.asarray(L.const_value(z)).reshape(-1)
+        return QWeight(x.value, sv, zv, None if sv.size == 1 else x.value.ndim - 1)
+    raise FrontendError("QLinear operand must be a quantized activation or integer constant")
+
+
+@register("QLinearAdd", "QLinearMul")
+def qlinear_binary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    a, sa, za, b, sb, zb, sc = ins[:7]
+    zc = ins[7] if len(ins) > 7 else None
+    A, B = _qin(L, a, sa, za), _qin(L, b, sb, zb)
+    shape = tuple(np.broadcast_shapes(_shape_of(A), _shape_of(B)))
+    out, signed = L.q_type(sc, zc, shape)
+    r = add_sub(L, n, A, B, 1, out) if n.op_type == "QLinearAdd" else mul(L, n, A, B, out)
+    assert isinstance(r, Act)
+    return [Act(r.name, r.type, True, signed)]
+
+
+@register("QLinearSigmoid", "QLinearLeakyRelu")
+def qlinear_unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    x, sx, zx, sy = ins[:4]
+    zy = ins[4] if len(ins) > 4 else None
+    X = _qin(L, x, sx, zx)
+    assert isinstance(X, Act)
+    out, signed = L.q_type(sy, zy, X.shape)
+    fn, params = ("sigmoid", ()) if n.op_type == "QLinearSigmoid" else ("leaky_relu", (float(attr(n, "alpha", 0.01)),))
+    r = L.b.asnc_lut(n.output[0], X, fn, params, out, None)
+    return [Act(r.name, r.type, True, signed)]
+
