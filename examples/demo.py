@@ -1,18 +1,24 @@
-"""`make demo`: compile the bundled example transformer for Loihi 2, simulate it, compare with
-onnxruntime, print the energy report.
+"""`make demo`: compile the bundled example transformer for Loihi 2, simulate it bit-exactly, compare
+with onnxruntime, and print the energy report.
 
-Each stage runs when the part of lasercc it needs is present; until the ONNX frontend lands the
-demo simulates the bundled example IR graph (examples/ir/attention_block) and prints its outputs
-and spike statistics.
+The model is examples/models/tiny_gpt.qdq.onnx: a 2-layer GPT-style causal LM (d=32, 2 heads,
+vocab 64, 16 tokens) trained on a synthetic grammar and quantized by onnxruntime (static QDQ,
+uint8 activations, 7-bit int8 weights), all produced by examples/build_models.py.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MODEL = "examples/models/tiny_gpt.qdq.onnx"
+CALIB = "examples/models/tiny_gpt.calib.npz"
+INPUT = "examples/models/tiny_gpt.input.npz"
+OUT = "out/demo_tiny_gpt"
 
 
 def sh(*args: str) -> None:
@@ -22,11 +28,20 @@ def sh(*args: str) -> None:
         sys.exit(r.returncode)
 
 
+def has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def main() -> None:
-    example = "examples/ir/attention_block"
-    print("lasercc demo: one spiking attention + GELU FFN block (examples/build_example_ir.py)")
-    sh("inspect", example, "--no-ir")
-    sh("simulate", example, "--input", f"{example}/input.npz", "--mode", "spikes")
+    print(__doc__)
+    sh("compile", MODEL, "--target", "loihi2", "--calibration", CALIB, "-o", OUT)
+    sh("inspect", OUT, "--no-ir")
+    sh("simulate", OUT, "--input", INPUT, "--compare-onnx", MODEL)
+    lava_py = Path(os.environ.get("LASERCC_LAVA_PYTHON", ROOT / ".venv-lava" / "bin" / "python"))
+    if has("lasercc.backends.lava_runner") and lava_py.exists() and os.environ.get("LASERCC_DEMO_LAVA", "1") != "0":
+        sh("simulate", OUT, "--input", INPUT, "--backend", "lava", "--compare-onnx", MODEL)
+    if has("lasercc.commands.profile"):
+        sh("profile", OUT)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ every option, the detected ONNX format and calibration, and the passes that ran.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -21,6 +22,15 @@ if TYPE_CHECKING:
     import onnx
 
 TARGETS = ("numpy", "torch", "loihi2")
+
+# What ``passes=None`` runs per target. numpy/torch keep the exact lookup-table nonlinearities
+# (the graph is the quantized network); loihi2 must fit neuro-cores, so ASNC tables are fitted to
+# 32 adaptive segments, exactly-fusable Soma->ASNC pairs are fused, and the graph is partitioned.
+DEFAULT_PASSES = {
+    "numpy": "dce",
+    "torch": "dce",
+    "loihi2": "dce,asnc-fit,fuse-asnc,dce,partition",
+}
 
 
 class Progress:
@@ -77,7 +87,27 @@ def _run_passes(graph, passes, progress: Progress):  # noqa: ANN001, ANN202
         raise LasercError("passes were requested but lasercc.passes is not available") from None
     pm = PassManager(passes, on_record=lambda r: progress("passes", 1, 1))
     graph, records = pm.run(graph)
-    return graph, [r.to_json() if hasattr(r, "to_json") else str(r) for r in records]
+    extra: dict[str, str] = {}
+    for r in records:  # the last partition's placement goes into the artifact as partition.json
+        part = r.info.get("partition") if isinstance(r.info, dict) else None
+        if part is not None and hasattr(part, "extra_files"):
+            extra = dict(part.extra_files())
+    return graph, [r.to_json() if hasattr(r, "to_json") else str(r) for r in records], extra
+
+
+def _report(graph, records: list) -> dict[str, Any]:  # noqa: ANN001
+    """The human-facing compile report (``report.json``): structure, latency, what each pass did."""
+    from collections import Counter
+
+    from lasercc.backends.stats import critical_path
+
+    return {
+        "graph": graph.name,
+        "nodes": dict(sorted(Counter(n.op for n in graph.nodes).items())),
+        "latency_steps": critical_path(graph),
+        "passes": [{k: r.get(k) for k in ("name", "changed", "seconds", "info")} if isinstance(r, dict) else r
+                   for r in records],
+    }
 
 
 def _lava_files(graph) -> dict[str, str]:  # noqa: ANN001
@@ -98,7 +128,8 @@ def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy"
     (rows stacked on axis 0); random inputs with a warning when absent. ``input_shapes``: pins
     dynamic dims, e.g. ``{'ids': (1, 16)}``. ``requant``: ``'ort'`` (bit-exact with onnxruntime) or
     ``'fixed'`` (integer multiplier and shift; the default for ``loihi2``). ``passes``: a pipeline
-    spec for :mod:`lasercc.passes` (e.g. ``"fold,dce"``). Call ``.save(dir)`` on the result.
+    spec for :mod:`lasercc.passes` (e.g. ``"fold,dce"``); ``None`` runs the target's default
+    (:data:`DEFAULT_PASSES`), ``""`` runs none. Call ``.save(dir)`` on the result.
     """
     from lasercc.frontends.onnx import import_onnx
 
@@ -112,9 +143,12 @@ def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy"
                           progress=prog)
         graph = res.graph
         records: list = []
-        if passes:
-            graph, records = _run_passes(graph, passes, prog)
         extra: dict[str, str | bytes] = {}
+        if passes is None:
+            passes = DEFAULT_PASSES[target]
+        if passes:
+            graph, records, part_files = _run_passes(graph, passes, prog)
+            extra.update(part_files)
         if target == "loihi2":
             prog("lava", 0, 1)
             extra.update(_lava_files(graph))
@@ -131,6 +165,7 @@ def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy"
         "nodes": len(graph.nodes),
     }
     manifest["options"]["calibration"] = str(manifest["options"]["calibration"]) if calibration is not None else None
+    extra["report.json"] = json.dumps(_report(graph, records), indent=2, sort_keys=True, default=str) + "\n"
     art = Artifact(graph=graph, manifest=manifest, extra_files=extra)
     art.tensor_map = res.tensor_map  # type: ignore[attr-defined] - ONNX tensor -> IR value (tests, tools)
     return art

@@ -19,7 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2",
                    help="pin an input's dynamic dims, e.g. ids=1,16 (repeatable)")
     p.add_argument("--requant", choices=("ort", "fixed"), default=None, help="requantization mode")
-    p.add_argument("--passes", default=None, help="pass pipeline, e.g. 'fold,dce,asnc-fit{max_segments=16}'")
+    p.add_argument("--passes", default=None,
+                   help="pass pipeline, e.g. 'fold,dce,asnc-fit{max_segments=16}' (default per target: "
+                        "numpy/torch 'dce', loihi2 'dce,asnc-fit,fuse-asnc,dce,partition'; '' for none; "
+                        "see `lasercc passes`)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     p.set_defaults(func=run)
 

@@ -61,8 +61,9 @@ def partition_lines(p: dict[str, Any]) -> list[str]:
         "  utilisation: " + ", ".join(f"{k} {v:.1%}" for k, v in u.items())
         + f"; binding resource: {p.get('binding_resource')}",
         f"  spike messages per row: {t.get('messages', 0):,.0f} (inter-chip {t.get('inter_chip', 0):,.0f}); "
-        f"traffic x hops {t.get('hops', 0):,.0f}; {p.get('traffic_x_hops_reduction', 1):.2f}x less than the "
-        f"naive in-order mapping ({naive.get('cores_used', 0):,} cores)",
+        f"traffic x hops {t.get('hops', 0):,.0f}; naive in-order mapping: {naive.get('cores_used', 0):,} cores, "
+        f"traffic x hops {naive.get('traffic_per_row', {}).get('hops', 0):,.0f}"
+        + (f" ({red:.2f}x more)" if (red := p.get('traffic_x_hops_reduction', 1)) != float("inf") else ""),
     ]
 
 

@@ -500,6 +500,7 @@ class Partition:
             f"  naive in-order mapping (Lava-style): cores {s['naive']['cores_used']:,}, chips "
             f"{s['naive']['chips_used']}, traffic x hops {nt['hops']:,.0f}, inter-chip {nt['inter_chip']:,.0f}",
             f"  traffic x hops reduction vs naive: {s['traffic_x_hops_reduction']:.2f}x "
+            if s["traffic_x_hops_reduction"] != float("inf") else "  traffic x hops reduction vs naive: ours has none "
             f"(ordering {s['strategy']}; candidates {s['orderings_hops']})",
         ]
         return "\n".join(lines)
