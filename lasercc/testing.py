@@ -59,6 +59,11 @@ def _code(bits: int, scale: float, zp: int, shape) -> CodeType:
     return CodeType.per_tensor_type(bits, scale, zp, tuple(shape))
 
 
+def _sane(scale: float) -> float:
+    """A float32 scale kept away from overflow/underflow when random graphs chain products."""
+    return float(np.float32(np.clip(scale, 1e-30, 1e30)))
+
+
 def _soma_scale(k: int, wmax: int, in_bits: int, out_bits: int) -> float:
     """A requant scale that maps a typical accumulator onto the middle of the output range."""
     typical = max(1.0, np.sqrt(k) * max(wmax, 1) * 2 ** (in_bits - 1) / 2)
@@ -129,13 +134,13 @@ def random_graph(seed: int, *, batch: int = 2, width: int | None = None, steps: 
             tu = b.type(u)
             s = float(np.float32(2 ** (ob - 2) / max(1.0, 2 ** (t.bits - 1) * 2 ** (tu.bits - 1) / 4)))
             pool.append(b.add(DecodeMAC(name=b.fresh("prod"), inputs=(v, u), form="mul", requant=rq(),
-                                        type=_code(ob, float(np.float32(t.scale[0] * tu.scale[0] / s)),
+                                        type=_code(ob, _sane(t.scale[0] * tu.scale[0] / s),
                                                    2 ** (ob - 1), shape))))
         elif op == "dmacmm" and len(shape) == 2:
             tr = b.add(Transpose(name=b.fresh("tr"), inputs=(v,), perm=(1, 0), type=t.with_shape((shape[1], shape[0]))))
             s = float(np.float32(2 ** (ob - 2) / max(1.0, np.sqrt(shape[1]) * 4 ** (t.bits - 1) / 4)))
             pool.append(b.add(DecodeMAC(name=b.fresh("mm"), inputs=(v, tr), form="matmul", requant=rq(),
-                                        type=_code(ob, float(np.float32(t.scale[0] ** 2 / s)), 2 ** (ob - 1),
+                                        type=_code(ob, _sane(t.scale[0] ** 2 / s), 2 ** (ob - 1),
                                                    (shape[0], shape[0])))))
         elif op == "asnc":
             k = int(rng.integers(1, 6))

@@ -10,6 +10,8 @@ Two modes that must produce identical codes (the test suite proves it on random 
     Horner-style (acc <- 2*acc + sum_i W_i*s_i(t)); an ASNC segment is selected by bit-serial
     comparators on the MSB-first input; the winner-take-all max eliminates candidates bit by bit;
     a DecodeMAC decodes after the last bit. Data movement acts on the trains' shape axes.
+    A value whose type has ``encoding = signed`` travels as its int8 ternary train of
+    code - zero_point (:func:`lasercc.semantics.bse.bse_encode_signed`); see ``NumpySpikes``.
 
 Both modes call :mod:`lasercc.semantics` for quantization, requantization and ASNC evaluation.
 """
@@ -42,6 +44,7 @@ from lasercc.ir.nodes import (
 )
 from lasercc.ir.types import CodeType
 from lasercc.semantics import asnc_evaluate, bse_decode, bse_encode, bse_encode_if, quantize, requantize
+from lasercc.semantics.bse import bse_decode_signed, bse_encode_signed, bse_encode_signed_if
 
 _F64_EXACT = float(2**53)
 _F32_EXACT = float(2**24)
@@ -56,7 +59,7 @@ def exact_int_matmul(x: np.ndarray, w: np.ndarray, w_float: dict | None = None, 
     """
     if wsum is None:
         wsum = float(np.abs(w).sum(axis=0).max(initial=0))
-    bound = float(np.abs(x).max(initial=0)) * wsum
+    bound = _absmax(x) * wsum
     for limit, ft in ((_F32_EXACT, np.float32), (_F64_EXACT, np.float64)):
         if bound < limit:
             wf = w_float.get(ft) if w_float is not None else None
@@ -68,11 +71,16 @@ def exact_int_matmul(x: np.ndarray, w: np.ndarray, w_float: dict | None = None, 
     return x.astype(np.int64) @ w.astype(np.int64)
 
 
+def _absmax(x: np.ndarray) -> float:
+    """max |x| as a float, without the temporary array of np.abs (two reductions instead)."""
+    return float(max(int(x.max()), -int(x.min()))) if x.size else 0.0
+
+
 def exact_int_batched_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     k = a.shape[-1]
-    bound = float(np.abs(a).max(initial=0)) * float(np.abs(b).max(initial=0)) * k
-    if bound < _F64_EXACT:
-        return np.rint(np.matmul(a.astype(np.float64), b.astype(np.float64))).astype(np.int64)
+    bound = _absmax(a) * _absmax(b) * k
+    if bound < _F64_EXACT:  # sums of integer products below 2^53 are exact integers in float64: no rounding
+        return np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.int64)
     return np.matmul(a.astype(np.int64), b.astype(np.int64))
 
 
@@ -228,37 +236,152 @@ class NumpyCodes(_NumpyBase):
         return np.where(self.const(node.mask), np.int64(node.fill), x)
 
 
+class NumpyCodesStacked(NumpyCodes):
+    """``codes`` mode on several batches at once: every value carries one extra leading axis (the chunk).
+
+    :func:`lasercc.runtime.run_graph` feeds a graph built for batch B several B-row chunks; walking the
+    graph once per chunk costs the Python overhead of every node per chunk, which dominates small
+    models. Here each value has shape ``(C, *type.shape)`` and every node acts on the trailing axes
+    exactly as it does on one chunk -- the same leading-axis discipline as the spiking mode's time
+    axis (``axis0 = 1``):
+
+    * data movement shifts its axes by ``axis0`` (shared code in ``_NumpyBase``);
+    * ``matmul`` forms contract the last axis (Soma weights) or are batched over leading axes whose
+      ranks are equalised first (DecodeMAC), elementwise forms broadcast operands whose lower rank is
+      padded *after* the chunk axis, and parameters (scales, zero points, biases, masks, weights of
+      ``mul`` forms) broadcast right-aligned, i.e. per sample;
+    * WTA and per-axis BSE encoders shift their axis.
+
+    So chunk c of every value equals what :class:`NumpyCodes` computes on chunk c alone; the codes are
+    identical (tests/backends/test_numpy_fastpaths.py checks it on random graphs and the example
+    models). Statistics are recorded chunk by chunk so they equal the per-chunk run's too.
+    """
+
+    axis0: ClassVar[int] = 1
+
+    def _pad(self, x: np.ndarray, rank: int) -> np.ndarray:
+        """Chunk-stacked ``x`` with its per-sample rank raised to ``rank`` (NumPy's right alignment)."""
+        r = x.ndim - 1
+        return x if r >= rank else x.reshape(x.shape[:1] + (1,) * (rank - r) + x.shape[1:])
+
+    def observe(self, node: Node, inputs: list[Any], output: Any) -> None:
+        """Statistics equal to C per-chunk records: spike and synaptic-event counts are sums over
+        elements (so the stacked arrays give the C-chunk total at once), neuron updates and MACs
+        are per-execution constants (scaled by C). A Soma with an elementwise form is recorded
+        chunk by chunk (its operands may need the rank padding that the counters do not know)."""
+        if not self.collect_stats:
+            return
+        n = output.shape[0]
+        if isinstance(node, Soma | SomaASNC) and any(f != "matmul" for f in node.forms):
+            for c in range(n):
+                self._record(node, [v[c] for v in inputs], output[c])
+            return
+        s = node_stats(node, self.graph, inputs, output)
+        s.neuron_updates *= n
+        s.macs *= n
+        if node.name in self._stats:
+            self._stats[node.name].add(s)
+        else:
+            self._stats[node.name] = s
+
+    @impl(BSEEncode)
+    def bse_encode(self, node: BSEEncode, x: np.ndarray) -> np.ndarray:
+        t: CodeType = node.type  # type: ignore[assignment]
+        axis = None if t.axis is None else t.axis + 1
+        return quantize(x, np.asarray(t.scale), np.asarray(t.zero_point), t.bits, axis)
+
+    def soma_acc(self, node: Soma | SomaASNC, xs: tuple[np.ndarray, ...]) -> np.ndarray:
+        rank = len(node.type.shape)
+        return super().soma_acc(node, tuple(x if f == "matmul" else self._pad(x, rank)
+                                            for x, f in zip(xs, node.forms)))
+
+    @impl(DecodeMAC)
+    def decode_mac(self, node: DecodeMAC, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        rank = max(a.ndim, b.ndim) - 1
+        return self.decode_mac_codes(node, self._pad(a, rank), self._pad(b, rank))
+
+    @impl(WTAMax)
+    def wta_max(self, node: WTAMax, x: np.ndarray) -> np.ndarray:
+        return x.max(axis=node.axis + 1, keepdims=True)
+
+
 class NumpySpikes(_NumpyBase):
-    """``spikes`` mode: values are BSE spike trains stepped through time (see module doc)."""
+    """``spikes`` mode: values are BSE spike trains stepped through time (see module doc).
+
+    Signed (bidirectional) values are int8 ternary trains of d = code - zero_point: the encoder is
+    the two-threshold integrate-and-fire neuron, decoders add the zero point back, and a Soma's
+    Horner recurrence on ternary spikes yields W(x - zp), to which the compiler-folded constant
+    zp * sum(W) is added (:meth:`signed_offset`) so the accumulator equals the codes mode's exactly.
+    """
 
     name: ClassVar[str] = "numpy"
     axis0: ClassVar[int] = 1
 
+    # ---- the encoding of a value's type: the one place that picks BSE or signed trains
+    @staticmethod
+    def train_of(codes: np.ndarray, t: CodeType) -> np.ndarray:
+        """Spike train of codes of type ``t`` (uint8 BSE, or int8 ternary when signed)."""
+        if t.signed:
+            return bse_encode_signed_if(codes, t.zero_point[0], t.bits)
+        return bse_encode_if(codes, t.bits)
+
+    @staticmethod
+    def codes_of(train: np.ndarray, t: CodeType) -> np.ndarray:
+        """Codes of a spike train of type ``t`` (the decoder of :meth:`train_of`)."""
+        if t.signed:
+            return bse_decode_signed(train, t.zero_point[0], t.bits)
+        return bse_decode(train, t.bits)
+
+    def signed_offset(self, node: Soma | SomaASNC) -> np.ndarray | None:
+        """zp * sum(W) over the signed inputs of a Soma (zp * W for ``mul``): what ternary spikes of
+        x - zp leave out of W x. A compiler folds it into the bias; the simulator adds it here."""
+        off = None
+        for i, w, form in zip(node.inputs, node.weights, node.forms):
+            t = self.graph.type_of(i)
+            if isinstance(t, CodeType) and t.signed and t.zero_point[0]:
+                wi = self.const(w)
+                term = np.int64(t.zero_point[0]) * (wi.sum(axis=0) if form == "matmul" else wi)
+                off = term if off is None else off + term
+        return off
+
+    def run(self, graph: Graph, feeds: dict[str, np.ndarray]):  # noqa: ANN201 - ExecResult
+        res = super().run(graph, feeds)
+        for o in graph.outputs:  # to_numpy_codes decoded signed trains to offsets: add zero points back
+            t = graph.type_of(o)
+            if isinstance(t, CodeType) and t.signed:
+                res.codes[o] = res.codes[o] + np.int64(t.zero_point[0])
+        return res
+
     def feed(self, node: Input, array: np.ndarray) -> np.ndarray:
         if isinstance(node.type, CodeType):
-            return bse_encode_if(array, node.type.bits)
+            return self.train_of(array, node.type)
         return array
 
     def to_numpy_codes(self, value: Any) -> np.ndarray:
+        if value.dtype == np.int8:  # a signed train: its offset (``run`` adds the zero point)
+            return bse_decode_signed(value, 0, value.shape[0])
         return bse_decode(value, value.shape[0])
 
     def observe(self, node: Node, inputs: list[Any], output: Any) -> None:
         if not self.collect_stats:
             return
-        ins = [bse_decode(v, v.shape[0]) if isinstance(self.graph.type_of(i), CodeType) else v
+        ins = [self.codes_of(v, t) if isinstance(t := self.graph.type_of(i), CodeType) else v
                for v, i in zip(inputs, node.inputs)]
         is_code = isinstance(node.type, CodeType)
-        out = bse_decode(output, output.shape[0]) if is_code else output
-        spikes = int(output.sum(dtype=np.int64)) if is_code else None
+        out = self.codes_of(output, node.type) if is_code else output  # type: ignore[arg-type]
+        spikes = int(np.count_nonzero(output)) if is_code else None  # one spike per nonzero entry
         self._record(node, ins, out, spikes)
 
     def _encode(self, codes: np.ndarray, node: Node) -> np.ndarray:
-        return bse_encode_if(codes, node.type.bits)  # type: ignore[union-attr]
+        return self.train_of(codes, node.type)  # type: ignore[arg-type]
+
+    def _decode(self, train: np.ndarray, value: str) -> np.ndarray:
+        return self.codes_of(train, self.graph.type_of(value))  # type: ignore[arg-type]
 
     @impl(BSEEncode)
     def bse_encode(self, node: BSEEncode, x: np.ndarray) -> np.ndarray:
         t: CodeType = node.type  # type: ignore[assignment]
-        return bse_encode_if(quantize(x, np.asarray(t.scale), np.asarray(t.zero_point), t.bits, t.axis), t.bits)
+        return self._encode(quantize(x, np.asarray(t.scale), np.asarray(t.zero_point), t.bits, t.axis), node)
 
     def soma_acc(self, node: Soma | SomaASNC, trains: tuple[np.ndarray, ...]) -> np.ndarray:
         """Horner integration of weighted spikes, step by step (shared by Soma and SomaASNC)."""
@@ -271,12 +394,15 @@ class NumpySpikes(_NumpyBase):
                 if tj < 0:
                     continue
                 if form == "matmul":
-                    # spikes are 0/1, so the exactness bound is just the column sum of |W|
+                    # spikes are 0/+-1, so the exactness bound is just the column sum of |W|
                     term = exact_int_matmul(s[tj], self.const(w), self.const_float(w), self.const_colsum(w))
                 else:
                     term = s[tj].astype(np.int64) * self.const(w)
                 step = term if step is None else step + term
             acc = 2 * acc + step  # Horner, LASER Eq. 2
+        off = self.signed_offset(node)
+        if off is not None:
+            acc = acc + off
         if node.bias is not None:
             acc = acc + self.const(node.bias)
         return acc
@@ -293,11 +419,13 @@ class NumpySpikes(_NumpyBase):
 
     @impl(DecodeMAC)
     def decode_mac(self, node: DecodeMAC, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        codes = self.decode_mac_codes(node, bse_decode(a, a.shape[0]), bse_decode(b, b.shape[0]))
+        codes = self.decode_mac_codes(node, self._decode(a, node.inputs[0]), self._decode(b, node.inputs[1]))
         return self._encode(codes, node)
 
     @impl(ASNCSegment)
     def asnc(self, node: ASNCSegment, s: np.ndarray) -> np.ndarray:
+        if self.graph.type_of(node.inputs[0]).signed:  # type: ignore[union-attr]
+            return self._asnc_signed(node, s)
         bits = s.shape[0]
         thr = self.const(node.thresholds)
         # Bit-serial comparator bank: after t bits the prefix p bounds x to [p*2^r, p*2^r + 2^r - 1]
@@ -312,8 +440,42 @@ class NumpySpikes(_NumpyBase):
             raise AssertionError("comparator did not resolve the segment")
         return self._encode(self.asnc_codes(node, prefix, segment=lo_seg), node)
 
+    def _asnc_signed(self, node: ASNCSegment, s: np.ndarray) -> np.ndarray:
+        """Bit-serial comparator on a ternary sign-magnitude train: after t digits the offset prefix
+        p and the sign seen so far bound x = zp + d (the remaining r digits add at most 2^r - 1 in
+        the sign's direction, either way while p = 0); the segment is pinned when both bounds agree."""
+        bits, zp = s.shape[0], np.int64(self.graph.type_of(node.inputs[0]).zero_point[0])  # type: ignore[union-attr]
+        thr = self.const(node.thresholds)
+        prefix = np.zeros(s.shape[1:], dtype=np.int64)
+        for t in range(bits):
+            prefix = 2 * prefix + s[t]
+            rest = bits - 1 - t
+            span = np.int64((1 << rest) - 1)
+            base = zp + (prefix << rest)
+            lo_seg = np.searchsorted(thr, base - np.where(prefix > 0, 0, span), side="right")
+            hi_seg = np.searchsorted(thr, base + np.where(prefix < 0, 0, span), side="right")
+        if not np.array_equal(lo_seg, hi_seg):  # pragma: no cover - a comparator bug
+            raise AssertionError("comparator did not resolve the segment")
+        return self._encode(self.asnc_codes(node, zp + prefix, segment=lo_seg), node)
+
+    def _wta_signed(self, node: WTAMax, s: np.ndarray) -> np.ndarray:
+        """Winner-take-all on ternary sign-magnitude trains: MSB first, the alive candidates' largest
+        digit (+1 > 0 > -1) is emitted and candidates showing less drop out. On sign-magnitude
+        digits this lexicographic order is the numeric order of the offsets, so the output train
+        is the maximum's own train."""
+        ax = self._ax(node.axis) - 1
+        alive = np.ones(s.shape[1:], dtype=bool)
+        out = np.empty((s.shape[0],) + tuple(node.type.shape), dtype=np.int8)
+        for t in range(s.shape[0]):
+            best = np.where(alive, s[t], np.int8(-2)).max(axis=ax, keepdims=True)
+            out[t] = best
+            alive = alive & (s[t] == best)
+        return out
+
     @impl(WTAMax)
     def wta_max(self, node: WTAMax, s: np.ndarray) -> np.ndarray:
+        if node.type.signed:  # type: ignore[union-attr]
+            return self._wta_signed(node, s)
         ax = self._ax(node.axis) - 1  # axis within one time slice
         alive = np.ones(s.shape[1:], dtype=bool)
         out = np.empty((s.shape[0],) + tuple(node.type.shape), dtype=np.uint8)
@@ -330,8 +492,13 @@ class NumpySpikes(_NumpyBase):
 
     @impl(Mask)
     def mask(self, node: Mask, s: np.ndarray) -> np.ndarray:
-        fill = bse_encode(np.asarray(node.fill), s.shape[0]).reshape((s.shape[0],) + (1,) * (s.ndim - 1))
-        return np.where(self.const(node.mask)[None], fill, s).astype(np.uint8)
+        t: CodeType = node.type  # type: ignore[assignment]
+        if t.signed:
+            fill = bse_encode_signed(np.asarray(node.fill), t.zero_point[0], s.shape[0])
+        else:
+            fill = bse_encode(np.asarray(node.fill), s.shape[0])
+        fill = fill.reshape((s.shape[0],) + (1,) * (s.ndim - 1))
+        return np.where(self.const(node.mask)[None], fill, s).astype(s.dtype)
 
 
 def numpy_executor(mode: str = "codes", collect_stats: bool = True) -> _NumpyBase:

@@ -1,8 +1,11 @@
 """Spike statistics and latency, defined once for every backend (DESIGN.md section 4).
 
-* spikes of a value = popcount of its codes (BSE emits one spike per set bit);
+* spikes of a value = popcount of its codes (BSE emits one spike per set bit); for a value in
+  the ``signed`` encoding, popcount(|code - zero_point|) (one spike, of either polarity, per
+  nonzero ternary digit of the offset -- see :func:`lasercc.semantics.bse.bse_encode_signed`);
 * synaptic events of a Soma = sum over input spikes of the fan-out (nonzero weights) receiving
-  them; for a ``mul`` term the fan-out of an input is 1 where its weight is nonzero;
+  them; for a ``mul`` term the fan-out of an input is 1 where its weight is nonzero; a signed
+  input's spikes are counted by the signed rule above (a -1 spike costs a synaptic event too);
 * neuron updates = output neurons x timesteps they integrate (input bits);
 * dense MACs = the multiply-accumulates a DecodeMAC performs after decoding;
 * latency: T(v), the step at which the last bit of value v has been emitted. An encoder or a
@@ -22,7 +25,7 @@ import numpy as np
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import ASNCSegment, BSEEncode, DecodeMAC, Gather, Input, Node, Soma, SomaASNC, WTAMax
 from lasercc.ir.types import CodeType
-from lasercc.semantics.bse import popcount
+from lasercc.semantics.bse import popcount, signed_popcount
 
 
 @dataclass
@@ -56,6 +59,18 @@ def bit_counts(codes: np.ndarray) -> np.ndarray:
     return out
 
 
+def spike_counts(codes: np.ndarray, t: CodeType) -> np.ndarray:
+    """Per-element spikes of codes of type ``t``: popcount(code), or popcount(|code - zp|) if signed."""
+    if t.signed:
+        return bit_counts(np.abs(np.asarray(codes, dtype=np.int64) - np.int64(t.zero_point[0])))
+    return bit_counts(codes)
+
+
+def value_spikes(codes: np.ndarray, t: CodeType) -> int:
+    """Total spikes of a value of type ``t`` (the rule of :func:`spike_counts`), as a Python int."""
+    return signed_popcount(codes, t.zero_point[0]) if t.signed else popcount(codes)
+
+
 def _fanout(w: np.ndarray, form: str) -> np.ndarray:
     nz = (np.asarray(w) != 0).astype(np.int64)
     return nz.sum(axis=1) if form == "matmul" else nz
@@ -66,19 +81,19 @@ def node_stats(node: Node, graph: Graph, in_codes: list[np.ndarray | None], out_
     """Statistics of one execution of ``node`` from its input and output codes.
 
     ``spikes`` may be given by a backend that counted real spike trains (the spiking simulator);
-    it must equal the popcount of ``out_codes``.
+    it must equal the spike count of ``out_codes`` under the value's encoding.
     """
     st = NodeStats(op=node.op)
     if isinstance(node.type, CodeType) and (isinstance(node, (Gather, Input)) or node.is_compute):
-        st.spikes = popcount(out_codes) if spikes is None else spikes
+        st.spikes = value_spikes(out_codes, node.type) if spikes is None else spikes
     if isinstance(node, (Soma, SomaASNC)):  # a fused SomaASNC integrates exactly as a Soma
         steps = max(t.bits for t in (graph.type_of(i) for i in node.inputs))  # type: ignore[union-attr]
         st.neuron_updates = int(np.prod(node.type.shape)) * steps
-        for x, wname, form in zip(in_codes, node.weights, node.forms):
+        for x, xname, wname, form in zip(in_codes, node.inputs, node.weights, node.forms):
             w = graph.constants[wname]
             if not isinstance(w, np.ndarray):
                 continue
-            pc = bit_counts(x)
+            pc = spike_counts(x, graph.type_of(xname))  # type: ignore[arg-type]
             fo = _fanout(w, form)
             if form == "matmul":
                 st.synaptic_events += int(pc.reshape(-1, pc.shape[-1]).sum(axis=0) @ fo)

@@ -67,6 +67,7 @@ from lasercc.semantics import (
     quantize,
     requantize,
 )
+from lasercc.semantics.bse import bse_decode_signed, bse_encode_signed, bse_encode_signed_if
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -348,29 +349,72 @@ class TorchSpikes(_TorchBase):
     matmuls of all T steps run as one stacked exact product, then the recurrence
     acc <- 2*acc + step(t) runs over t); ASNC selects its segment with the bit-serial comparator
     prefix; the winner-take-all eliminates candidates bit by bit.
+
+    Signed (bidirectional) values are int8 ternary trains of code - zero_point, exactly as in
+    :class:`.numpy_ref.NumpySpikes`: same encoder and decoder, the Soma adds the folded constant
+    zp * sum(W) after the Horner recurrence, and run outputs get their zero points back.
     """
 
     axis0: ClassVar[int] = 1
 
+    # ---- the encoding of a value's type (BSE uint8 or signed int8 trains)
+    @staticmethod
+    def train_of(codes: torch.Tensor, t: CodeType) -> torch.Tensor:
+        if t.signed:
+            return bse_encode_signed_if(codes, t.zero_point[0], t.bits)
+        return bse_encode_if(codes, t.bits)
+
+    @staticmethod
+    def codes_of(train: torch.Tensor, t: CodeType) -> torch.Tensor:
+        if t.signed:
+            return bse_decode_signed(train, t.zero_point[0], t.bits)
+        return bse_decode(train, t.bits)
+
+    def _decode(self, train: torch.Tensor, value: str) -> torch.Tensor:
+        return self.codes_of(train, self.graph.type_of(value))  # type: ignore[arg-type]
+
+    def signed_offset(self, node: Soma | SomaASNC) -> torch.Tensor | None:
+        """zp * sum(W) over signed inputs (zp * W for ``mul``): the compiler-folded constant that
+        ternary spikes of x - zp leave out of W x."""
+        off = None
+        for i, w, form in zip(node.inputs, node.weights, node.forms):
+            t = self.graph.type_of(i)
+            if isinstance(t, CodeType) and t.signed and t.zero_point[0]:
+                wi = self.const(w)
+                term = int(t.zero_point[0]) * (wi.sum(dim=0) if form == "matmul" else wi)
+                off = term if off is None else off + term
+        return off
+
+    def run(self, graph: Graph, feeds: dict[str, Any]):  # noqa: ANN201 - ExecResult
+        res = super().run(graph, feeds)
+        if not self._keep_on_device:  # host codes of signed trains are offsets: add zero points back
+            for o in graph.outputs:
+                t = graph.type_of(o)
+                if isinstance(t, CodeType) and t.signed:
+                    res.codes[o] = res.codes[o] + np.int64(t.zero_point[0])
+        return res
+
     def feed(self, node: Input, array: Any) -> torch.Tensor:
         x = super().feed(node, array)
-        return bse_encode_if(x, node.type.bits) if isinstance(node.type, CodeType) else x
+        return self.train_of(x, node.type) if isinstance(node.type, CodeType) else x
 
     def host_codes(self, value: torch.Tensor) -> np.ndarray:
+        if value.dtype == torch.int8:  # a signed train: its offset (``run`` adds the zero point)
+            return bse_decode_signed(value.detach(), 0, value.shape[0]).cpu().numpy()
         return bse_decode(value.detach(), value.shape[0]).cpu().numpy()
 
     def observe(self, node: Node, inputs: list[Any], output: Any) -> None:
         if not self.collect_stats:
             return
-        ins = [self.host_codes(v) if isinstance(self.graph.type_of(i), CodeType) else v.cpu().numpy()
-               for v, i in zip(inputs, node.inputs)]
+        ins = [self._decode(v.detach(), i).cpu().numpy() if isinstance(self.graph.type_of(i), CodeType)
+               else v.cpu().numpy() for v, i in zip(inputs, node.inputs)]
         is_code = isinstance(node.type, CodeType)
-        out = self.host_codes(output) if is_code else output.cpu().numpy()
-        spikes = int(output.sum(dtype=torch.int64)) if is_code else None
+        out = self.codes_of(output.detach(), node.type).cpu().numpy() if is_code else output.cpu().numpy()  # type: ignore[arg-type]
+        spikes = int(torch.count_nonzero(output)) if is_code else None  # one spike per nonzero entry
         self._record(node, ins, out, spikes)
 
     def _encode(self, codes: torch.Tensor, node: Node) -> torch.Tensor:
-        return bse_encode_if(codes, node.type.bits)  # type: ignore[union-attr]
+        return self.train_of(codes, node.type)  # type: ignore[arg-type]
 
     @impl(BSEEncode)
     def bse_encode(self, node: BSEEncode, x: torch.Tensor) -> torch.Tensor:
@@ -390,8 +434,8 @@ class TorchSpikes(_TorchBase):
         per_input = []
         for j, (s, w, form) in enumerate(zip(trains, node.weights, node.forms)):
             s64 = s.to(torch.int64)
-            if form == "matmul":  # all T steps in one exact product: spikes are 0/1
-                term = self.const_matmul(node, j, s64, 0, 1)
+            if form == "matmul":  # all T steps in one exact product: spikes are 0/1 (or -1/0/1 if signed)
+                term = self.const_matmul(node, j, s64, -1 if s.dtype == torch.int8 else 0, 1)
             else:
                 term = s64 * self.const(w)
             per_input.append(term)
@@ -404,13 +448,16 @@ class TorchSpikes(_TorchBase):
                     continue
                 step = term[tj] if step is None else step + term[tj]
             acc = 2 * acc + step  # Horner, LASER Eq. 2
+        off = self.signed_offset(node)
+        if off is not None:
+            acc = acc + off
         if node.bias is not None:
             acc = acc + self.const(node.bias)
         return acc  # type: ignore[return-value]
 
     @impl(DecodeMAC)
     def decode_mac(self, node: DecodeMAC, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        codes = self.decode_mac_codes(node, bse_decode(a, a.shape[0]), bse_decode(b, b.shape[0]))
+        codes = self.decode_mac_codes(node, self._decode(a, node.inputs[0]), self._decode(b, node.inputs[1]))
         return self._encode(codes, node)
 
     @impl(ASNCSegment)
@@ -420,12 +467,17 @@ class TorchSpikes(_TorchBase):
         prefix = torch.zeros(s.shape[1:], dtype=torch.int64, device=s.device)
         for t in range(s.shape[0]):
             prefix = 2 * prefix + s[t].to(torch.int64)
+        xt = self.graph.type_of(node.inputs[0])
+        if xt.signed:  # type: ignore[union-attr]  # a ternary prefix is the offset: the code is zp + prefix
+            prefix = prefix + int(xt.zero_point[0])  # type: ignore[union-attr]
         seg = asnc_segment_index(prefix, self.const(node.thresholds))
         return self._encode(self.asnc_codes(node, prefix, segment=seg), node)
 
     @impl(WTAMax)
     def wta_max(self, node: WTAMax, s: torch.Tensor) -> torch.Tensor:
         ax = self._ax(node.axis) - 1  # axis within one time slice
+        if node.type.signed:  # type: ignore[union-attr]
+            return self._wta_signed(s, ax, node)
         alive = torch.ones(s.shape[1:], dtype=torch.bool, device=s.device)
         out = torch.empty((s.shape[0],) + tuple(node.type.shape), dtype=torch.uint8, device=s.device)
         for t in range(s.shape[0]):
@@ -435,15 +487,33 @@ class TorchSpikes(_TorchBase):
             alive = torch.where(any_one, bid, alive)  # candidates showing 0 drop out when someone shows 1
         return out
 
+    @staticmethod
+    def _wta_signed(s: torch.Tensor, ax: int, node: WTAMax) -> torch.Tensor:
+        """Winner-take-all on ternary sign-magnitude trains: the alive candidates' largest digit
+        (+1 > 0 > -1) is emitted, smaller ones drop out -- the numeric order of the offsets."""
+        alive = torch.ones(s.shape[1:], dtype=torch.bool, device=s.device)
+        out = torch.empty((s.shape[0],) + tuple(node.type.shape), dtype=torch.int8, device=s.device)
+        floor = torch.tensor(-2, dtype=torch.int8, device=s.device)
+        for t in range(s.shape[0]):
+            best = torch.where(alive, s[t], floor).amax(dim=ax, keepdim=True)
+            out[t] = best
+            alive = alive & (s[t] == best)
+        return out
+
     @impl(Gather)
     def gather(self, node: Gather, ids: torch.Tensor) -> torch.Tensor:
         return self._encode(self.gather_codes(node, ids), node)
 
     @impl(Mask)
     def mask(self, node: Mask, s: torch.Tensor) -> torch.Tensor:
-        fill = bse_encode(torch.tensor(node.fill, dtype=torch.int64, device=s.device), s.shape[0])
+        t: CodeType = node.type  # type: ignore[assignment]
+        fill_code = torch.tensor(node.fill, dtype=torch.int64, device=s.device)
+        if t.signed:
+            fill = bse_encode_signed(fill_code, t.zero_point[0], s.shape[0])
+        else:
+            fill = bse_encode(fill_code, s.shape[0])
         fill = fill.reshape((s.shape[0],) + (1,) * (s.dim() - 1))
-        return torch.where(self.const(node.mask)[None], fill, s).to(torch.uint8)
+        return torch.where(self.const(node.mask)[None], fill, s).to(s.dtype)
 
 
 def torch_executor(mode: str = "codes", device: str | torch.device = "cpu", collect_stats: bool = False,

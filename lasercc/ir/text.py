@@ -34,7 +34,7 @@ from lasercc.ir.nodes import NODE_KINDS, Input, Node
 from lasercc.ir.types import CONST_DTYPES, CodeType, TensorType, ValueType
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_KEYWORDS = {"true", "false", "none", "code", "axis", "graph", "const", "input", "output"}
+_KEYWORDS = {"true", "false", "none", "code", "axis", "signed", "graph", "const", "input", "output"}
 
 
 # ------------------------------------------------------------------------------------- printer
@@ -55,6 +55,8 @@ def format_type(t: ValueType) -> str:
         sc = ", ".join(_fmt_num(s) for s in t.scale)
         zp = ", ".join(str(z) for z in t.zero_point)
         head = f"code<{t.bits}, [{sc}], [{zp}], axis = {t.axis}"
+    if t.encoding != "bse":  # the default prints as it always did, so existing .lir files are unchanged
+        head += f", {t.encoding}"
     return f"{head}>{_fmt_shape(t.shape)}"
 
 
@@ -133,6 +135,9 @@ class _Build(Transformer):
     def axis(self, t):
         return int(t[0])
 
+    def encoding(self, t):
+        return _Encoding("signed")
+
     def gname(self, t):
         s = str(t[0])
         return json.loads(s) if s.startswith('"') else s
@@ -140,12 +145,15 @@ class _Build(Transformer):
     @v_args(meta=True)
     def code_type(self, meta, t):
         bits, scale, zp = int(t[0]), t[1], t[2]
-        axis = t[3] if len(t) == 5 else None
+        enc = [x for x in t[3:-1] if isinstance(x, _Encoding)]
+        rest = [x for x in t[3:-1] if not isinstance(x, _Encoding)]
+        axis = rest[0] if rest else None
+        encoding = str(enc[0]) if enc else "bse"
         shape = t[-1]
         scale = scale if isinstance(scale, tuple) else (scale,)
         zp = zp if isinstance(zp, tuple) else (zp,)
         return _at(meta, lambda: CodeType(bits=bits, scale=tuple(float(s) for s in scale),
-                                          zero_point=tuple(zp), shape=shape, axis=axis))
+                                          zero_point=tuple(zp), shape=shape, axis=axis, encoding=encoding))
 
     @v_args(meta=True)
     def tensor_type(self, meta, t):
@@ -199,6 +207,10 @@ class _Build(Transformer):
 
 class _Const(str):
     pass
+
+
+class _Encoding(str):
+    """A spike encoding named in a code type (``signed``); distinct from the axis integer."""
 
 
 def _has_const(v: Any) -> bool:

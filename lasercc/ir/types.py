@@ -4,6 +4,11 @@
 whose real value is scale*(code - zero_point), per tensor or per axis. ``TensorType`` types the
 only non-code values that exist: real graph inputs (``f32``, encoded by BSEEncode) and token ids
 (``i64``, consumed by an embedding Gather).
+
+``CodeType.encoding`` says how a value's spikes travel, never what its codes are: ``bse`` (the
+default) is DESIGN.md's unsigned MSB-first bit train of the code; ``signed`` (SDLLM's bidirectional
+encoding, per-tensor only) is a ternary MSB-first train of the offset code - zero_point, so a value
+at its zero point emits no spike at all (see :func:`lasercc.semantics.bse.bse_encode_signed`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from lasercc.semantics.bse import MAX_BITS, MIN_BITS
 
 Shape = tuple[int, ...]
+Encoding = Literal["bse", "signed"]
 
 
 class _Frozen(BaseModel):
@@ -38,6 +44,7 @@ class CodeType(_Frozen):
     zero_point: tuple[int, ...]
     shape: Shape
     axis: int | None = None
+    encoding: Encoding = "bse"
 
     @field_validator("shape")
     @classmethod
@@ -57,6 +64,8 @@ class CodeType(_Frozen):
         for z in self.zero_point:
             if not 0 <= z <= hi:
                 raise ValueError(f"zero_point {z} outside the {self.bits}-bit code range [0, {hi}]")
+        if self.encoding == "signed" and self.axis is not None:
+            raise ValueError("signed (bidirectional) encoding needs per-tensor quantization")
         if self.axis is None:
             if len(self.scale) != 1:
                 raise ValueError("per-tensor code type needs exactly one scale (or give axis=)")
@@ -102,11 +111,23 @@ class CodeType(_Frozen):
         if self.axis is not None and axis is None:
             raise ValueError("moving a per-axis code type needs the new axis")
         return CodeType(bits=self.bits, scale=self.scale, zero_point=self.zero_point, shape=tuple(shape),
-                        axis=axis if self.axis is not None else None)
+                        axis=axis if self.axis is not None else None, encoding=self.encoding)
+
+    def with_encoding(self, encoding: Encoding) -> CodeType:
+        """Same codes, spikes carried another way (what the ``signed-encode`` pass rewrites)."""
+        return CodeType(bits=self.bits, scale=self.scale, zero_point=self.zero_point, shape=self.shape,
+                        axis=self.axis, encoding=encoding)
+
+    @property
+    def signed(self) -> bool:
+        """True when spikes are the ternary train of code - zero_point (bidirectional encoding)."""
+        return self.encoding == "signed"
 
     def same_quant(self, other: object) -> bool:
+        """Same bits, scale, zero point *and* spike encoding: data movement keeps all four, since it
+        forwards spike trains untouched."""
         return (isinstance(other, CodeType) and self.bits == other.bits and self.scale == other.scale
-                and self.zero_point == other.zero_point)
+                and self.zero_point == other.zero_point and self.encoding == other.encoding)
 
     @classmethod
     def per_tensor_type(cls, bits: int, scale: float, zero_point: int, shape: Shape) -> CodeType:

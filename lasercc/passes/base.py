@@ -30,7 +30,7 @@ from lasercc.ir.graph import Graph, verify
 ENTRY_POINT_GROUP = "lasercc.passes"
 
 # built-in pass modules, imported on first registry lookup; missing ones (not written yet) are skipped
-BUILTIN_MODULES = ("fold", "dce", "encode", "fuse", "partition", "asnc_fit", "legalize", "decompose")
+BUILTIN_MODULES = ("fold", "dce", "encode", "fuse", "partition", "asnc_fit", "legalize", "decompose", "signed")
 
 
 class PipelineError(LasercError):

@@ -26,12 +26,12 @@ from lasercc.frontends.onnx.load import (
     FrontendError,
     initializers,
     input_specs,
-    load_model,
     parse_shape_option,
     pin_shapes,
     tensor_dtypes,
 )
 from lasercc.frontends.onnx.lower import OPS, Lowerer, Options
+from lasercc.frontends.onnx.weights import load_split
 from lasercc.ir.graph import Graph
 
 Progress = Callable[[str, int, int], None]
@@ -67,9 +67,9 @@ def detect_format(model: onnx.ModelProto) -> str:
     return "float"
 
 
-def _vocab(model: onnx.ModelProto) -> dict[str, int]:
+def _vocab(model: onnx.ModelProto, weights: dict | None = None) -> dict[str, int]:
     """For integer inputs that index a constant table: the table's row count (for random calibration)."""
-    inits = initializers(model)
+    inits = initializers(model, weights)
     out: dict[str, int] = {}
     for n in model.graph.node:
         if n.op_type == "Gather" and len(n.input) == 2 and n.input[0] in inits:
@@ -87,8 +87,11 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
         raise FrontendError(f"requant must be 'ort' or 'fixed', got {requant!r}")
     say = progress or (lambda stage, i, n: None)
     say("load", 0, 1)
-    m = pin_shapes(load_model(model), {k: tuple(v) for k, v in (input_shapes or {}).items()},
-                   copy=isinstance(model, onnx.ModelProto))
+    # Shape inference, calibration and lowering work on a light model whose large weights are arrays
+    # (memory-mapped from the file when possible): peak memory stays near one copy of them (weights.py).
+    split = load_split(model)
+    m, weights = split.model, split.weights
+    m = pin_shapes(m, {k: tuple(v) for k, v in (input_shapes or {}).items()}, copy=False)
     fmt = detect_format(m)
     specs = input_specs(m)
     quantized = fmt in ("qdq", "qoperator", "dynamic")
@@ -96,18 +99,26 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     data = read_calibration(calibration)
     generated = data is None
     if data is None:
-        data = default_calibration(specs, _vocab(m))
+        data = default_calibration(specs, _vocab(m, weights))
     types = tensor_dtypes(m)
     static = _static_tensors(m)
     tensors = [t for t, dt in types.items() if dt.kind == "f" and t not in static]
     keep = {i for n in m.graph.node if n.op_type in KEEP_OPS for i in n.input[:1]}
     keep |= {i for n in m.graph.node if n.op_type == "Mul" for i in n.input}  # SiLU / GELU inputs
-    stats = run_calibration(m, data, specs, tensors, keep, progress=lambda i, n: say("calibrate", i, n))
+    stats = run_calibration(m, data, specs, tensors, keep, progress=lambda i, n: say("calibrate", i, n),
+                            weights={k: weights[k] for k in split.in_memory}, external_dir=split.external_dir)
     stats.generated = generated
-    low = Lowerer(m, stats, opts)
-    graph = low.run(progress=lambda i, n: say("lower", i, n))
+    low = Lowerer(m, stats, opts, weights=weights)
+
+    def lowered(i: int, n: int) -> None:
+        split.release_pages()  # every 25 nodes: mapped weights already quantized leave the resident set
+        say("lower", i, n)
+
+    graph = low.run(progress=lowered)
+    split.release_pages()
     info = {"format": fmt, "calibration_rows": stats.rows, "calibration": "generated" if generated else "given",
             "act_bits": opts.act_bits, "internal_bits": opts.internal_bits, "weight_bits": opts.weight_bits,
+            "norm_input_bits": opts.norm_input_bits,
             "onnx_nodes": len(m.graph.node), "opset": {o.domain or "ai.onnx": o.version for o in m.opset_import}}
     return FrontendResult(graph, dict(low.tensor_map), dict(low.output_info), info)
 

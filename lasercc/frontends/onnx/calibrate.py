@@ -97,8 +97,15 @@ def check_inputs(data: dict[str, np.ndarray], specs: dict[str, tuple[np.dtype, t
 
 def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
                     specs: dict[str, tuple[np.dtype, tuple[int, ...]]], tensors: list[str], keep: set[str],
-                    progress=None) -> Stats:  # noqa: ANN001
-    """Run ``model`` with ``tensors`` (float) exposed; min/max for all, values of ``keep`` for KEEP_ROWS rows."""
+                    progress=None, weights: dict[str, np.ndarray] | None = None,  # noqa: ANN001
+                    external_dir: str | None = None) -> Stats:
+    """Run ``model`` with ``tensors`` (float) exposed; min/max for all, values of ``keep`` for KEEP_ROWS rows.
+
+    ``weights``: initializers split off ``model`` and marked in memory
+    (:func:`~lasercc.frontends.onnx.load.split_weights`), handed to the session as external
+    initializers instead of serialized copies. ``external_dir``: where the light model's
+    external-data stubs point (:mod:`lasercc.frontends.onnx.weights`); onnxruntime reads them there.
+    """
     import onnxruntime as ort
 
     m = model  # outputs are appended for the session and removed again: no copy of the weights
@@ -110,6 +117,14 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 3
+    so.add_session_config_entry("session.disable_prepacking", "1")  # prepacked copies of every weight
+    so.enable_cpu_mem_arena = False  # the arena would keep the peak of all exposed tensors for the session
+    if external_dir is not None:
+        so.add_session_config_entry("session.model_external_initializers_file_folder_path", external_dir)
+    if weights:
+        names = list(weights)
+        ort_values = [ort.OrtValue.ortvalue_from_numpy(weights[k]) for k in names]  # alive as long as sess
+        so.add_external_initializers(names, ort_values)
     try:
         sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001
@@ -135,6 +150,7 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
             st.hi[name] = max(st.hi.get(name, hi), hi)
             if name in keep and c < KEEP_ROWS:
                 st.kept.setdefault(name, []).append(v.copy())
+        outs = v = fin = None  # every exposed tensor of one row: free before the next run allocates its own
         st.rows += 1
         if progress is not None:
             progress(c + 1, n)

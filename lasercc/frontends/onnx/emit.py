@@ -38,11 +38,14 @@ def sanitize(name: str) -> str:
 
 def small_int(a: np.ndarray) -> np.ndarray:
     """Store integer weights in the narrowest signed dtype that holds them (keeps weights.npz small)."""
-    a = np.asarray(a, dtype=np.int64)
-    for dt in (np.int8, np.int16, np.int32):
+    a = np.asarray(a)
+    if a.dtype.kind not in "iu":
+        a = a.astype(np.int64)
+    lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)  # in the array's own dtype: no int64 copy
+    for dt in (np.int8, np.int16, np.int32, np.int64):
         info = np.iinfo(dt)
-        if a.size == 0 or (a.min() >= info.min and a.max() <= info.max):
-            return a.astype(dt)
+        if lo >= info.min and hi <= info.max:
+            return a.astype(dt, copy=False)
     return a
 
 
@@ -75,8 +78,11 @@ class Builder:
         return name
 
     def const(self, stem: str, arr: np.ndarray) -> str:
+        """Add a constant; integer arrays are stored in the narrowest dtype that holds them (lookup
+        tables of 16-bit codes would otherwise be int64: 4x the memory during compile and on disk)."""
         k = self.fresh(stem)
-        self.consts[k] = np.ascontiguousarray(arr)
+        a = np.asarray(arr)
+        self.consts[k] = np.ascontiguousarray(small_int(a) if a.dtype.kind in "iu" else a)
         return k
 
     def add(self, node: Node) -> str:
@@ -170,7 +176,8 @@ class Builder:
         node, consts = table.to_node(name, x.name, out, histogram=hist)
         for k, v in consts.items():
             self._used.add(k)
-            self.consts[k] = v
+            a = np.asarray(v)
+            self.consts[k] = small_int(a) if a.dtype.kind in "iu" else a  # 16-bit tables: int32, not int64
         self.add(node)
         assert isinstance(node, ASNCSegment)
         return Act(name, out)

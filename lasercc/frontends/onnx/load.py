@@ -117,8 +117,62 @@ def input_specs(model: onnx.ModelProto) -> dict[str, tuple[np.dtype, tuple[int, 
     return out
 
 
-def initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+def initializers(model: onnx.ModelProto, weights: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Every initializer as an array: the proto's own data, and ``weights`` for those split off."""
+    out = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer if not weights or i.name not in weights}
+    out.update(weights or {})
+    return out
+
+
+# Initializers with at least this many elements leave the proto (see split_weights); smaller ones
+# (shape tensors, scales, zero points) stay, since shape inference and folding read their values.
+SPLIT_ELEMENTS = 1024
+IN_MEMORY = "lasercc-in-memory"  # external-data location of a split-off initializer (never a file)
+
+
+def split_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """A copy of ``model`` without the data of its large initializers, and those initializers as arrays.
+
+    Why: the weights are the whole size of a model, and every whole-model step copies them -- onnx
+    shape inference serializes and re-parses the model, onnxruntime parses serialized bytes. On the
+    light copy those steps cost kilobytes; the weights exist once, as NumPy arrays, which the
+    calibration session borrows (``SessionOptions.add_external_initializers``) and the lowering
+    reads. A split-off initializer keeps its name, type and dims and is marked as external data
+    at the location :data:`IN_MEMORY`, so ONNX tooling sees a well-formed model. ``model`` itself
+    is not modified.
+    """
+    light = onnx.ModelProto()
+    _copy_fields(model, light, skip="graph")
+    g, lg = model.graph, light.graph
+    _copy_fields(g, lg, skip="initializer")
+    weights: dict[str, np.ndarray] = {}
+    for t in g.initializer:
+        if int(np.prod(t.dims)) < SPLIT_ELEMENTS or t.data_location == onnx.TensorProto.EXTERNAL:
+            lg.initializer.append(t)
+            continue
+        arr = numpy_helper.to_array(t)
+        weights[t.name] = np.ascontiguousarray(arr)
+        stub = lg.initializer.add()
+        stub.name, stub.data_type = t.name, t.data_type
+        stub.dims.extend(t.dims)
+        stub.data_location = onnx.TensorProto.EXTERNAL
+        for k, v in (("location", IN_MEMORY), ("offset", "0"), ("length", str(arr.nbytes))):
+            e = stub.external_data.add()
+            e.key, e.value = k, v
+    return light, weights
+
+
+def _copy_fields(src, dst, skip: str) -> None:  # noqa: ANN001 - protobuf messages
+    """Copy the set fields of ``src`` into ``dst`` except ``skip`` (no deep copy of the skipped one)."""
+    for fd, v in src.ListFields():
+        if fd.name == skip:
+            continue
+        if isinstance(v, (list, tuple)) or hasattr(v, "extend"):
+            getattr(dst, fd.name).extend(v)
+        elif fd.message_type is not None:
+            getattr(dst, fd.name).CopyFrom(v)
+        else:
+            setattr(dst, fd.name, v)
 
 
 _INT_OUT = {"Shape": np.int64, "Size": np.int64, "MatMulInteger": np.int32, "ConvInteger": np.int32,

@@ -52,6 +52,15 @@ class Options:
     internal_bits: int = 16    # decomposition internals (softmax/layernorm/rsqrt)
     weight_bits: int = 8       # weights we quantize ourselves (symmetric, per output channel)
     requant: str = "ort"
+    # Float tensors that a normalisation reads (LayerNormalization, ReduceMean: the residual stream of a
+    # transformer) get at least this many bits. Why: transformers keep a few outlier channels in the
+    # residual stream (tens of times the others' range, e.g. BERT's); the normalisation divides them
+    # away, but 8-bit codes spanning them leave the other channels 1-2 codes. all-MiniLM-L6-v2 at
+    # --bits 8: sentence-embedding cosine 0.86 -> 0.95 (bench/minilm_fidelity.py). None: off.
+    norm_input_bits: int | None = 16
+
+
+NORM_OPS = frozenset({"LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization", "ReduceMean"})
 
 
 @dataclass
@@ -66,6 +75,7 @@ class Lowerer:
     fused: dict[int, Callable[[], list]] = field(default_factory=dict)
     sources: dict[str, tuple[str, onnx.NodeProto]] = field(default_factory=dict)  # tensor -> (op, node)
     tensor_map: dict[str, str] = field(default_factory=dict)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)  # initializers split off the proto (load.py)
 
     def __post_init__(self) -> None:
         self.b = Builder(self.opts.requant)
@@ -82,7 +92,7 @@ class Lowerer:
         from lasercc.frontends.onnx import patterns  # noqa: F401 - fusions (GELU)
         from lasercc.frontends.onnx.load import graph_inputs, initializers
 
-        for k, v in initializers(self.model).items():
+        for k, v in initializers(self.model, self.weights).items():
             self.env[k] = Const(v)
         for vi in graph_inputs(self.model):
             self._input(vi)
@@ -245,7 +255,10 @@ class Lowerer:
         r = self.stats.range(tensor)
         if r is None:
             raise FrontendError(f"no calibration range for float tensor {tensor!r} (its values were not observed)")
-        return range_type(r[0], r[1], bits or self.opts.act_bits, shape)
+        nb = bits or self.opts.act_bits
+        if bits is None and self.opts.norm_input_bits and any(c.op_type in NORM_OPS for c in cons):
+            nb = max(nb, self.opts.norm_input_bits)  # the residual stream (see Options.norm_input_bits)
+        return range_type(r[0], r[1], nb, shape)
 
     # ---- finish --------------------------------------------------------------------------------
     def _finish(self) -> Graph:

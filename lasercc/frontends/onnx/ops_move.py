@@ -254,7 +254,7 @@ def _code_table(L: Lowerer, n: onnx.NodeProto, data: Val):  # noqa: ANN202
         shift = (1 << (bits - 1)) if signed else 0
         t = code_type(bits, float(data.scale[0]), int(data.zero_point.reshape(-1)[0]) + shift, ())
         return data.q.astype(np.int64) + shift, t, False
-    real = L.const_value(data).astype(np.float32)
+    real = np.asarray(L.const_value(data), np.float32)  # no copy of a float32 table
     cons = L.consumers.get(n.output[0], [])
     ps = {L.q_params_of(c) for c in cons} if cons else {None}
     if len(ps) == 1 and None not in ps:
@@ -263,4 +263,10 @@ def _code_table(L: Lowerer, n: onnx.NodeProto, data: Val):  # noqa: ANN202
         t = range_type(float(real.min()), float(real.max()), L.opts.act_bits, ())
     from lasercc.semantics.quant import quantize
 
-    return quantize(real, t.scale[0], t.zero_point[0], t.bits).astype(np.int64), t, False
+    # Row blocks into the narrowest code dtype: an embedding table is often the largest constant of a
+    # model, and quantize's float and int64 temporaries of the whole table would multiply its size.
+    table = np.empty(real.shape, np.int16 if t.bits <= 15 else np.int32)
+    step = max(1, (1 << 20) // max(1, int(np.prod(real.shape[1:]))))
+    for i in range(0, max(len(real), 1), step):
+        table[i:i + step] = quantize(real[i:i + step], t.scale[0], t.zero_point[0], t.bits)
+    return table, t, False
