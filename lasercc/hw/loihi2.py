@@ -67,7 +67,7 @@ class MeshSpec(_Spec):
     cores_per_router: int = Field(4, gt=0)  # [SANA] 4 cores per tile
     energy_east_west_pj: float = Field(3.0, ge=0)  # [D18] Table 2 via [SANA]
     latency_east_west_ns: float = Field(4.1, ge=0)  # [D18] Table 2 via [SANA]
-    energy_north_south_pj: float = Field(4.2, ge=0)  # [SANA] arch/loihi.yaml (4.2 pJ); Davies 2018 Table 2 prints 4.0 pJ
+    energy_north_south_pj: float = Field(4.2, ge=0)  # [SANA] 4.2 pJ; [D18] Table 2 prints 4.0
     latency_north_south_ns: float = Field(6.5, ge=0)  # [D18] Table 2 via [SANA]
 
     @property
