@@ -19,7 +19,8 @@ The internal code types (``internal_bits``, 16 by default) are planned by runnin
 decomposition on the calibration values of the input (kept by :mod:`calibrate`): each internal
 range is the observed one with a margin (x1.1 for magnitudes, x1.25 for sums and variances, x0.5
 on the smallest variance), falling back to bounds from the input code range when no calibration
-values exist; the normalised value uses its exact bound sqrt(K - 1). Saturation outside the planned range is the documented failure mode.
+values exist; the normalised value uses its exact bound sqrt(K - 1). Saturation outside the planned
+range is the documented failure mode.
 """
 
 from __future__ import annotations
