@@ -39,6 +39,8 @@ def main() -> None:
     sh("simulate", OUT, "--input", INPUT, "--compare-onnx", MODEL)
     lava_py = Path(os.environ.get("LASERCC_LAVA_PYTHON", ROOT / ".venv-lava" / "bin" / "python"))
     if has("lasercc.backends.lava_runner") and lava_py.exists() and os.environ.get("LASERCC_DEMO_LAVA", "1") != "0":
+        print("\nNext: the same artifact in Lava's Loihi 2 fixed-point simulator (148 Lava processes, 1,135 timesteps;"
+              " about 1.5 minutes here; LASERCC_DEMO_LAVA=0 skips it). Its codes must equal the NumPy run's.")
         sh("simulate", OUT, "--input", INPUT, "--backend", "lava", "--compare-onnx", MODEL)
     if has("lasercc.commands.profile"):
         sh("profile", OUT)
