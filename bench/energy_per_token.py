@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 import lasercc
 from lasercc.backends.profiler import profile
 
@@ -25,10 +27,16 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "examples" / "models"
 
 
-def row(name: str) -> dict[str, float | str]:
+def row(name: str, onnx_path: Path | None = None, calib: Path | None = None, bits: int | None = None
+        ) -> dict[str, float | str]:
+    """Compile a model for loihi2 and profile it: a bundled example by name, or any ONNX file + calibration."""
+    onnx_path = onnx_path or MODELS / f"{name}.qdq.onnx"
+    calib = calib or MODELS / f"{name}.calib.npz"
+    with np.load(calib) as z:
+        shapes = {k: (1,) + z[k].shape[1:] for k in z.files}
     with tempfile.TemporaryDirectory() as d:
-        art = lasercc.compile(str(MODELS / f"{name}.qdq.onnx"), target="loihi2",
-                              calibration=str(MODELS / f"{name}.calib.npz"), progress=False)
+        art = lasercc.compile(str(onnx_path), target="loihi2", calibration=str(calib), input_shapes=shapes,
+                              bits=bits, progress=False)
         art.save(Path(d) / "art")
         p = profile(Path(d) / "art")
     t = p.totals()
@@ -44,8 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["tiny_gpt", "tiny_llama"])
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "energy_per_token.md")
+    ap.add_argument("--minilm", type=Path, default=None,
+                    help="directory with minilm.onnx and minilm.calib.npz from bench/minilm_fidelity.py --work "
+                         "(adds all-MiniLM-L6-v2, float model compiled at 8 bits)")
     args = ap.parse_args(argv)
     rows = [row(m) for m in args.models]
+    if args.minilm is not None:
+        rows.append(row("all-MiniLM-L6-v2 (8-bit)", args.minilm / "minilm.onnx", args.minilm / "minilm.calib.npz", 8))
     head = ("| model | tokens | cores | steps | Loihi 2 dynamic uJ/tok | static uJ/tok | Loihi 2 total uJ/tok | "
             "SANA-FE dyn. uJ/tok | GPU est. uJ/tok | DecodeMAC share (dyn / total) | Loihi dyn/GPU | "
             "Loihi total/GPU | Loihi ms/tok |")
@@ -61,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {platform.processor() or platform.machine()}, {platform.system()}, Python "
         f"{platform.python_version()}; no GPU, so no NVML-measured column (pass `lasercc profile "
         "--gpu-measured` a bench/torch_throughput.py --json file to add one).",
-        f"Command: `.venv/bin/python bench/energy_per_token.py --models {' '.join(args.models)}`",
+        f"Command: `.venv/bin/python bench/energy_per_token.py --models {' '.join(args.models)}"
+        + (" --minilm /tmp/lasercc_minilm` (after `bench/minilm_fidelity.py`)" if args.minilm else "`"),
         "",
         "\n".join(lines),
         "",

@@ -110,12 +110,18 @@ def _report(graph, records: list) -> dict[str, Any]:  # noqa: ANN001
     }
 
 
-def _lava_files(graph) -> dict[str, str]:  # noqa: ANN001
+def _lava_files(graph) -> tuple[dict[str, str], str | None]:  # noqa: ANN001
+    """The artifact's ``lava/`` package, or no files and the reason when the Lava simulator cannot hold the
+    graph (e.g. a layer whose synapse matrix is too large for Lava's CPU simulator): the partition, report
+    and NumPy/torch runs do not depend on it, so the compile still succeeds and says why."""
     try:
         from lasercc.backends.lava.emit import emit_lava_package
     except ImportError:
-        return {}
-    return {f"lava/{k}": v for k, v in emit_lava_package(graph).items()}
+        return {}, "the Lava backend is not installed"
+    try:
+        return {f"lava/{k}": v for k, v in emit_lava_package(graph).items()}, None
+    except LasercError as e:
+        return {}, str(e)
 
 
 def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy", bits: int | None = None,  # noqa: A001
@@ -149,9 +155,11 @@ def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy"
         if passes:
             graph, records, part_files = _run_passes(graph, passes, prog)
             extra.update(part_files)
+        lava_skipped = None
         if target == "loihi2":
             prog("lava", 0, 1)
-            extra.update(_lava_files(graph))
+            files, lava_skipped = _lava_files(graph)
+            extra.update(files)
     finally:
         prog.finish()
     src = model if isinstance(model, str | os.PathLike) else "<ModelProto>"
@@ -162,9 +170,12 @@ def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy"
                     else "<dict>", "passes": passes if isinstance(passes, str | None) else [str(p) for p in passes]},
         "frontend": res.info, "onnx_outputs": res.outputs, "passes_run": records,
         "compile_seconds": round(time.perf_counter() - t0, 3),
+        "lava": None if target != "loihi2" else {"emitted": lava_skipped is None, "reason": lava_skipped},
         "nodes": len(graph.nodes),
     }
     manifest["options"]["calibration"] = str(manifest["options"]["calibration"]) if calibration is not None else None
+    if lava_skipped is not None and progress:
+        print(f"lasercc compile: warning: no lava/ package in the artifact: {lava_skipped}", file=sys.stderr)
     extra["report.json"] = json.dumps(_report(graph, records), indent=2, sort_keys=True, default=str) + "\n"
     art = Artifact(graph=graph, manifest=manifest, extra_files=extra)
     art.tensor_map = res.tensor_map  # type: ignore[attr-defined] - ONNX tensor -> IR value (tests, tools)

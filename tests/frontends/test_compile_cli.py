@@ -201,3 +201,21 @@ def test_split_concat_and_qlinear_concat(tmp_path: Path) -> None:
         d = compare(path, art.graph, data, res.values, res.codes, art.manifest["onnx_outputs"])["y"]
         assert d["cosine"] > 0.999, (path.name, d)
     assert {"QLinearConcat", "QLinearSigmoid"} <= {n.op_type for n in onnx.load(q).graph.node}
+
+
+def test_loihi2_compile_survives_a_graph_lava_cannot_hold(tmp_path: Path, monkeypatch) -> None:
+    """When the Lava simulator cannot hold a layer, the artifact still compiles (partition, report) and
+    the manifest and stderr say why there is no lava/ package."""
+    import lasercc.backends.lava.emit as emit
+
+    def too_big(graph):  # noqa: ANN001, ANN202
+        raise LasercError("%x: a 12288 x 12288 synapse matrix is too large for the Lava simulator")
+
+    monkeypatch.setattr(emit, "emit_lava_package", too_big)
+    p = _save(linear_model(16), tmp_path / "lin.onnx")
+    x = np.random.default_rng(0).standard_normal((32, 64)).astype(np.float32)
+    art = lasercc.compile(p, target="loihi2", calibration={"x": x}, progress=False)
+    art.save(tmp_path / "out")
+    assert art.manifest["lava"] == {"emitted": False, "reason": "%x: a 12288 x 12288 synapse matrix is too large "
+                                                              "for the Lava simulator"}
+    assert not (tmp_path / "out" / "lava").exists() and (tmp_path / "out" / "partition.json").exists()
