@@ -18,6 +18,7 @@ Both modes call :mod:`lasercc.semantics` for quantization, requantization and AS
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,8 +44,40 @@ from lasercc.ir.nodes import (
     WTAMax,
 )
 from lasercc.ir.types import CodeType
-from lasercc.semantics import asnc_evaluate, bse_decode, bse_encode, bse_encode_if, quantize, requantize
+from lasercc.semantics import (
+    asnc_evaluate,
+    bse_decode,
+    bse_encode,
+    bse_encode_if,
+    quantize,
+    requantize,
+    requantize_exact_f32,
+    requantize_scale,
+)
 from lasercc.semantics.bse import bse_decode_signed, bse_encode_signed, bse_encode_signed_if
+
+_BLAS_CONTROLLER: list = []  # lazily created threadpoolctl controller ([None] when it is not installed)
+
+
+def blas_threads(n: int | None) -> contextlib.AbstractContextManager:
+    """Limit NumPy's BLAS to ``n`` threads inside the block (no-op for None or without threadpoolctl).
+
+    Why: the codes mode issues many small GEMMs (one per Soma); a multi-threaded OpenBLAS pays a
+    thread hand-off per call, and on a machine whose cores are busy with other work a GEMM waits for
+    a descheduled helper thread -- measured 5-10x slower per run than one thread. One thread is also
+    the like-for-like comparison with onnxruntime at 1 intra-op thread.
+    """
+    if n is None:
+        return contextlib.nullcontext()
+    if not _BLAS_CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _BLAS_CONTROLLER.append(ThreadpoolController())
+        except Exception:  # noqa: BLE001 - optional speed-up only
+            _BLAS_CONTROLLER.append(None)
+    ctl = _BLAS_CONTROLLER[0]
+    return contextlib.nullcontext() if ctl is None else ctl.limit(limits=n, user_api="blas")
+
 
 _F64_EXACT = float(2**53)
 _F32_EXACT = float(2**24)
@@ -67,8 +100,35 @@ def exact_int_matmul(x: np.ndarray, w: np.ndarray, w_float: dict | None = None, 
                 wf = w.astype(ft)
                 if w_float is not None:
                     w_float[ft] = wf
-            return (x.astype(ft) @ wf).astype(np.int64)
+            return _matmul_2d(x.astype(ft), wf).astype(np.int64)
     return x.astype(np.int64) @ w.astype(np.int64)
+
+
+def _matmul_2d(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x @ w for a 2-D ``w`` as ONE BLAS call: NumPy runs a stacked ``x`` as one small GEMM per leading
+    index, about 2x slower than the same rows as a single (rows, K) GEMM. Results are unchanged
+    (callers use it only where every sum is an exact integer, so blocking cannot round)."""
+    if x.ndim <= 2 or w.ndim != 2:
+        return x @ w
+    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
+
+
+def _max_gemm_macs(graph: Graph) -> int:
+    """Multiply-adds of the largest Soma matmul term of ``graph`` (one batch)."""
+    best = 0
+    for n in graph.nodes:
+        if isinstance(n, Soma | SomaASNC):
+            for w, form in zip(n.weights, n.forms):
+                if form == "matmul":
+                    best = max(best, int(np.prod(n.type.shape, dtype=np.int64)) * int(graph.constants[w].shape[0]))
+    return best
+
+
+def _add_into(acc: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """acc + y, in place when the result has acc's shape (acc is a temporary of the caller)."""
+    if np.broadcast_shapes(acc.shape, y.shape) == acc.shape:
+        return np.add(acc, y, out=acc)
+    return acc + y
 
 
 def _absmax(x: np.ndarray) -> float:
@@ -88,6 +148,8 @@ class _NumpyBase(Executor):
     """Shared pieces: constant caches, statistics, and data movement (``axis0`` = leading axes to skip)."""
 
     axis0: ClassVar[int] = 0
+    #: exact float32 accumulators where operand bounds allow (off: the int64 reference paths, for tests)
+    f32_paths: ClassVar[bool] = True
 
     def __init__(self, collect_stats: bool = True):
         self.collect_stats = collect_stats
@@ -134,6 +196,14 @@ class _NumpyBase(Executor):
         out: CodeType = node.type  # type: ignore[assignment]
         da = a - np.int64(ta.zero_point[0])  # type: ignore[union-attr]
         db = b - np.int64(tb.zero_point[0])  # type: ignore[union-attr]
+        if self.f32_paths and node.requant == "ort" and out.bits <= 24:
+            # float32 accumulator when every partial sum is an integer below 2^24 (see Soma's float32 path)
+            k = da.shape[-1] if node.form == "matmul" else 1
+            if _absmax(da) * _absmax(db) * k < _F32_EXACT:
+                fa, fb = da.astype(np.float32), db.astype(np.float32)
+                facc = np.matmul(fa, fb) if node.form == "matmul" else fa * fb
+                scale = requantize_scale(ta.scale[0], tb.scale[0], out.scale_array())  # type: ignore[union-attr]
+                return requantize_exact_f32(facc, scale, out.zero_point_array(), out.bits)
         acc = exact_int_batched_matmul(da, db) if node.form == "matmul" else da * db
         return requantize(acc, ta.scale[0], tb.scale[0], out.scale_array(), out.zero_point_array(),  # type: ignore[union-attr]
                           out.bits, node.requant)
@@ -181,6 +251,37 @@ class NumpyCodes(_NumpyBase):
     """``codes`` mode: every node computes on integer codes directly."""
 
     name: ClassVar[str] = "numpy"
+    #: BLAS threads during a run: an int, None (NumPy's default) or "auto" (see :meth:`_blas_threads_for`).
+    blas_threads: ClassVar[int | str | None] = "auto"
+    #: "auto" runs BLAS single-threaded when no GEMM of the run exceeds this many multiply-adds
+    SMALL_GEMM_MACS: ClassVar[int] = 1 << 24
+
+    def _blas_threads_for(self, graph: Graph, feeds: dict[str, np.ndarray]) -> int | None:
+        """One BLAS thread when every GEMM of this run is small, else NumPy's default.
+
+        Why: a multi-threaded OpenBLAS pays a thread hand-off per call, which small GEMMs never earn
+        back, and on a machine whose cores are busy with other work each call waits for a descheduled
+        helper thread (measured: tiny models' runs 2-5x slower with 2 threads under load). Large GEMMs
+        (MiniLM: 150M multiply-adds per call) run about 2x faster on 2 threads, so they keep the default.
+        """
+        if self.blas_threads != "auto":
+            return self.blas_threads  # type: ignore[return-value]
+        if not len(graph.constants):
+            return 1
+        holder = graph.constants.derived(next(iter(graph.constants)), "np.max_gemm_macs", lambda c: [None, 0])
+        if holder[0] is not graph:  # the table may be shared by graphs: remember whose figure it holds
+            holder[0], holder[1] = graph, _max_gemm_macs(graph)
+        per_chunk = holder[1]
+        first = graph.inputs[0] if graph.inputs else None
+        chunks = 1
+        if first is not None and first.name in feeds:
+            per = int(np.prod(first.type.shape, dtype=np.int64)) or 1
+            chunks = max(1, int(np.asarray(feeds[first.name]).size) // per)
+        return 1 if per_chunk * chunks <= self.SMALL_GEMM_MACS else None
+
+    def run(self, graph: Graph, feeds: dict[str, np.ndarray]):  # noqa: ANN201 - Executor.run's result
+        with blas_threads(self._blas_threads_for(graph, feeds)):
+            return super().run(graph, feeds)
 
     def feed(self, node: Input, array: np.ndarray) -> np.ndarray:
         return array
@@ -207,8 +308,73 @@ class NumpyCodes(_NumpyBase):
             acc = acc + self.const(node.bias)
         return acc
 
+    def _f32_plan(self, node: Soma) -> tuple | None:
+        """Per-node constants of the float32 Soma path (None when the node does not qualify).
+
+        A Soma requantized by the ``ort`` rule into at most 24 bits can keep its accumulator in
+        float32 from BLAS to the requantization: every partial sum is an integer below 2^24 when
+        sum_j |x_j|max * colsum_j + |bias|max < 2^24 (checked per call, since it depends on the data;
+        |w|max replaces the column sum for elementwise terms), so float32 holds it exactly and
+        ``float32(acc)`` -- the first step of the ``ort`` rule -- is the identity. Cached per node:
+        weights and bias as float32, the requantization scale and zero point.
+        """
+        # Cached on the constant table (it outlives the executor, which run_graph creates per call), in
+        # a holder that remembers the node object: a table shared by two graphs never serves a plan
+        # made for another node of the same name.
+        holder = self.graph.constants.derived(node.weights[0], f"np.f32plan:{node.name}", lambda c: [None, None])
+        if holder[0] is node:
+            return holder[1]
+        plan = None
+        out: CodeType = node.type  # type: ignore[assignment]
+        if node.requant == "ort" and out.bits <= 24:
+            ws = []
+            for w, form in zip(node.weights, node.forms):
+                wf = self.const_float(w)
+                if np.float32 not in wf:
+                    wf[np.float32] = self.const(w).astype(np.float32)
+                # bound factor: max column sum of |w| for a matmul term, max |w| for an elementwise one
+                factor = self.const_colsum(w) if form == "matmul" else _absmax(self.const(w))
+                ws.append((wf[np.float32], factor, form == "matmul"))
+            bias = bmax = None
+            if node.bias is not None:
+                b = self.const(node.bias)
+                bmax = _absmax(b)
+                bias = b.astype(np.float32) if bmax < _F32_EXACT else None
+            if node.bias is None or bias is not None:
+                scale = requantize_scale(node.scale_in, np.asarray(node.scale_w, dtype=np.float32), out.scale_array())
+                plan = (ws, bias, bmax or 0.0, scale, out.zero_point_array().astype(np.float32), out.bits)
+        holder[0], holder[1] = node, plan
+        return plan
+
+    def _soma_f32(self, node: Soma, xs: tuple[np.ndarray, ...]) -> np.ndarray | None:
+        """Codes of ``node`` via the exact float32 path, or None when this call's bound does not allow it."""
+        plan = self._f32_plan(node) if self.f32_paths else None
+        if plan is None:
+            return None
+        ws, bias, bmax, scale, zp, bits = plan
+        bound = bmax
+        for x, (_, factor, _) in zip(xs, ws):
+            bound += _absmax(x) * factor
+        if bound >= _F32_EXACT:
+            return None
+        acc = None
+        for x, (wf, _, is_mm) in zip(xs, ws):
+            xf = x.astype(np.float32) if is_mm else self._elementwise_operand(x, node).astype(np.float32)
+            term = _matmul_2d(xf, wf) if is_mm else xf * wf
+            acc = term if acc is None else _add_into(acc, term)
+        if bias is not None:
+            acc = _add_into(acc, bias)
+        return requantize_exact_f32(acc, scale, zp, bits)
+
+    def _elementwise_operand(self, x: np.ndarray, node: Soma) -> np.ndarray:
+        """Operand of an elementwise (``mul``) term as :meth:`soma_acc` sees it (stacked mode pads it)."""
+        return x
+
     @impl(Soma)
     def soma(self, node: Soma, *xs: np.ndarray) -> np.ndarray:
+        fast = self._soma_f32(node, xs)
+        if fast is not None:
+            return fast
         return self.requant_soma(node, self.soma_acc(node, xs))
 
     @impl(SomaASNC)
@@ -289,6 +455,9 @@ class NumpyCodesStacked(NumpyCodes):
         t: CodeType = node.type  # type: ignore[assignment]
         axis = None if t.axis is None else t.axis + 1
         return quantize(x, np.asarray(t.scale), np.asarray(t.zero_point), t.bits, axis)
+
+    def _elementwise_operand(self, x: np.ndarray, node: Soma) -> np.ndarray:
+        return self._pad(x, len(node.type.shape))
 
     def soma_acc(self, node: Soma | SomaASNC, xs: tuple[np.ndarray, ...]) -> np.ndarray:
         rank = len(node.type.shape)

@@ -10,7 +10,7 @@ package.
 from lasercc.semantics.asnc import asnc_evaluate, asnc_segment_index
 from lasercc.semantics.bse import bse_decode, bse_encode, bse_encode_if, popcount
 from lasercc.semantics.quant import code_range, dequantize, quantize
-from lasercc.semantics.requant import fixed_multiplier, requantize, requantize_scale
+from lasercc.semantics.requant import fixed_multiplier, requantize, requantize_exact_f32, requantize_scale
 
 __all__ = [
     "asnc_evaluate",
@@ -24,5 +24,6 @@ __all__ = [
     "popcount",
     "quantize",
     "requantize",
+    "requantize_exact_f32",
     "requantize_scale",
 ]

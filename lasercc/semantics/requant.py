@@ -107,6 +107,25 @@ def _mul_shift_round(acc: Any, m: np.ndarray, k: np.ndarray, xp: NumpyOps | Torc
     return out
 
 
+def requantize_exact_f32(acc: np.ndarray, scale: np.ndarray, zero_point_out: np.ndarray, bits: int) -> np.ndarray:
+    """``ort``-mode requantization of an accumulator already held exactly in float32 (NumPy only).
+
+    Precondition (the caller proves it from operand bounds): ``acc`` is integer-valued float32 with
+    ``|acc| < 2^24``, so ``acc == float32(int_acc)`` bit for bit and this returns exactly
+    ``requantize(int_acc, ..., mode="ort")``: the same float32 multiply by the same ``scale``
+    (:func:`requantize_scale`), round half to even, zero point and clip. It exists so a matmul done
+    in float32 BLAS need not round-trip through int64 before its requantization; ``acc`` is
+    overwritten (it is a temporary of the caller).
+    """
+    lo, hi = code_range(bits)
+    if not (-(2**24) <= lo and hi <= 2**24):
+        raise ValueError(f"requantize_exact_f32 supports code ranges within 2^24, got {bits} bits")
+    y = np.multiply(acc, scale, out=acc)
+    np.rint(y, out=y)
+    y += np.asarray(zero_point_out, dtype=np.float32)
+    return np.clip(y, lo, hi, out=y).astype(np.int64)
+
+
 def requantize(
     acc: Any,
     scale_in: np.ndarray | float,

@@ -43,8 +43,15 @@ class Stats:
         return self.lo[name], self.hi[name]
 
     def values(self, name: str) -> np.ndarray | None:
+        """Kept rows of ``name`` as one array; the per-row list is replaced by it, so the rows are not
+        held twice (list + concatenation) and a second call makes no new copy."""
         v = self.kept.get(name)
-        return np.concatenate(v, axis=0) if v else None
+        if not v:
+            return None
+        if len(v) > 1:
+            v[:] = [np.concatenate(v, axis=0)]
+        v[0].flags.writeable = False  # shared by every caller now: an in-place edit would leak between them
+        return v[0]
 
 
 def read_calibration(calibration: str | Path | dict | None) -> dict[str, np.ndarray] | None:

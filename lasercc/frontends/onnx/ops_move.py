@@ -265,7 +265,8 @@ def _code_table(L: Lowerer, n: onnx.NodeProto, data: Val):  # noqa: ANN202
 
     # Row blocks into the narrowest code dtype: an embedding table is often the largest constant of a
     # model, and quantize's float and int64 temporaries of the whole table would multiply its size.
-    table = np.empty(real.shape, np.int16 if t.bits <= 15 else np.int32)
+    # (16-bit codes 0..65535 fit uint16: half the int32 table, which was the largest constant of MiniLM)
+    table = np.empty(real.shape, np.int16 if t.bits <= 15 else np.uint16 if t.bits == 16 else np.int32)
     step = max(1, (1 << 20) // max(1, int(np.prod(real.shape[1:]))))
     for i in range(0, max(len(real), 1), step):
         table[i:i + step] = quantize(real[i:i + step], t.scale[0], t.zero_point[0], t.bits)
