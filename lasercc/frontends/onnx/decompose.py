@@ -19,8 +19,7 @@ The internal code types (``internal_bits``, 16 by default) are planned by runnin
 decomposition on the calibration values of the input (kept by :mod:`calibrate`): each internal
 range is the observed one with a margin (x1.1 for magnitudes, x1.25 for sums and variances, x0.5
 on the smallest variance), falling back to bounds from the input code range when no calibration
-values exist; the normalised value uses its exact bound sqrt(K - 1). Saturation outside the planned
-range is the documented failure mode.
+values exist. Saturation outside the planned range is the documented failure mode.
 """
 
 from __future__ import annotations
@@ -143,21 +142,20 @@ def layernorm_core(L: Lowerer, stem: str, x: Act, gamma, beta, eps: float, out, 
         c = s - s.mean(axis=-1, keepdims=True)
         v = (c * c).mean(axis=-1, keepdims=True)
         cmax, qmax, vmax, vmin = float(np.abs(c).max()), float((c * c).max()), float(v.max()), float(v.min())
+        nmax = float(np.abs(c / np.sqrt(v + eps)).max())
         vsamp = v.reshape(-1)
     else:
         cmax = x.scale * x.type.hi
         qmax = vmax = cmax * cmax
-        vmin, vsamp = 0.0, None
+        vmin, nmax, vsamp = 0.0, float(np.sqrt(k)), None
     c_t = range_type(-1.1 * cmax, 1.1 * cmax, ib, x.shape, symmetric=True)
     c_a = L.b.add_acts(stem + ".centre", x, mu, -1, c_t)
     q = L.b.decode_mac(stem + ".sq", c_a, c_a, "mul", range_type(0.0, 1.21 * qmax, ib, x.shape))
     var = L.b.soma_matmul(stem + ".var", q, ones, (1.0 / k,), range_type(0.0, 1.25 * vmax, ib, shape1))
     r_hi = 1.0 / np.sqrt(0.5 * vmin + eps)
     r = L.b.asnc_lut(stem + ".rsqrt", var, "rsqrt", (float(eps),), range_type(0.0, r_hi, ib, shape1), vsamp)
-    # a row's z-scores satisfy sum z^2 = K, so |(x_i - mean) / sigma| <= sqrt(K - 1) exactly: the normalised
-    # code can never saturate, whatever a held-out row holds (calibration maxima gave no such guarantee)
-    n_hi = float(np.sqrt(max(k - 1, 1)))
-    nrm = L.b.decode_mac(stem + ".norm", c_a, r, "mul", range_type(-n_hi, n_hi, ib, x.shape, symmetric=True))
+    nrm = L.b.decode_mac(stem + ".norm", c_a, r, "mul", range_type(-1.1 * nmax, 1.1 * nmax, ib, x.shape,
+                                                                    symmetric=True))
     g = None if gamma is None else np.asarray(gamma, np.float64)
     bta = None if beta is None or not np.any(beta) else np.asarray(beta, np.float64)
     if g is None and bta is None:
