@@ -176,7 +176,6 @@ def test_mlp_bit_exact_on_cuda(requant: str) -> None:
 EXAMPLE = __import__("pathlib").Path(__file__).resolve().parents[2] / "examples" / "ir" / "attention_block"
 
 
-@pytest.mark.skipif(not EXAMPLE.exists(), reason="examples/ir/attention_block not built in this checkout")
 @pytest.mark.parametrize("mode", ["codes", "spikes"])
 def test_bundled_attention_block_bit_exact_through_artifact_run(mode: str) -> None:
     from lasercc.ir.artifact import load
@@ -219,10 +218,10 @@ MODELS = EXAMPLE.parents[1] / "models"
 def test_compiled_example_lms_bit_exact(name: str) -> None:
     """The bundled example LMs, compiled by the ONNX frontend, give the reference's codes and
     statistics in both modes."""
-    onnx_frontend = pytest.importorskip("lasercc.frontends.onnx")
+    from lasercc.frontends import onnx as onnx_frontend
+
     qdq = MODELS / f"{name}.qdq.onnx"
-    if not qdq.exists():
-        pytest.skip(f"{qdq} not built in this checkout (python examples/build_models.py)")
+    assert qdq.exists(), f"{qdq} is bundled; regenerate it with python examples/build_models.py"
     g = onnx_frontend.import_onnx(qdq, calibration=MODELS / f"{name}.calib.npz").graph
     x = {k: v[:2] for k, v in np.load(MODELS / f"{name}.heldout.npz").items()}
     for mode in ("codes", "spikes"):
