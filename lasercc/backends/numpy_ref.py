@@ -48,13 +48,12 @@ from lasercc.semantics import (
     asnc_evaluate,
     bse_decode,
     bse_encode,
-    bse_encode_if,
     quantize,
     requantize,
     requantize_exact_f32,
     requantize_scale,
 )
-from lasercc.semantics.bse import bse_decode_signed, bse_encode_signed, bse_encode_signed_if
+from lasercc.semantics.bse import bse_decode_signed, bse_encode_signed, decode_train, encode_train
 
 _BLAS_CONTROLLER: list = []  # lazily created threadpoolctl controller ([None] when it is not installed)
 
@@ -489,17 +488,13 @@ class NumpySpikes(_NumpyBase):
     # ---- the encoding of a value's type: the one place that picks BSE or signed trains
     @staticmethod
     def train_of(codes: np.ndarray, t: CodeType) -> np.ndarray:
-        """Spike train of codes of type ``t`` (uint8 BSE, or int8 ternary when signed)."""
-        if t.signed:
-            return bse_encode_signed_if(codes, t.zero_point[0], t.bits)
-        return bse_encode_if(codes, t.bits)
+        """Spike train of codes of type ``t`` (the shared rule: :func:`lasercc.semantics.bse.encode_train`)."""
+        return encode_train(codes, t.bits, t.zero_point[0], t.signed)
 
     @staticmethod
     def codes_of(train: np.ndarray, t: CodeType) -> np.ndarray:
-        """Codes of a spike train of type ``t`` (the decoder of :meth:`train_of`)."""
-        if t.signed:
-            return bse_decode_signed(train, t.zero_point[0], t.bits)
-        return bse_decode(train, t.bits)
+        """Codes of a spike train of type ``t`` (:func:`lasercc.semantics.bse.decode_train`)."""
+        return decode_train(train, t.bits, t.zero_point[0], t.signed)
 
     def signed_offset(self, node: Soma | SomaASNC) -> np.ndarray | None:
         """zp * sum(W) over the signed inputs of a Soma (zp * W for ``mul``): what ternary spikes of

@@ -63,11 +63,10 @@ from lasercc.semantics import (
     asnc_segment_index,
     bse_decode,
     bse_encode,
-    bse_encode_if,
     quantize,
     requantize,
 )
-from lasercc.semantics.bse import bse_decode_signed, bse_encode_signed, bse_encode_signed_if
+from lasercc.semantics.bse import bse_decode_signed, bse_encode_signed, decode_train, encode_train
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -360,15 +359,13 @@ class TorchSpikes(_TorchBase):
     # ---- the encoding of a value's type (BSE uint8 or signed int8 trains)
     @staticmethod
     def train_of(codes: torch.Tensor, t: CodeType) -> torch.Tensor:
-        if t.signed:
-            return bse_encode_signed_if(codes, t.zero_point[0], t.bits)
-        return bse_encode_if(codes, t.bits)
+        """Spike train of codes of type ``t`` (the shared rule: :func:`lasercc.semantics.bse.encode_train`)."""
+        return encode_train(codes, t.bits, t.zero_point[0], t.signed)
 
     @staticmethod
     def codes_of(train: torch.Tensor, t: CodeType) -> torch.Tensor:
-        if t.signed:
-            return bse_decode_signed(train, t.zero_point[0], t.bits)
-        return bse_decode(train, t.bits)
+        """Codes of a spike train of type ``t`` (:func:`lasercc.semantics.bse.decode_train`)."""
+        return decode_train(train, t.bits, t.zero_point[0], t.signed)
 
     def _decode(self, train: torch.Tensor, value: str) -> torch.Tensor:
         return self.codes_of(train, self.graph.type_of(value))  # type: ignore[arg-type]

@@ -184,3 +184,21 @@ def signed_popcount(codes: np.ndarray, zero_point: int) -> int:
     """Number of spikes the signed encoding emits for these codes: popcount(|code - zero_point|)."""
     c = np.asarray(codes).astype(np.int64, copy=False)
     return popcount(np.abs(c - np.int64(zero_point)))
+
+
+def encode_train(codes: Any, bits: int, zero_point: int = 0, signed: bool = False) -> Any:
+    """The spike train a value travels as -- the one place that picks the encoding.
+
+    BSE of the code (uint8, integrate-and-fire neuron form), or, for a ``signed`` value, the ternary
+    train of ``code - zero_point`` (int8, two-threshold neuron form). NumPy arrays or torch tensors.
+    """
+    if signed:
+        return bse_encode_signed_if(codes, zero_point, bits)
+    return bse_encode_if(codes, bits)
+
+
+def decode_train(train: Any, bits: int, zero_point: int = 0, signed: bool = False) -> Any:
+    """Codes of a spike train made by :func:`encode_train` with the same parameters."""
+    if signed:
+        return bse_decode_signed(train, zero_point, bits)
+    return bse_decode(train, bits)

@@ -45,3 +45,16 @@ def test_rejects_bad_input():
         bse_encode(np.array([1.5]), 8)
     with pytest.raises(ValueError):
         bse_decode(np.zeros((7, 2), np.uint8), 8)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_encode_train_picks_the_encoding_and_round_trips(signed):
+    from lasercc.semantics.bse import decode_train, encode_train, signed_popcount
+
+    codes = np.arange(2**8, dtype=np.int64)
+    train = encode_train(codes, 8, 128, signed)
+    assert np.array_equal(decode_train(train, 8, 128, signed), codes)
+    # BSE: one spike per set bit of the code; signed: per set bit of |code - zp|
+    want = signed_popcount(codes, 128) if signed else popcount(codes)
+    assert int(np.count_nonzero(train)) == want
+    assert train.dtype == (np.int8 if signed else np.uint8)
