@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import onnx
 
 from lasercc.frontends.onnx import decompose, ops_elementwise, ops_linear, ops_move  # noqa: F401 - register handlers
-from lasercc.frontends.onnx.calibrate import default_calibration, read_calibration, run_calibration
+from lasercc.frontends.onnx.calibrate import Stats, default_calibration, read_calibration, run_calibration
+from lasercc.frontends.onnx.heap import release_freed_heap
 from lasercc.frontends.onnx.load import (
     FrontendError,
     initializers,
@@ -37,8 +38,6 @@ from lasercc.ir.graph import Graph
 Progress = Callable[[str, int, int], None]
 QOPERATOR = {"QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearSoftmax", "QLinearConcat",
              "QLinearLeakyRelu"}
-KEEP_OPS = {"Softmax", "LayerNormalization", "Erf", "Sigmoid", "Tanh", "Exp", "Sqrt", "Reciprocal", "Gelu", "FastGelu",
-            "Div", "Pow", "Relu", "Softplus", "Clip", "LeakyRelu", "HardSigmoid"}
 
 
 @dataclass
@@ -103,12 +102,15 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     types = tensor_dtypes(m)
     static = _static_tensors(m)
     tensors = [t for t, dt in types.items() if dt.kind == "f" and t not in static]
-    keep = {i for n in m.graph.node if n.op_type in KEEP_OPS for i in n.input[:1]}
-    keep |= {i for n in m.graph.node if n.op_type == "Mul" for i in n.input}  # SiLU / GELU inputs
+    low = Lowerer(m, Stats(), opts, weights=weights)
+    low.prepare()  # unsupported ops fail here, before calibration runs
+    keep = low.sample_requests()
     stats = run_calibration(m, data, specs, tensors, keep, progress=lambda i, n: say("calibrate", i, n),
-                            weights={k: weights[k] for k in split.in_memory}, external_dir=split.external_dir)
+                            weights={k: weights[k] for k in split.in_memory}, external_dir=split.external_dir,
+                            release=split.release_pages)
     stats.generated = generated
-    low = Lowerer(m, stats, opts, weights=weights)
+    release_freed_heap()  # the session's memory, before the lowering allocates the graph's constants (heap.py)
+    low.stats = stats
 
     def lowered(i: int, n: int) -> None:
         split.release_pages()  # every 25 nodes: mapped weights already quantized leave the resident set

@@ -32,6 +32,9 @@ from lasercc.ir.types import CodeType, TensorType
 
 Handler = Callable[["Lowerer", onnx.NodeProto, list], list]
 OPS: dict[str, Handler] = {}
+# Ops whose handler reads calibration values of input 0 (ASNC histograms, decomposition ranges).
+SAMPLED_OPS = frozenset({"Softmax", "LayerNormalization", "Erf", "Sigmoid", "Tanh", "Exp", "Sqrt", "Reciprocal", "Gelu",
+                         "FastGelu", "Pow", "Relu", "Softplus", "Clip", "LeakyRelu", "HardSigmoid", "Neg", "Abs"})
 NO_FOLD = {"DequantizeLinear", "Shape", "Size"}
 HINT = ("hint: these ops have no spiking lowering yet; export with a different opset/op set, replace them in the "
         "model, or add a handler to lasercc.frontends.onnx.OPS")
@@ -76,6 +79,9 @@ class Lowerer:
     sources: dict[str, tuple[str, onnx.NodeProto]] = field(default_factory=dict)  # tensor -> (op, node)
     tensor_map: dict[str, str] = field(default_factory=dict)
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # initializers split off the proto (load.py)
+    fused_samples: dict[int, tuple[str, ...]] = field(default_factory=dict)  # fused node -> tensors it samples
+    _prepared: bool = field(default=False, init=False)
+    _sample_last: dict[str, int] = field(default_factory=dict, init=False)  # tensor -> last node reading its values
 
     def __post_init__(self) -> None:
         self.b = Builder(self.opts.requant)
@@ -88,23 +94,70 @@ class Lowerer:
                 self.sources[o] = (n.op_type, n)
 
     # ---- entry ---------------------------------------------------------------------------------
-    def run(self, progress: Callable[[int, int], None] | None = None) -> Graph:
+    def prepare(self) -> None:
+        """Everything that needs no calibration: constants, fusions, the supported-op check.
+
+        Runs before calibration, so an unsupported model fails at once and calibration keeps only the
+        values the lowering will read (:meth:`sample_requests`).
+        """
+        if self._prepared:
+            return
         from lasercc.frontends.onnx import patterns  # noqa: F401 - fusions (GELU)
-        from lasercc.frontends.onnx.load import graph_inputs, initializers
+        from lasercc.frontends.onnx.load import initializers
 
         for k, v in initializers(self.model, self.weights).items():
             self.env[k] = Const(v)
-        for vi in graph_inputs(self.model):
-            self._input(vi)
         patterns.find_fusions(self)
         self._check_supported()
+        self._prepared = True
+
+    def sample_requests(self) -> set[str]:
+        """Tensors whose calibration *values* (not only min/max) the lowering may read.
+
+        Why: calibration keeps these for ``KEEP_ROWS`` rows -- they are the largest memory cost of a
+        compile -- so the set is exactly what the handlers ask :meth:`Stats.values` for: the input of an
+        ASNC table (unary ops, Pow, the SiLU/GELU multiplications), of a Softmax or LayerNorm
+        decomposition, and a divisor (or the input of the Sqrt it is). Nodes inside a fused chain are
+        skipped; a fusion names its own input (``fused_samples``). ``Stats.asked`` records what the
+        lowering did ask, so tests check this set covers it.
+        """
+        self.prepare()
+        last: dict[str, int] = {}
+        for k, n in enumerate(self.model.graph.node):
+            if id(n) in self.skip:
+                continue
+            want: tuple[str, ...] = ()
+            if id(n) in self.fused:
+                want = self.fused_samples.get(id(n), ())
+            elif n.op_type == "Div" and len(n.input) > 1:
+                op, src = self.sources.get(n.input[1], ("", None))
+                want = (n.input[1], src.input[0]) if op == "Sqrt" and src is not None else (n.input[1],)
+            elif n.op_type == "Mul":
+                want = tuple(i for i in n.input if i)
+            elif n.op_type in SAMPLED_OPS and n.input:
+                want = (n.input[0],)
+            for t in want:
+                last[t] = k
+        self._sample_last = last
+        return set(last)
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> Graph:
+        from lasercc.frontends.onnx.load import graph_inputs
+
+        self.prepare()
+        for vi in graph_inputs(self.model):
+            self._input(vi)
         nodes = list(self.model.graph.node)
+        drop_after: dict[int, list[str]] = {}
+        for t, k in self._sample_last.items():
+            drop_after.setdefault(k, []).append(t)
         for i, n in enumerate(nodes):
             if progress is not None and (i % 25 == 0 or i == len(nodes) - 1):
                 progress(i + 1, len(nodes))
-            if id(n) in self.skip:
-                continue
-            self._lower(n)
+            if id(n) not in self.skip:
+                self._lower(n)
+            for t in drop_after.get(i, ()):
+                self.stats.kept.pop(t, None)  # calibration values read by their last user: free them
         return self._finish()
 
     def _check_supported(self) -> None:

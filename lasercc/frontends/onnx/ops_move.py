@@ -15,6 +15,7 @@ import onnx
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.lower import Lowerer, attr, register
 from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, QWeight, Val, code_type, onnx_int_bits, range_type
+from lasercc.frontends.onnx.weights import quantize_rows, table_range
 from lasercc.ir.nodes import Concat, Gather, Reshape, Slice, Take, Transpose
 
 
@@ -260,14 +261,6 @@ def _code_table(L: Lowerer, n: onnx.NodeProto, data: Val):  # noqa: ANN202
     if len(ps) == 1 and None not in ps:
         t = L.out_type(n.output[0], ())
     else:
-        t = range_type(float(real.min()), float(real.max()), L.opts.act_bits, ())
-    from lasercc.semantics.quant import quantize
-
-    # Row blocks into the narrowest code dtype: an embedding table is often the largest constant of a
-    # model, and quantize's float and int64 temporaries of the whole table would multiply its size.
-    # (16-bit codes 0..65535 fit uint16: half the int32 table, which was the largest constant of MiniLM)
-    table = np.empty(real.shape, np.int16 if t.bits <= 15 else np.uint16 if t.bits == 16 else np.int32)
-    step = max(1, (1 << 20) // max(1, int(np.prod(real.shape[1:]))))
-    for i in range(0, max(len(real), 1), step):
-        table[i:i + step] = quantize(real[i:i + step], t.scale[0], t.zero_point[0], t.bits)
-    return table, t, False
+        t = range_type(*table_range(real), L.opts.act_bits, ())
+    # row blocks, narrowest code dtype, memory-mapped pages dropped as it goes (weights.py)
+    return quantize_rows(real, t.scale[0], t.zero_point[0], t.bits), t, False

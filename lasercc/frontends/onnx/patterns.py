@@ -81,6 +81,7 @@ def find_fusions(L) -> None:  # noqa: ANN001
         for n in chain:
             L.skip.add(id(n))
         L.fused[id(final)] = _gelu(L, x, final)
+        L.fused_samples[id(final)] = (x,)
 
 
 def _gelu(L, x_name: str, final: onnx.NodeProto):  # noqa: ANN001, ANN202

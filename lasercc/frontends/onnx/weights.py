@@ -54,6 +54,59 @@ class SplitModel:
                 m.madvise(mmap.MADV_DONTNEED)
 
 
+def drop_pages(a: object) -> None:
+    """Drop the resident pages of the memory map behind array ``a`` (a no-op for ordinary arrays).
+
+    Why: quantizing a large float table (an embedding) reads all of it; dropping the clean, file-backed
+    pages chunk by chunk keeps the table's float copy from being resident next to its codes.
+    """
+    while a is not None:
+        m = a if isinstance(a, mmap.mmap) else getattr(a, "_mmap", None)
+        if m is not None:
+            if hasattr(m, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+                m.madvise(mmap.MADV_DONTNEED)
+            return
+        a = getattr(a, "base", None)
+
+
+def _row_blocks(a: np.ndarray) -> range:
+    step = max(1, (1 << 20) // max(1, int(np.prod(a.shape[1:]))))  # ~1M elements per block
+    return range(0, max(len(a), 1), step)
+
+
+def table_range(a: np.ndarray) -> tuple[float, float]:
+    """(min, max) of a large constant, read in row blocks with :func:`drop_pages` after each."""
+    if a.ndim == 0 or a.size == 0:
+        return (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    lo, hi = np.inf, -np.inf
+    blocks = _row_blocks(a)
+    for i in blocks:
+        blk = a[i:i + blocks.step]
+        lo, hi = min(lo, float(blk.min())), max(hi, float(blk.max()))
+        drop_pages(a)
+    return lo, hi
+
+
+def quantize_rows(a: np.ndarray, scale: float, zero_point: int, bits: int) -> np.ndarray:
+    """``semantics.quant.quantize`` of a large table, in row blocks into the narrowest code dtype.
+
+    Why: an embedding table is often the largest constant of a model; quantize's float and int64
+    temporaries of the whole table, or its float pages left resident, would multiply its size
+    (16-bit codes 0..65535 fit uint16: half an int32 table).
+    """
+    from lasercc.semantics.quant import quantize
+
+    out = np.empty(a.shape, np.int16 if bits <= 15 else np.uint16 if bits == 16 else np.int32)
+    if a.ndim == 0:
+        out[...] = quantize(a, scale, zero_point, bits)
+        return out
+    blocks = _row_blocks(a)
+    for i in blocks:
+        out[i:i + blocks.step] = quantize(a[i:i + blocks.step], scale, zero_point, bits)
+        drop_pages(a)
+    return out
+
+
 def load_split(model: str | os.PathLike | onnx.ModelProto) -> SplitModel:
     """The model with its large weights split off (see the module docstring)."""
     if not isinstance(model, onnx.ModelProto):
