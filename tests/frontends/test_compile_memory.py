@@ -83,3 +83,29 @@ def test_release_freed_heap_is_harmless():
     del a
     assert release_freed_heap() in (True, False)
     assert np.ones(4).sum() == 4
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "qdq.onnx"])
+def test_host_side_embedding_lookup_changes_nothing(fmt, monkeypatch):
+    """Calibration looks token embeddings up outside onnxruntime (calibrate.host_lookups): the compiled
+    graph -- every code type, histogram and constant -- is the one onnxruntime's own Gather gives."""
+    from lasercc.frontends.onnx import calibrate
+    from lasercc.frontends.onnx.weights import load_split
+    from lasercc.ir.text import print_graph
+
+    path = MODELS / f"tiny_gpt.{fmt}"
+    split = load_split(path)
+    assert calibrate.host_lookups(split.model, split.weights), "tiny_gpt's token embedding should be looked up"
+    calib = dict(np.load(MODELS / "tiny_gpt.calib.npz"))
+
+    def build():  # noqa: ANN202
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return lasercc.compile(str(path), calibration=calib, input_shapes={"input_ids": (1, 16)}, progress=False)
+
+    with_lookup = build()
+    monkeypatch.setattr(calibrate, "host_lookups", lambda model, tables: [])
+    without = build()
+    assert print_graph(with_lookup.graph) == print_graph(without.graph)
+    a, b = with_lookup.graph.constants.arrays(), without.graph.constants.arrays()
+    assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)

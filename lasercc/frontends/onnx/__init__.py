@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 import onnx
 
 from lasercc.frontends.onnx import decompose, ops_elementwise, ops_linear, ops_move  # noqa: F401 - register handlers
-from lasercc.frontends.onnx.calibrate import Stats, default_calibration, read_calibration, run_calibration
+from lasercc.frontends.onnx.calibrate import (
+    Stats,
+    calibration_shapes,
+    default_calibration,
+    read_calibration,
+    run_calibration,
+)
 from lasercc.frontends.onnx.heap import release_freed_heap
 from lasercc.frontends.onnx.load import (
     FrontendError,
@@ -90,24 +96,28 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     # (memory-mapped from the file when possible): peak memory stays near one copy of them (weights.py).
     split = load_split(model)
     m, weights = split.model, split.weights
-    m = pin_shapes(m, {k: tuple(v) for k, v in (input_shapes or {}).items()}, copy=False)
+    shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}
+    cal_shapes = calibration_shapes(m, shapes)
+    m_cal = pin_shapes(m, cal_shapes) if cal_shapes else None  # a copy of the light model: kilobytes
+    m = pin_shapes(m, shapes, copy=False)
     fmt = detect_format(m)
     specs = input_specs(m)
+    cal_specs = input_specs(m_cal) if m_cal is not None else specs
     quantized = fmt in ("qdq", "qoperator", "dynamic")
     opts = Options(act_bits=bits or (16 if quantized else 8), internal_bits=16, weight_bits=8, requant=requant)
     data = read_calibration(calibration)
     generated = data is None
     if data is None:
-        data = default_calibration(specs, _vocab(m, weights))
+        data = default_calibration(cal_specs, _vocab(m, weights))
     types = tensor_dtypes(m)
     static = _static_tensors(m)
     tensors = [t for t, dt in types.items() if dt.kind == "f" and t not in static]
     low = Lowerer(m, Stats(), opts, weights=weights)
     low.prepare()  # unsupported ops fail here, before calibration runs
     keep = low.sample_requests()
-    stats = run_calibration(m, data, specs, tensors, keep, progress=lambda i, n: say("calibrate", i, n),
+    stats = run_calibration(m_cal or m, data, cal_specs, tensors, keep, progress=lambda i, n: say("calibrate", i, n),
                             weights={k: weights[k] for k in split.in_memory}, external_dir=split.external_dir,
-                            release=split.release_pages)
+                            release=split.release_pages, tables=weights)
     stats.generated = generated
     release_freed_heap()  # the session's memory, before the lowering allocates the graph's constants (heap.py)
     low.stats = stats
@@ -119,6 +129,7 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     graph = low.run(progress=lowered)
     split.release_pages()
     info = {"format": fmt, "calibration_rows": stats.rows, "calibration": "generated" if generated else "given",
+            "calibration_batch": 1 if cal_shapes else None,
             "act_bits": opts.act_bits, "internal_bits": opts.internal_bits, "weight_bits": opts.weight_bits,
             "norm_input_bits": opts.norm_input_bits,
             "onnx_nodes": len(m.graph.node), "opset": {o.domain or "ai.onnx": o.version for o in m.opset_import}}

@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 
 from lasercc.errors import InputError
+from lasercc.frontends.onnx.weights import drop_pages
 
 DEFAULT_ROWS = 16
 KEEP_ROWS = 8
@@ -105,16 +106,94 @@ def check_inputs(data: dict[str, np.ndarray], specs: dict[str, tuple[np.dtype, t
     return n or 1
 
 
+def calibration_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]]) -> dict | None:
+    """Input shapes to calibrate at when the model's batch is dynamic and pinned above 1: batch 1.
+
+    Why: a graph compiled for batch B (e.g. 64 sequences for GPU throughput) needs ranges, not a
+    B-row calibration run -- onnxruntime would hold every exposed float tensor of B rows at once
+    (gigabytes for GPT-2-small at 64 x 128). Ranges and kept samples do not depend on the batch, so
+    when every graph input has a symbolic leading dimension and all are pinned to the same B > 1, the
+    calibration model is pinned to batch 1 and the calibration file may hold any number of rows.
+    None: calibrate at the pinned shapes (a fixed batch, or batch 1 already).
+    """
+    from lasercc.frontends.onnx.load import graph_inputs
+
+    ins = graph_inputs(model)
+    if not ins or any(vi.name not in input_shapes for vi in ins):
+        return None
+    batches = set()
+    for vi in ins:
+        dims = vi.type.tensor_type.shape.dim
+        if not dims or (dims[0].HasField("dim_value") and dims[0].dim_value > 0):
+            return None  # a fixed leading dimension: the model says what its batch is
+        batches.add(int(input_shapes[vi.name][0]))
+    if len(batches) != 1 or batches.pop() <= 1:
+        return None
+    return {k: (1, *tuple(v)[1:]) for k, v in input_shapes.items()}
+
+
+def host_lookups(model: onnx.ModelProto, tables: dict[str, np.ndarray]) -> list[tuple[str, str, str]]:
+    """``(output, table, ids)`` of each Gather (axis 0) of a split-off table by an integer graph input.
+
+    Why: onnxruntime memory-maps the model file for external weights, and each embedding row it
+    reads faults in the kernel's fault-around window (64 KiB) -- calibrating all-MiniLM-L6-v2 left
+    36 MiB of its 45 MiB token table resident. Looking the rows up here, in the memory-mapped array
+    with its pages dropped after each row, keeps the table out of the session altogether.
+    """
+    ins = {i.name: i for i in model.graph.input}
+    out = []
+    for n in model.graph.node:
+        if n.op_type != "Gather" or n.domain not in ("", "ai.onnx") or len(n.input) != 2:
+            continue
+        axis = next((a.i for a in n.attribute if a.name == "axis"), 0)
+        ids = ins.get(n.input[1])
+        if axis != 0 or n.input[0] not in tables or ids is None:
+            continue
+        if ids.type.tensor_type.elem_type not in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
+            continue
+        out.append((n.output[0], n.input[0], n.input[1]))
+    return out
+
+
+def cut_lookups(model: onnx.ModelProto, lookups: list[tuple[str, str, str]],
+                tables: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of the (light) model whose host-side lookups are graph inputs instead of Gather nodes."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    outs = {o for o, _, _ in lookups}
+    kept = [n for n in m.graph.node if not (n.op_type == "Gather" and n.output[0] in outs)]
+    del m.graph.node[:]
+    m.graph.node.extend(kept)
+    used = {i for n in m.graph.node for i in n.input}
+    inits = [t for t in m.graph.initializer if t.name in used]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(inits)
+    ins = {i.name: i for i in m.graph.input}
+    for o, table, ids in lookups:
+        t = tables[table]
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                for d in ins[ids].type.tensor_type.shape.dim]
+        m.graph.input.append(onnx.helper.make_tensor_value_info(
+            o, onnx.helper.np_dtype_to_tensor_dtype(t.dtype), [*dims, *t.shape[1:]]))
+    keep_vi = [vi for vi in m.graph.value_info if vi.name not in outs]
+    del m.graph.value_info[:]
+    m.graph.value_info.extend(keep_vi)
+    return m
+
+
 def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
                     specs: dict[str, tuple[np.dtype, tuple[int, ...]]], tensors: list[str], keep: set[str],
                     progress=None, weights: dict[str, np.ndarray] | None = None,  # noqa: ANN001
-                    external_dir: str | None = None, release: Callable[[], None] | None = None) -> Stats:
+                    external_dir: str | None = None, release: Callable[[], None] | None = None,
+                    tables: dict[str, np.ndarray] | None = None) -> Stats:
     """Run ``model`` with ``tensors`` (float) exposed; min/max for all, values of ``keep`` for KEEP_ROWS rows.
 
     ``weights``: initializers split off ``model`` and marked in memory
     (:func:`~lasercc.frontends.onnx.load.split_weights`), handed to the session as external
     initializers instead of serialized copies. ``external_dir``: where the light model's
     external-data stubs point (:mod:`lasercc.frontends.onnx.weights`); onnxruntime reads them there.
+    ``tables``: every split-off weight array; a ``Gather`` of one of them by a graph input (a token
+    embedding) is done here, on the array, and its result fed to the session (:func:`host_lookups`).
     ``release``: drops memory-mapped weight pages from the resident set
     (:meth:`~lasercc.frontends.onnx.weights.SplitModel.release_pages`) once the session holds its
     own copy. (Handing onnxruntime the memory-mapped arrays themselves was measured worse on
@@ -123,7 +202,9 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
     """
     import onnxruntime as ort
 
-    m = model  # outputs are appended for the session and removed again: no copy of the weights
+    lookups = host_lookups(model, tables or {})
+    m = cut_lookups(model, lookups, tables or {}) if lookups else model  # a copy of the light model: kilobytes
+    # outputs are appended for the session and removed again: no copy of the weights
     n_out = len(m.graph.output)
     have = {o.name for o in m.graph.output}
     for t in tensors:
@@ -137,7 +218,8 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
     if external_dir is not None:
         so.add_session_config_entry("session.model_external_initializers_file_folder_path", external_dir)
     if weights:
-        names = list(weights)
+        live = {t.name for t in m.graph.initializer}
+        names = [k for k in weights if k in live]  # not the tables of host lookups
         ort_values = [ort.OrtValue.ortvalue_from_numpy(weights[k]) for k in names]  # alive as long as sess
         so.add_external_initializers(names, ort_values)
     try:
@@ -150,6 +232,8 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
     if release is not None:
         release()
     names = [o.name for o in sess.get_outputs()]
+    session_inputs = {i.name for i in sess.get_inputs()}
+    wanted = set(tensors)
     n = check_inputs(data, specs)
     st = Stats()
     for c in range(n):
@@ -157,8 +241,14 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
         for k, (dt, shape) in specs.items():
             b = shape[0] if shape else 1
             feed[k] = np.asarray(data[k][c * b:(c + 1) * b]).astype(dt)
-        outs = sess.run(names, feed)
-        for name, v in zip(names, outs):
+        looked = []
+        for out, table, ids in lookups:
+            t, i = np.asarray(tables[table]), np.asarray(feed[ids])
+            # fancy indexing reads only those rows (np.take of a memmap read all of it: measured)
+            looked.append((out, t[i.reshape(-1)].reshape(*i.shape, *t.shape[1:])))
+            drop_pages(tables[table])
+        outs = sess.run(names, {k: v for k, v in (*feed.items(), *looked) if k in session_inputs})
+        for name, v in (*zip(names, outs), *((k, v) for k, v in looked if k in wanted)):
             if not isinstance(v, np.ndarray) or v.dtype.kind != "f" or v.size == 0:
                 continue
             fin = v[np.isfinite(v)] if not np.isfinite(v).all() else v
@@ -167,7 +257,7 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
             st.hi[name] = max(st.hi.get(name, hi), hi)
             if name in keep and c < KEEP_ROWS:
                 st.kept.setdefault(name, []).append(v.copy())
-        outs = v = fin = None  # every exposed tensor of one row: free before the next run allocates its own
+        outs = v = fin = looked = None  # every exposed tensor of one row: free before the next run allocates its own
         st.rows += 1
         if progress is not None:
             progress(c + 1, n)
