@@ -315,6 +315,66 @@ def ort_quantized_session(model: nn.Module, ids: torch.Tensor, tmp: Path, thread
     return ort.InferenceSession(str(q8), so, providers=["CPUExecutionProvider"])
 
 
+def _examples_module() -> Any:
+    """examples/build_models.py as a module (its CausalLM, TransformerConfig and ORT quantization)."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "build_models.py"
+    spec = importlib.util.spec_from_file_location("build_models", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["build_models"] = mod  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def from_examples(cfg: dict[str, int], tmp: Path, calib_rows: int, results: dict[str, Any]) -> tuple:
+    """The issue's pipeline: the example scripts' causal LM (GPT-2 layout: LayerNorm, Erf-GELU MLP,
+    finfo.min causal mask) in this shape, exported with a dynamic batch axis, quantized by onnxruntime
+    (static QDQ, per-channel int8 weights, uint8 activations), compiled by lasercc for batch x seq.
+
+    Weights are random (seed 0): throughput and energy depend on the shape, not on training.
+    Calibration runs at batch 1 on ``calib_rows`` random sequences (the frontend calibrates a
+    dynamic-batch model at batch 1, whatever batch it compiles for).
+    Returns (float model, QDQ model path, compiled artifact).
+    """
+    import warnings
+
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    import lasercc
+
+    bm = _examples_module()
+    tc = bm.TransformerConfig(vocab=cfg["vocab"], d_model=cfg["d_model"], n_heads=cfg["heads"],
+                              n_layers=cfg["layers"], seq_len=cfg["seq"], d_ff=4 * cfg["d_model"])
+    torch.manual_seed(0)
+    model = bm.CausalLM(tc).eval()
+    f32, q8 = tmp / "float.onnx", tmp / "qdq.onnx"
+    t0 = time.perf_counter()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros((1, cfg["seq"]), dtype=torch.int64),), str(f32), dynamo=False,
+                          opset_version=17, input_names=["input_ids"], output_names=["logits"],
+                          dynamic_axes={"input_ids": {0: "batch"}, "logits": {0: "batch"}})
+    m = onnx.load(str(f32))
+    m.ir_version = 8  # onnxruntime builds older than onnx's default IR version read it
+    onnx.save(m, str(f32))
+    del m
+    calib = {"input_ids": np.random.default_rng(1).integers(0, cfg["vocab"], (calib_rows, cfg["seq"]))}
+    bm._static(QuantFormat.QDQ, QuantType.QUInt8, per_channel=True)(f32, q8, calib)
+    results["export_quantize_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        art = lasercc.compile(str(q8), target="torch", calibration=calib,
+                              input_shapes={"input_ids": (cfg["batch"], cfg["seq"])}, progress=False)
+    results["compile_seconds"] = time.perf_counter() - t0
+    results["model_mib"] = {"float": f32.stat().st_size / 2**20, "qdq": q8.stat().st_size / 2**20}
+    results["ir_nodes"] = len(art.graph.nodes)
+    return model, q8, art
+
+
 # ---------------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------------
@@ -327,6 +387,10 @@ def main() -> None:
     for k, v in SMALL.items():
         ap.add_argument("--" + k.replace("_", "-"), type=int, default=None, help=f"(CPU default {v})")
     ap.add_argument("--artifact", type=Path, default=None, help="time this compiled artifact instead")
+    ap.add_argument("--from-examples", action="store_true",
+                    help="the issue's pipeline: the examples' causal LM in this shape, quantized by onnxruntime "
+                         "(QDQ), compiled by lasercc; fp16 eager and onnxruntime run the same model")
+    ap.add_argument("--calib-rows", type=int, default=8, help="calibration sequences for --from-examples")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--min-seconds", type=float, default=2.0)
     ap.add_argument("--matmul", default="auto", help="exact matmul engine (auto, fp16, fp32, int8, f64, i64)")
@@ -347,7 +411,13 @@ def main() -> None:
     rng = np.random.default_rng(0)
 
     # -- the spiking graph on the torch executor
-    if args.artifact is not None:
+    example_model = q8_path = None
+    tmpdir = tempfile.TemporaryDirectory() if args.from_examples else None
+    if args.from_examples:
+        example_model, q8_path, art = from_examples(cfg, Path(tmpdir.name), args.calib_rows, results)
+        graph = art.graph
+        feeds = {"input_ids": torch.as_tensor(rng.integers(0, cfg["vocab"], (cfg["batch"], cfg["seq"])))}
+    elif args.artifact is not None:
         from lasercc.ir.artifact import load
 
         graph = load(args.artifact).graph
@@ -376,6 +446,22 @@ def main() -> None:
                                                 "somas": len(plans)}
 
     # -- float model, fp16 eager on CUDA (fp32 on CPU)
+    if example_model is not None:
+        ids = feeds["input_ids"]
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+        m_dev = example_model.to(device=device, dtype=dtype)
+        ids_dev = ids.to(device)
+        with torch.inference_mode():
+            r = timed(lambda: m_dev(ids_dev), device, args.repeat, args.min_seconds, power)
+        results["variants"][f"torch-{'fp16' if dtype == torch.float16 else 'fp32'}-eager"] = r
+        if not args.skip_ort:
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = args.ort_threads
+            sess = ort.InferenceSession(str(q8_path), so, providers=["CPUExecutionProvider"])
+            x = {"input_ids": ids.numpy()}
+            results["variants"]["ort-cpu-int8"] = timed(lambda: sess.run(None, x), torch.device("cpu"), 1, 0.0, None)
     ids = feeds.get("ids")
     if args.artifact is None and ids is not None:
         model = FloatGPT(cfg["layers"], cfg["d_model"], cfg["heads"], cfg["vocab"], cfg["seq"]).eval()
@@ -418,6 +504,8 @@ def main() -> None:
         print(f"executor / float throughput: {results['executor_vs_float']:.2f}x")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    if tmpdir is not None:
+        tmpdir.cleanup()
 
 
 if __name__ == "__main__":
