@@ -91,18 +91,19 @@ STACK_CHUNKS = 64
 
 
 def _stackable(graph: Graph, backend: str, mode: str, executor: Any, n_chunks: int) -> bool:
-    """Whether the NumPy codes mode may run several batches in one graph walk (:class:`NumpyCodesStacked`):
-    the default executor, more than one chunk, and no scalar input or output (they have no batch axis)."""
-    return (executor is None and backend == "numpy" and mode == "codes" and n_chunks > 1
+    """Whether the NumPy codes mode may run its batches as chunk-stacked walks (:class:`NumpyCodesF32`):
+    the default executor and no scalar input or output (they have no batch axis). One chunk qualifies
+    too: the float32 executor is faster than the plain one even without stacking."""
+    return (executor is None and backend == "numpy" and mode == "codes" and n_chunks >= 1
             and all(n.type.shape for n in graph.inputs) and all(graph.type_of(o).shape for o in graph.outputs))
 
 
 def _run_stacked(graph: Graph, feeds: dict[str, np.ndarray], n_chunks: int, collect_stats: bool,
                  parts: dict[str, list[np.ndarray]], per_node: dict[str, NodeStats]) -> None:
     """Batches ``STACK_CHUNKS`` at a time, each as one walk with a leading chunk axis (same codes, same stats)."""
-    from lasercc.backends.numpy_ref import NumpyCodesStacked
+    from lasercc.backends.numpy_f32 import NumpyCodesF32
 
-    ex = NumpyCodesStacked(collect_stats)
+    ex = NumpyCodesF32(collect_stats)
     for c0 in range(0, n_chunks, STACK_CHUNKS):
         c1 = min(c0 + STACK_CHUNKS, n_chunks)
         block = {}
@@ -124,8 +125,9 @@ def run_graph(graph: Graph, inputs: dict[str, np.ndarray], backend: str = "numpy
               device: str = "cpu", collect_stats: bool = True, executor: Any = None) -> RunResult:
     """Run ``graph`` on ``inputs`` (validated and chunked by batch) and dequantize the outputs.
 
-    The NumPy ``codes`` mode runs up to :data:`STACK_CHUNKS` batches per graph walk (identical codes
-    and statistics, far less Python overhead per row); other backends and modes walk once per batch.
+    The NumPy ``codes`` mode runs up to :data:`STACK_CHUNKS` batches per graph walk on the float32-valued
+    executor :class:`lasercc.backends.numpy_f32.NumpyCodesF32` (identical codes and statistics, far less
+    Python overhead per row); other backends and modes walk once per batch.
     """
     feeds, n_chunks = _validate(graph, inputs)
     t0 = time.perf_counter()

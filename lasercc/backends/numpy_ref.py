@@ -4,6 +4,10 @@ Two modes that must produce identical codes (the test suite proves it on random 
 
 ``codes``
     Values are int64 code arrays; every spiking node computes its result directly from codes.
+    :func:`lasercc.runtime.run_graph` uses the fast variant
+    :class:`~lasercc.backends.numpy_f32.NumpyCodesF32` (batches stacked on a leading axis, codes of at
+    most 24 bits held as float32, per-node plans proven from the code types), which gives the same
+    codes and statistics.
 ``spikes``
     Values are real BSE spike trains, uint8 arrays of shape ``(bits, *shape)``, MSB first. The
     encoder is the integrate-and-fire neuron; a Soma integrates weighted spikes step by step
@@ -19,6 +23,7 @@ Both modes call :mod:`lasercc.semantics` for quantization, requantization and AS
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any, ClassVar
 
 import numpy as np
@@ -78,6 +83,21 @@ def blas_threads(n: int | None) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext() if ctl is None else ctl.limit(limits=n, user_api="blas")
 
 
+def _no_idle_core() -> bool:
+    """Whether the 1-minute load average leaves no idle core for a second BLAS thread.
+
+    The load average counts this process too (about 1 while it computes), so "no idle core" is
+    load > cores - 0.5: other work occupies more than half a core besides ours. A heuristic (the
+    load average lags by seconds) that only picks between two thread counts, never results; False
+    where the platform has no load average.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return os.getloadavg()[0] > cores - 0.5
+    except (OSError, AttributeError):
+        return False
+
+
 _F64_EXACT = float(2**53)
 _F32_EXACT = float(2**24)
 
@@ -125,7 +145,7 @@ def _max_gemm_macs(graph: Graph) -> int:
 
 def _add_into(acc: np.ndarray, y: np.ndarray) -> np.ndarray:
     """acc + y, in place when the result has acc's shape (acc is a temporary of the caller)."""
-    if np.broadcast_shapes(acc.shape, y.shape) == acc.shape:
+    if acc.shape == y.shape or np.broadcast_shapes(acc.shape, y.shape) == acc.shape:
         return np.add(acc, y, out=acc)
     return acc + y
 
@@ -261,7 +281,9 @@ class NumpyCodes(_NumpyBase):
         Why: a multi-threaded OpenBLAS pays a thread hand-off per call, which small GEMMs never earn
         back, and on a machine whose cores are busy with other work each call waits for a descheduled
         helper thread (measured: tiny models' runs 2-5x slower with 2 threads under load). Large GEMMs
-        (MiniLM: 150M multiply-adds per call) run about 2x faster on 2 threads, so they keep the default.
+        (MiniLM: 150M multiply-adds per call) run about 2x faster on 2 idle cores, so they keep the
+        default -- unless the machine has no idle core to give (:func:`_no_idle_core`): measured on a
+        loaded 2-core machine, MiniLM ran 7x slower with 2 BLAS threads than with 1.
         """
         if self.blas_threads != "auto":
             return self.blas_threads  # type: ignore[return-value]
@@ -276,7 +298,7 @@ class NumpyCodes(_NumpyBase):
         if first is not None and first.name in feeds:
             per = int(np.prod(first.type.shape, dtype=np.int64)) or 1
             chunks = max(1, int(np.asarray(feeds[first.name]).size) // per)
-        return 1 if per_chunk * chunks <= self.SMALL_GEMM_MACS else None
+        return 1 if per_chunk * chunks <= self.SMALL_GEMM_MACS or _no_idle_core() else None
 
     def run(self, graph: Graph, feeds: dict[str, np.ndarray]):  # noqa: ANN201 - Executor.run's result
         with blas_threads(self._blas_threads_for(graph, feeds)):
@@ -419,7 +441,7 @@ class NumpyCodesStacked(NumpyCodes):
 
     So chunk c of every value equals what :class:`NumpyCodes` computes on chunk c alone; the codes are
     identical (tests/backends/test_numpy_fastpaths.py checks it on random graphs and the example
-    models). Statistics are recorded chunk by chunk so they equal the per-chunk run's too.
+    models), and so are the statistics (see :meth:`observe`).
     """
 
     axis0: ClassVar[int] = 1
@@ -432,15 +454,15 @@ class NumpyCodesStacked(NumpyCodes):
     def observe(self, node: Node, inputs: list[Any], output: Any) -> None:
         """Statistics equal to C per-chunk records: spike and synaptic-event counts are sums over
         elements (so the stacked arrays give the C-chunk total at once), neuron updates and MACs
-        are per-execution constants (scaled by C). A Soma with an elementwise form is recorded
-        chunk by chunk (its operands may need the rank padding that the counters do not know)."""
+        are per-execution constants (scaled by C). The operand of an elementwise Soma term is padded
+        as :meth:`soma_acc` pads it, so its broadcast against the weights is the per-chunk one (leading
+        unit axes do not change a sum)."""
         if not self.collect_stats:
             return
         n = output.shape[0]
         if isinstance(node, Soma | SomaASNC) and any(f != "matmul" for f in node.forms):
-            for c in range(n):
-                self._record(node, [v[c] for v in inputs], output[c])
-            return
+            rank = len(node.type.shape)
+            inputs = [x if f == "matmul" else self._pad(x, rank) for x, f in zip(inputs, node.forms)]
         s = node_stats(node, self.graph, inputs, output)
         s.neuron_updates *= n
         s.macs *= n

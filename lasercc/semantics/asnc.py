@@ -91,3 +91,19 @@ def asnc_evaluate(
     a = xp.asarray(slopes, np.int64)[seg]
     c = xp.asarray(intercepts, np.int64)[seg]
     return xp.clip((a * xa + c) >> int(shift), lo, hi)
+
+
+def asnc_table(thresholds: Any, slopes: Any, intercepts: Any, shift: int, out_bits: int, in_bits: int) -> np.ndarray:
+    """Output codes of an ASNC table for every input code 0 .. 2^in_bits - 1, as a NumPy int64 array.
+
+    Computed by :func:`asnc_evaluate` itself on all input codes, so ``asnc_table(...)[x]`` equals
+    ``asnc_evaluate(x, ...)`` for every code ``x`` of an ``in_bits``-bit type by construction -- no
+    second definition of the rule. Why: an executor that meets the same table on every run (the NumPy
+    codes mode) replaces the segment search, product, shift and clip by one indexed load. Meant for
+    narrow inputs (a 16-bit input makes a 65536-entry table).
+    """
+    if not 0 < in_bits <= 24:
+        raise ValueError(f"asnc_table takes inputs of 1 to 24 bits, got {in_bits}")
+    x = np.arange(1 << in_bits, dtype=np.int64)
+    return np.asarray(asnc_evaluate(x, np.asarray(thresholds), np.asarray(slopes), np.asarray(intercepts),
+                                    shift, out_bits))

@@ -23,6 +23,7 @@ node's parameters, then applied to the data in its own namespace.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import numpy as np
@@ -107,7 +108,8 @@ def _mul_shift_round(acc: Any, m: np.ndarray, k: np.ndarray, xp: NumpyOps | Torc
     return out
 
 
-def requantize_exact_f32(acc: np.ndarray, scale: np.ndarray, zero_point_out: np.ndarray, bits: int) -> np.ndarray:
+def requantize_exact_f32(acc: np.ndarray, scale: np.ndarray, zero_point_out: np.ndarray, bits: int,
+                         as_float32: bool = False) -> np.ndarray:
     """``ort``-mode requantization of an accumulator already held exactly in float32 (NumPy only).
 
     Precondition (the caller proves it from operand bounds): ``acc`` is integer-valued float32 with
@@ -116,14 +118,41 @@ def requantize_exact_f32(acc: np.ndarray, scale: np.ndarray, zero_point_out: np.
     (:func:`requantize_scale`), round half to even, zero point and clip. It exists so a matmul done
     in float32 BLAS need not round-trip through int64 before its requantization; ``acc`` is
     overwritten (it is a temporary of the caller).
+
+    ``acc`` may instead be integer-valued float64 with ``|acc| < 2^53`` (products and sums of
+    integers stay exact in float64 up to 2^53). Then its first step is the cast to float32: IEEE
+    conversion rounds to nearest-even, so ``float32(acc64)`` is the correctly rounded float32 of the
+    same integer -- bit for bit the rule's ``float32(int_acc)`` (which NumPy's int64 cast also rounds
+    correctly), inexact above 2^24 exactly as in onnxruntime.
+
+    With ``as_float32`` the codes are returned as float32 instead of int64 -- the same integers, since
+    every code of at most 24 bits is exact in float32 (the NumPy executor that keeps codes in float32
+    between nodes uses it, saving a conversion per node). Why the steps below equal the ``ort`` rule:
+    ``rint`` yields an integer r; ``lo``, ``hi`` and ``zp`` are exact in float32; ``fl(r + zp)`` is exact
+    whenever ``|r + zp| <= 2^24`` and otherwise rounds to a value still beyond ``hi`` (or below ``lo``),
+    because rounding is monotonic -- so the clip gives ``clip(r + zp, lo, hi)`` exactly.
     """
+    lo, hi = _f32_code_range(bits)
+    if acc.dtype == np.float64:
+        acc = acc.astype(np.float32)
+    elif acc.dtype != np.float32:
+        raise TypeError(f"requantize_exact_f32 takes a float32 or float64 accumulator, got {acc.dtype}")
+    y = np.multiply(acc, scale, out=acc)
+    np.rint(y, out=y)
+    y += zero_point_out if isinstance(zero_point_out, np.ndarray) and zero_point_out.dtype == np.float32 \
+        else np.asarray(zero_point_out, dtype=np.float32)
+    y.clip(lo, hi, out=y)  # the method: np.clip's extra Python layers cost more than the work on small arrays
+    return y if as_float32 else y.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=64)
+def _f32_code_range(bits: int) -> tuple[np.float32, np.float32]:
+    """The code range of ``bits`` as float32 scalars (a Python int bound picks a slower clip loop); it must
+    lie within [-2^24, 2^24], where float32 is exact."""
     lo, hi = code_range(bits)
     if not (-(2**24) <= lo and hi <= 2**24):
         raise ValueError(f"requantize_exact_f32 supports code ranges within 2^24, got {bits} bits")
-    y = np.multiply(acc, scale, out=acc)
-    np.rint(y, out=y)
-    y += np.asarray(zero_point_out, dtype=np.float32)
-    return np.clip(y, lo, hi, out=y).astype(np.int64)
+    return np.float32(lo), np.float32(hi)
 
 
 def requantize(

@@ -110,9 +110,25 @@ def test_blas_threads_context_is_a_noop_for_none():
         assert (np.ones((3, 3), np.float32) @ np.ones((3, 3), np.float32)).sum() == 27
 
 
-def test_auto_blas_threads_single_for_small_gemms_default_for_large():
+def test_auto_blas_threads_single_for_small_gemms_default_for_large(monkeypatch):
+    monkeypatch.setattr(nr, "_no_idle_core", lambda: False)
     ex = NumpyCodes(False)
     small = mlp_graph(layers=1, width=64, batch=2)
     big = mlp_graph(layers=1, width=4096, batch=2)  # 2 * 4096 * 4096 = 2^25 multiply-adds > 2^24
     assert ex._blas_threads_for(small, random_inputs(small, 0, rows=2)) == 1
     assert ex._blas_threads_for(big, random_inputs(big, 0, rows=2)) is None
+
+
+def test_auto_blas_threads_single_when_no_core_is_idle(monkeypatch):
+    monkeypatch.setattr(nr, "_no_idle_core", lambda: True)
+    big = mlp_graph(layers=1, width=4096, batch=2)
+    assert NumpyCodes(False)._blas_threads_for(big, random_inputs(big, 0, rows=2)) == 1
+
+
+def test_no_idle_core_reads_the_load_average(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert nr._no_idle_core() is False
+    monkeypatch.setattr(os, "getloadavg", lambda: (1e6, 0.0, 0.0))
+    assert nr._no_idle_core() is True
