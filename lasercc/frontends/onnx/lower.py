@@ -33,8 +33,9 @@ from lasercc.ir.types import CodeType, TensorType
 Handler = Callable[["Lowerer", onnx.NodeProto, list], list]
 OPS: dict[str, Handler] = {}
 # Ops whose handler reads calibration values of input 0 (ASNC histograms, decomposition ranges).
-SAMPLED_OPS = frozenset({"Softmax", "LayerNormalization", "Erf", "Sigmoid", "Tanh", "Exp", "Sqrt", "Reciprocal", "Gelu",
-                         "FastGelu", "Pow", "Relu", "Softplus", "Clip", "LeakyRelu", "HardSigmoid", "Neg", "Abs"})
+SAMPLED_OPS = frozenset({"Softmax", "LayerNormalization", "Erf", "Sigmoid", "Tanh", "Exp", "Sqrt", "Reciprocal",
+                         "Gelu", "FastGelu", "Pow", "Relu", "Softplus", "Clip", "LeakyRelu", "HardSigmoid", "Abs",
+                         "Sin", "Cos"})
 NO_FOLD = {"DequantizeLinear", "Shape", "Size"}
 HINT = ("hint: these ops have no spiking lowering yet; export with a different opset/op set, replace them in the "
         "model, or add a handler to lasercc.frontends.onnx.OPS")

@@ -35,6 +35,7 @@ from lasercc.frontends.onnx.values import (
     code_type,
     range_type,
 )
+from lasercc.ir.types import CodeType
 
 MASK_THRESHOLD = -1e4  # additive constants at or below this are "minus infinity" masks
 
@@ -60,7 +61,10 @@ for _name, _fn, _p, _d in (("clip", _clip, ("lo", "hi"), (-np.inf, np.inf)),
                            ("leaky_relu", _leaky, ("alpha",), (0.01,)),
                            ("pow", _pow, ("p",), (1.0,)), ("hard_sigmoid", _hardsigmoid, ("alpha", "beta"), (0.2, 0.5)),
                            ("neg", lambda x: -np.asarray(x, np.float64), (), ()),
-                           ("abs", lambda x: np.abs(np.asarray(x, np.float64)), (), ())):
+                           ("abs", lambda x: np.abs(np.asarray(x, np.float64)), (), ()),
+                           ("sin", lambda x: np.sin(np.asarray(x, np.float64)), (), ()),  # rotary tables (RoPE)
+                           ("cos", lambda x: np.cos(np.asarray(x, np.float64)), (), ()),
+                           ("nonzero", lambda x: (np.asarray(x, np.float64) != 0).astype(np.float64), (), ())):
     if _name not in FUNCTIONS:
         register_function(_name, _fn, _p, _d)
 
@@ -76,10 +80,10 @@ def is_const(v: Val | None) -> bool:
 def quantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     x, s = ins[0], ins[1]
     z = ins[2] if len(ins) > 2 else None
-    if isinstance(x, Masked):
+    if isinstance(x, Masked | DynMask):
         return [x]  # a -inf mask is never quantized as data: the Q parameters (scale ~1e36) are ignored
     if not isinstance(x, Act):
-        raise FrontendError("QuantizeLinear of a non-activation")
+        raise FrontendError(f"QuantizeLinear of {type(x).__name__} (only activations are quantized)")
     dt = None
     od = attr(n, "output_dtype", 0)
     if od:
@@ -93,7 +97,7 @@ def quantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 def dequantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     x, s = ins[0], ins[1]
     z = ins[2] if len(ins) > 2 else None
-    if isinstance(x, Masked):
+    if isinstance(x, Masked | DynMask):
         return [x]
     if isinstance(x, Act):
         t, _ = L.q_type(s, z, x.shape)
@@ -132,10 +136,18 @@ def cast(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     if isinstance(x, Ids) and dt.kind in "fb":
         from lasercc.frontends.onnx.ops_move import ids_as_codes
 
-        a = ids_as_codes(L, n.output[0], x)
+        # integers used as numbers: attention masks (0/1) and position ids (RoPE angles = pos * inv_freq);
+        # the code width covers the largest value calibration saw (at least 2 bits)
+        r = L.stats.range(n.output[0]) if dt.kind == "f" else None
+        a = ids_as_codes(L, n.output[0], x, int(np.ceil(r[1])) if r else 3)
         return [Act(a.name, a.type, boolean=dt.kind == "b")]
     if isinstance(x, Act) and x.boolean and dt.kind == "b":
         return [x]
+    if isinstance(x, Act) and dt.kind == "b":
+        # a float attention mask fed as a float input: true where nonzero, as exact 0/1 codes (a lookup
+        # table on x's codes: code == zero point is the only real 0)
+        r = L.b.asnc_lut(n.output[0], x, "nonzero", (), code_type(2, 1.0, 0, x.shape), None)
+        return [Act(r.name, r.type, boolean=True)]
     raise FrontendError(f"Cast of {type(x).__name__} to {dt} is not supported")
 
 
@@ -307,7 +319,8 @@ def _samples(L: Lowerer, tensor: str) -> np.ndarray | None:
 # ---- unary nonlinearities ---------------------------------------------------------------------------
 
 UNARY = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Erf": "erf", "Exp": "exp", "Reciprocal": "reciprocal", "Sqrt": "sqrt",
-         "Relu": "relu", "Softplus": "softplus", "FastGelu": "gelu_tanh", "Neg": "neg", "Abs": "abs"}
+         "Relu": "relu", "Softplus": "softplus", "FastGelu": "gelu_tanh", "Neg": "neg", "Abs": "abs",
+         "Sin": "sin", "Cos": "cos"}
 
 
 def unary_params(n: onnx.NodeProto, L: Lowerer, ins: list) -> tuple[str, tuple[float, ...]]:
@@ -327,6 +340,27 @@ def unary_params(n: onnx.NodeProto, L: Lowerer, ins: list) -> tuple[str, tuple[f
     raise FrontendError(f"no table for {t}")
 
 
+def model_type(L: Lowerer, tensor: str, shape: tuple[int, ...]) -> CodeType | None:
+    """The code type a QDQ model chose for ``tensor`` (every consumer a QuantizeLinear with the same
+    constant parameters, not a graph output), else None -- then the lowering may choose."""
+    cons = L.consumers.get(tensor, [])
+    if not cons or tensor in {o.name for o in L.model.graph.output}:
+        return None
+    ps = {L.q_params_of(c) for c in cons}
+    return L.out_type(tensor, shape) if len(ps) == 1 and None not in ps else None
+
+
+def negate(L: Lowerer, tensor: str, x: Act) -> Act:
+    """-x exactly: code' = 2^N - 1 - code in the mirrored type (same scale, zero point 2^N - 1 - z).
+
+    Why not the calibration range of the result: it is the mirror of x's own range, and rows outside the
+    calibration (held-out inputs) would saturate -- rotate_half in RoPE negates half of every query and
+    key, so that saturation reached the attention scores. One Soma with weight -1 and requant scale 1.
+    """
+    out = model_type(L, tensor, x.shape) or code_type(x.type.bits, x.scale, x.type.hi - x.zp, x.shape)
+    return L.b.soma_mul(tensor, [x], [-np.ones(1, np.int64)], x.scale, (1.0,), out)
+
+
 @register(*UNARY, "Gelu", "LeakyRelu", "HardSigmoid", "Clip")
 def unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     x = ins[0]
@@ -334,7 +368,7 @@ def unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         raise FrontendError(f"{n.op_type} of a non-activation")
     fn, params = unary_params(n, L, ins)
     if n.op_type == "Neg":
-        return [L.b.affine_const(n.output[0], x, -np.ones(1), None, L.out_type(n.output[0], x.shape))]
+        return [negate(L, n.output[0], x)]
     return [L.b.asnc_lut(n.output[0], x, fn, params, L.out_type(n.output[0], x.shape), _samples(L, n.input[0]))]
 
 
@@ -354,22 +388,42 @@ def pow_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 
 @register("And")
 def and_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """bool activation AND an all-true constant (what exporters write around a padding mask)."""
+    """AND of bool masks: a padding mask (from an input) with a constant one (causal, sliding window).
+
+    transformers' mask builders write ``And(causal, padding)``: the constant part folds, the padding part
+    is a bool activation whose real value is 0/1 (any nonzero value is true), so the AND is an elementwise
+    product by the 0/1 constant (one exact Soma); the result is again a bool activation (2-bit codes,
+    scale 1), broadcast to the constant's shape.
+    """
     a, b = ins
     if is_const(a):
         a, b = b, a
-    if isinstance(a, Act) and a.boolean and is_const(b) and np.all(L.const_value(b)):
-        return [a]
-    raise FrontendError("And is supported only between a bool mask and an all-true constant")
+    if isinstance(a, Act) and a.boolean and is_const(b):
+        c = np.asarray(L.const_value(b)).astype(bool)
+        shape = tuple(np.broadcast_shapes(a.shape, c.shape))
+        if np.all(c) and shape == a.shape:
+            return [a]
+        r = L.b.affine_const(n.output[0], a, c.astype(np.float64), None, code_type(2, 1.0, 0, shape))
+        return [Act(r.name, r.type, boolean=True)]
+    raise FrontendError("And is supported only between a bool mask (from an input) and a constant")
 
 
 @register("Expand")
 def expand(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """A bool mask stays unexpanded: it is only ever used broadcast against the scores it masks."""
+    """Broadcast to a shape. A bool mask stays unexpanded (it is only ever used broadcast against the
+    scores it masks); an activation (grouped-query attention's ``repeat_kv``: K/V heads expanded to the
+    query heads) is copied along each broadcast axis by a ``Take`` of repeated index 0 -- data movement,
+    no spikes."""
     x = ins[0]
     if isinstance(x, Act) and x.boolean:
         return [x]
-    raise FrontendError("Expand is supported only for bool masks")
+    if not isinstance(x, Act):
+        raise FrontendError(f"Expand of {type(x).__name__} is not supported")
+    want = tuple(int(d) for d in L.const_value(ins[1], "shape").reshape(-1))
+    shape = tuple(np.broadcast_shapes(x.shape, want))
+    from lasercc.frontends.onnx.ops_move import broadcast_to
+
+    return [broadcast_to(L, n.output[0], x, shape)]
 
 
 def _not(L: Lowerer, stem: str, keep: Act) -> Act:

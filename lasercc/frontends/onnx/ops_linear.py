@@ -104,7 +104,39 @@ def matmul(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         return [matmul_acts(L, a, b, n.output[0])]
     if isinstance(a, Act) and isinstance(b, Const | QWeight):
         return [soma_linear(L, n, a, b, None, n.output[0])]
-    raise FrontendError("MatMul needs an activation on the left (constant x activation is not supported)")
+    if isinstance(a, Const | QWeight) and isinstance(b, Act):
+        return [const_matmul(L, n, a, b)]
+    raise FrontendError(f"MatMul of {type(a).__name__} and {type(b).__name__} is not supported")
+
+
+def const_matmul(L: Lowerer, n: onnx.NodeProto, a: Val, b: Act) -> Act:
+    """``C @ x`` with a constant on the left (rotary embeddings: ``inv_freq[:, None] @ positions[None, :]``):
+    ``(x^T @ C^T)^T`` -- a Soma between two Transposes of the last two axes (data movement only).
+    The constant must not vary over batch axes (leading axes of size 1)."""
+    from lasercc.frontends.onnx.ops_move import _move
+
+    c = np.asarray(L.const_value(a), np.float64)
+    if c.ndim < 2 or len(b.shape) < 2:
+        raise FrontendError("MatMul of a constant and an activation needs both of rank >= 2")
+    if any(d != 1 for d in c.shape[:-2]):
+        raise FrontendError(f"MatMul of a constant {list(c.shape)} with batch axes by an activation is not supported")
+    if c.shape[-1] != b.shape[-2]:
+        raise FrontendError(f"MatMul shapes {list(c.shape)} x {list(b.shape)} do not fit")
+    lead = tuple(np.broadcast_shapes(c.shape[:-2], b.shape[:-2]))
+    if lead != b.shape[:-2]:
+        b = _move(L, n, b, lead + b.shape[-2:])  # type: ignore[assignment]
+    r = len(b.shape)
+    perm = tuple(range(r - 2)) + (r - 1, r - 2)
+    bt = _move(L, n, b, tuple(b.shape[p] for p in perm), perm)
+    assert isinstance(bt, Act)
+    shape = lead + (c.shape[-2], b.shape[-1])
+    out = L.out_type(n.output[0], shape)
+    tshape = lead + (b.shape[-1], c.shape[-2])
+    y = soma_linear(L, n, bt, Const(c.reshape(c.shape[-2:]).T.copy()), None, n.output[0],
+                    out=code_type(out.bits, out.scale[0], out.zero_point[0], tshape))
+    res = _move(L, n, y, shape, perm)
+    assert isinstance(res, Act)
+    return res
 
 
 @register("Gemm")

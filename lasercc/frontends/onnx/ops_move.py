@@ -17,6 +17,7 @@ from lasercc.frontends.onnx.lower import Lowerer, attr, register
 from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, QWeight, Val, code_type, onnx_int_bits, range_type
 from lasercc.frontends.onnx.weights import quantize_rows, table_range
 from lasercc.ir.nodes import Concat, Gather, Reshape, Slice, Take, Transpose
+from lasercc.ir.types import CodeType
 
 
 def _move(L: Lowerer, n: onnx.NodeProto, x: Val, shape: tuple[int, ...], perm: tuple[int, ...] | None = None) -> Val:
@@ -48,17 +49,22 @@ def _shape(x: Val) -> tuple[int, ...]:
     return x.act.shape if isinstance(x, Masked) else x.shape  # type: ignore[union-attr]
 
 
-def ids_as_codes(L: Lowerer, stem: str, x: Ids) -> Act:
-    """Small integer inputs used as numbers (attention masks): a Gather of the code table [0, 1, 2, 3]
-    (2-bit codes, scale 1), reshaped to the viewed shape. Values above 3 are an input error at run time."""
+def ids_as_codes(L: Lowerer, stem: str, x: Ids, hi: int = 3) -> Act:
+    """Small integer inputs used as numbers (attention masks, position ids): a Gather of the code table
+    [0, 1, ..., 2^b - 1] (b-bit codes, scale 1, the fewest bits >= 2 that hold ``hi``), reshaped to the
+    viewed shape. Values above the table are an input error at run time."""
+    bits = max(2, int(hi).bit_length())
+    if bits > 16:
+        raise FrontendError(f"integer input {x.name!r} used as a number reaches {hi}: more than 16 bits")
     base = x.base or x.shape
     name = L.b.fresh(stem)
-    t = code_type(2, 1.0, 0, base)
-    L.b.add(Gather(name=name, inputs=(x.name,), type=t, table=L.b.const(name + ".table", np.arange(4, dtype=np.int8))))
+    t = code_type(bits, 1.0, 0, base)
+    table = np.arange(1 << bits, dtype=np.int64)
+    L.b.add(Gather(name=name, inputs=(x.name,), type=t, table=L.b.const(name + ".table", table)))
     if tuple(base) == tuple(x.shape):
         return Act(name, t)
     r = L.b.fresh(stem + ".view")
-    tr = code_type(2, 1.0, 0, x.shape)
+    tr = code_type(bits, 1.0, 0, x.shape)
     L.b.add(Reshape(name=r, inputs=(name,), type=tr))
     return Act(r, tr)
 
@@ -191,7 +197,21 @@ def concat(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         return [Act(r.name, r.type, xs[0].quantized, xs[0].signed)]
     shape = list(xs[0].shape)
     shape[axis] = sum(x.shape[axis] for x in xs)
-    return [concat_acts(L, n.output[0], xs, axis, L.out_type(n.output[0], tuple(shape)))]
+    from lasercc.frontends.onnx.ops_elementwise import model_type
+
+    out = model_type(L, n.output[0], tuple(shape)) or union_type(xs, tuple(shape), L.opts.act_bits)
+    return [concat_acts(L, n.output[0], xs, axis, out)]
+
+
+def union_type(xs: list[Act], shape: tuple[int, ...], bits: int) -> CodeType:
+    """The code type spanning every input's whole real range, at ``bits`` or the widest input's bits.
+
+    Why not the calibration range: a concatenation holds exactly its inputs' values, so their types
+    bound it; a narrower calibrated range would saturate held-out rows (rotate_half's Concat(-x2, x1)).
+    """
+    lo = min(x.scale * (x.type.lo - x.zp) for x in xs)
+    hi = max(x.scale * (x.type.hi - x.zp) for x in xs)
+    return range_type(lo, hi, max(bits, *(x.type.bits for x in xs)), shape)
 
 
 @register("QLinearConcat")
@@ -231,6 +251,27 @@ def gather(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     raise FrontendError(f"Gather of {type(data).__name__} by {type(idx).__name__} is not supported")
 
 
+@register("GatherND")
+def gather_nd(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """Elements of an activation at constant multi-indices (the dynamo exporter's ``padding_mask[b, kv]``):
+    the first ``k`` axes flattened by a Reshape, one ``Take`` of the flat indices, a Reshape to the result
+    shape -- data movement only."""
+    data, idx = ins
+    if not isinstance(data, Act) or not isinstance(idx, Const):
+        raise FrontendError(f"GatherND of {type(data).__name__} by {type(idx).__name__} is not supported "
+                            "(an activation by constant indices is)")
+    if attr(n, "batch_dims", 0):
+        raise FrontendError("GatherND with batch_dims > 0 is not supported")
+    iv = np.asarray(idx.value).astype(np.int64)
+    k = iv.shape[-1]
+    lead, rest = data.shape[:k], data.shape[k:]
+    flat_idx = np.ravel_multi_index(tuple(np.mod(iv[..., j], lead[j]) for j in range(k)), lead).reshape(-1)
+    flat = _move(L, n, data, (int(np.prod(lead)),) + tuple(rest))
+    assert isinstance(flat, Act)
+    r = _take(L, n.output[0] + ".take", flat, 0, flat_idx)
+    return [_move(L, n, r, tuple(iv.shape[:-1]) + tuple(rest))]
+
+
 def _take(L: Lowerer, stem: str, x: Act, axis: int, idx: np.ndarray) -> Act:
     shape = list(x.shape)
     shape[axis] = idx.size
@@ -238,6 +279,23 @@ def _take(L: Lowerer, stem: str, x: Act, axis: int, idx: np.ndarray) -> Act:
     t = code_type(x.type.bits, x.scale, x.zp, tuple(shape))
     L.b.add(Take(name=name, inputs=(x.name,), type=t, axis=axis, indices=tuple(int(i) for i in idx)))
     return x.moved(name, t)
+
+
+def broadcast_to(L: Lowerer, stem: str, x: Act, shape: tuple[int, ...]) -> Act:
+    """``x`` broadcast (NumPy rules) to ``shape``: leading 1s by a Reshape, each size-1 axis that grows by a
+    ``Take`` of index 0 repeated -- pure data movement, the codes are copied."""
+    if tuple(np.broadcast_shapes(x.shape, shape)) != tuple(shape):
+        raise FrontendError(f"cannot broadcast {list(x.shape)} to {list(shape)}")
+    if len(x.shape) < len(shape):
+        full = (1,) * (len(shape) - len(x.shape)) + tuple(x.shape)
+        name = L.b.fresh(stem + ".rank")
+        t = code_type(x.type.bits, x.scale, x.zp, full)
+        L.b.add(Reshape(name=name, inputs=(x.name,), type=t))
+        x = x.moved(name, t)
+    for ax, (have, want) in enumerate(zip(x.shape, shape)):
+        if have != want:
+            x = _take(L, stem, x, ax, np.zeros(want, np.int64))
+    return x
 
 
 def _code_table(L: Lowerer, n: onnx.NodeProto, data: Val):  # noqa: ANN202

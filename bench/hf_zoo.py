@@ -1,0 +1,482 @@
+"""Robustness zoo: tiny random Hugging Face transformers of several architectures through lasercc.
+
+Why: lasercc will meet exported graphs nobody on the team has seen. Each architecture family brings
+its own export quirks -- GPT-2's Conv1D linear layers and baked causal-mask buffers, LLaMA's RMSNorm
+(Pow/ReduceMean/Sqrt/Div), RoPE (Sin/Cos tables, rotate_half by Slice/Neg/Concat), grouped-query
+attention (Expand/Reshape of K and V), SwiGLU, causal masks built at run time from shape subgraphs,
+BERT's ``(1 - mask) * finfo.min`` padding mask. This bench builds each family at toy size from a
+config with random weights (``torch.manual_seed``; nothing is downloaded), exports it with the
+TorchScript exporter as real exporters write such graphs (opset 17, dynamic batch/seq axes, eager
+attention), quantizes it with onnxruntime's static QDQ quantizer, compiles both with lasercc
+(NumPy target, input shapes pinned) and compares the NumPy backend with onnxruntime on held-out
+inputs. ``--dynamo`` also exports each model with the dynamo exporter (opset 18; needs ``onnxscript``).
+
+Bench-only dependency: ``transformers`` (5.23). Run:
+
+    .venv/bin/python bench/hf_zoo.py [--models gpt2 llama ...] [--work DIR] [--dynamo] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: never touch the network
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+SEQ = 16
+VOCAB = 256
+CALIB_ROWS = 16
+EVAL_ROWS = 8
+# Weight init std (transformers' default is 0.02): larger weights make attention peaky and activations
+# spread like a trained model's, so a mis-lowered mask or position table shows in the metrics.
+INIT = 0.1
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One zoo entry: how to build the model and which inputs its wrapper takes."""
+
+    name: str
+    build: Callable[[], nn.Module]
+    inputs: tuple[str, ...]      # int64 [batch, seq] inputs, in the wrapper's positional order
+    output: str                  # "logits" or "last_hidden_state"
+    note: str
+
+
+def _gpt2() -> nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=64, n_layer=2, n_head=4, attn_implementation="eager",
+                     initializer_range=INIT, bos_token_id=0, eos_token_id=0)
+    return GPT2LMHeadModel(cfg)
+
+
+def _bert() -> nn.Module:
+    from transformers import BertConfig, BertModel
+
+    cfg = BertConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=128, max_position_embeddings=64, attn_implementation="eager",
+                     initializer_range=INIT)
+    return BertModel(cfg, add_pooling_layer=False)
+
+
+def _llama() -> nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                      attn_implementation="eager", tie_word_embeddings=False, initializer_range=INIT)
+    return LlamaForCausalLM(cfg)
+
+
+def _qwen2() -> nn.Module:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = Qwen2Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=64,
+                      attn_implementation="eager", tie_word_embeddings=True, initializer_range=INIT)
+    return Qwen2ForCausalLM(cfg)
+
+
+def _mistral() -> nn.Module:
+    from transformers import MistralConfig, MistralForCausalLM
+
+    cfg = MistralConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                        attn_implementation="eager", sliding_window=6, initializer_range=INIT)
+    return MistralForCausalLM(cfg)
+
+
+def _distilbert() -> nn.Module:
+    from transformers import DistilBertConfig, DistilBertModel
+
+    cfg = DistilBertConfig(vocab_size=VOCAB, dim=64, n_layers=2, n_heads=4, hidden_dim=128,
+                           max_position_embeddings=64, attn_implementation="eager", initializer_range=INIT)
+    return DistilBertModel(cfg)
+
+
+def _gpt_neox() -> nn.Module:
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    cfg = GPTNeoXConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, max_position_embeddings=64, rotary_pct=0.5,
+                        attn_implementation="eager", initializer_range=INIT)
+    return GPTNeoXForCausalLM(cfg)
+
+
+def _t5_encoder() -> nn.Module:
+    from transformers import T5Config, T5EncoderModel
+
+    cfg = T5Config(vocab_size=VOCAB, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
+                   feed_forward_proj="gated-gelu", attn_implementation="eager",
+                   initializer_factor=1.0)
+    return T5EncoderModel(cfg)
+
+
+
+def _gemma() -> nn.Module:
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    cfg = GemmaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=1, head_dim=16, max_position_embeddings=64,
+                      attn_implementation="eager", initializer_range=INIT)
+    return GemmaForCausalLM(cfg)
+
+
+def _phi() -> nn.Module:
+    from transformers import PhiConfig, PhiForCausalLM
+
+    cfg = PhiConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                    max_position_embeddings=64, partial_rotary_factor=0.5, attn_implementation="eager",
+                    initializer_range=INIT)
+    return PhiForCausalLM(cfg)
+
+
+def _falcon() -> nn.Module:
+    from transformers import FalconConfig, FalconForCausalLM
+
+    cfg = FalconConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       new_decoder_architecture=False, multi_query=True, attn_implementation="eager",
+                       initializer_range=INIT)
+    return FalconForCausalLM(cfg)
+
+
+def _roberta() -> nn.Module:
+    from transformers import RobertaConfig, RobertaModel
+
+    cfg = RobertaConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=128, max_position_embeddings=64, pad_token_id=1,
+                        attn_implementation="eager", initializer_range=INIT)
+    return RobertaModel(cfg, add_pooling_layer=False)
+
+
+def _opt() -> nn.Module:
+    from transformers import OPTConfig, OPTForCausalLM
+
+    cfg = OPTConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, ffn_dim=128,
+                    max_position_embeddings=64, word_embed_proj_dim=64, attn_implementation="eager", init_std=INIT,
+                    pad_token_id=1, bos_token_id=0, eos_token_id=0)
+    return OPTForCausalLM(cfg)
+
+
+def _bloom() -> nn.Module:
+    from transformers import BloomConfig, BloomForCausalLM
+
+    cfg = BloomConfig(vocab_size=VOCAB, hidden_size=64, n_layer=2, n_head=4, attn_implementation="eager",
+                      initializer_range=INIT)
+    return BloomForCausalLM(cfg)
+
+DECODER_INPUTS = ("input_ids", "attention_mask", "position_ids")  # what optimum exports for LLaMA-style decoders
+ZOO = (
+    Spec("gpt2", _gpt2, ("input_ids", "attention_mask"), "logits", "Conv1D (addmm), tanh-GELU, tied embeddings"),
+    Spec("bert", _bert, ("input_ids", "attention_mask", "token_type_ids"), "last_hidden_state",
+         "padding mask (1-m)*finfo.min, erf-GELU"),
+    Spec("llama", _llama, DECODER_INPUTS, "logits", "RMSNorm, RoPE from position_ids, GQA 4q/2kv, SwiGLU"),
+    Spec("qwen2", _qwen2, DECODER_INPUTS, "logits", "qkv bias, GQA 4q/1kv, tied embeddings"),
+    Spec("mistral", _mistral, DECODER_INPUTS, "logits", "sliding-window (6) causal mask, GQA 4q/2kv"),
+    Spec("distilbert", _distilbert, ("input_ids", "attention_mask"), "last_hidden_state",
+         "masked_fill padding mask"),
+    Spec("gpt_neox", _gpt_neox, ("input_ids", "attention_mask"), "logits", "partial rotary (25%), parallel residual"),
+    Spec("t5_encoder", _t5_encoder, ("input_ids", "attention_mask"), "last_hidden_state",
+         "relative position bias, T5 RMSNorm, gated-GELU"),
+    Spec("gemma", _gemma, DECODER_INPUTS, "logits", "RMSNorm (1 + w), embedding * sqrt(d), GELU-tanh gate, MQA"),
+    Spec("phi", _phi, ("input_ids", "attention_mask"), "logits", "partial rotary, parallel attn/MLP, LayerNorm"),
+    Spec("falcon", _falcon, ("input_ids", "attention_mask"), "logits", "multi-query attention, parallel attn/MLP"),
+    Spec("roberta", _roberta, ("input_ids", "attention_mask"), "last_hidden_state",
+         "position ids from input_ids (CumSum of ids != pad)"),
+    Spec("opt", _opt, ("input_ids", "attention_mask"), "logits", "learned positions from CumSum(attention_mask)"),
+    Spec("bloom", _bloom, ("input_ids", "attention_mask"), "logits", "ALiBi bias from CumSum(attention_mask)"),
+)
+
+
+class Wrapper(nn.Module):
+    """Positional int64 inputs -> one tensor (the signature the TorchScript exporter traces)."""
+
+    def __init__(self, model: nn.Module, inputs: tuple[str, ...], output: str):
+        super().__init__()
+        self.model, self.names, self.output = model, inputs, output
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        kw = dict(zip(self.names, args))
+        if self.output == "logits":
+            kw["use_cache"] = False
+        return getattr(self.model(**kw), self.output)
+
+
+def make_inputs(spec: Spec, rows: int, seed: int) -> dict[str, np.ndarray]:
+    """Random token ids; attention masks with right padding on every other row (0..5 pad tokens)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for k in spec.inputs:
+        if k == "input_ids":
+            out[k] = rng.integers(0, VOCAB, size=(rows, SEQ)).astype(np.int64)
+        elif k == "attention_mask":
+            m = np.ones((rows, SEQ), np.int64)
+            for r in range(1, rows, 2):
+                pad = int(rng.integers(1, 6))
+                m[r, SEQ - pad:] = 0
+            out[k] = m
+        elif k == "position_ids":  # what generate() passes: cumsum of the mask - 1 (optimum exports it)
+            m = out.get("attention_mask", np.ones((rows, SEQ), np.int64))
+            out[k] = np.clip(np.cumsum(m, axis=1) - 1, 0, None).astype(np.int64)
+        elif k == "token_type_ids":
+            t = np.zeros((rows, SEQ), np.int64)
+            t[:, SEQ // 2:] = 1
+            out[k] = t
+    return out
+
+
+def export(model: nn.Module, spec: Spec, feeds: dict[str, np.ndarray], dst: Path, dynamo: bool = False) -> None:
+    """Opset 17, dynamic batch/seq axes, IR version 8 (older onnxruntime reads it)."""
+    w = Wrapper(model, spec.inputs, spec.output).eval()
+    args = tuple(torch.from_numpy(feeds[k][:1]) for k in spec.inputs)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", min=2, max=64)
+            shapes = {"args": tuple({0: batch, 1: seq} for _ in spec.inputs)}
+            prog = torch.onnx.export(w, args, dynamo=True, opset_version=18, input_names=list(spec.inputs),
+                                     output_names=[spec.output], dynamic_shapes=shapes)
+            prog.save(str(dst))
+        else:
+            dyn = {k: {0: "batch", 1: "seq"} for k in (*spec.inputs, spec.output)}
+            torch.onnx.export(w, args, str(dst), dynamo=False, opset_version=17, input_names=list(spec.inputs),
+                              output_names=[spec.output], dynamic_axes=dyn)
+    m = onnx.load(str(dst))
+    if not dynamo:
+        m.ir_version = 8
+    onnx.save(m, str(dst))
+
+
+class _Reader:
+    def __init__(self, feeds: dict[str, np.ndarray]):
+        self.feeds, self.i = feeds, 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        k0 = next(iter(self.feeds))
+        if self.i >= len(self.feeds[k0]):
+            return None
+        self.i += 1
+        return {k: v[self.i - 1:self.i] for k, v in self.feeds.items()}
+
+    def rewind(self) -> None:
+        self.i = 0
+
+
+def quantize(kind: str, src: Path, dst: Path, calib: dict[str, np.ndarray]) -> None:
+    """onnxruntime's quantizers, as users run them (see :data:`FORMATS`)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    mm = ["MatMul", "Gemm"]
+    logging.disable(logging.WARNING)
+    try:
+        if kind == "dynamic":
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                             op_types_to_quantize=mm)
+            return
+        opts = {
+            "qdq": dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, per_channel=True,
+                        reduce_range=True, op_types_to_quantize=mm),
+            "qoperator": dict(quant_format=QuantFormat.QOperator, activation_type=QuantType.QUInt8, per_channel=True,
+                              reduce_range=True, op_types_to_quantize=mm),
+            "qdq-u16": dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt16, per_channel=True,
+                            op_types_to_quantize=mm),
+            "qdq-s8-all": dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, per_channel=False,
+                               extra_options={"ActivationSymmetric": True}),
+        }[kind]
+        quantize_static(str(src), str(dst), _Reader(calib), weight_type=QuantType.QInt8, **opts)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+# label -> onnxruntime quantizer kind; the first is the default "ORT QDQ" every float row is also compared with
+FORMATS = {
+    "ORT QDQ": "qdq",                       # MatMul/Gemm, u8 act, s8 per-channel reduce_range weights
+    "ORT QOperator": "qoperator",           # same, as QLinearMatMul ops
+    "ORT QDQ u16": "qdq-u16",               # 16-bit activations, s8 per-channel weights
+    "ORT dynamic": "dynamic",               # quantize_dynamic: MatMulInteger, run-time activation scales
+    "ORT QDQ s8 all ops": "qdq-s8-all",     # every op quantized, symmetric s8 activations, per-tensor weights
+}
+
+
+def ort_run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = sess.get_outputs()[0].name
+    k0 = next(iter(feeds))
+    return np.concatenate([sess.run([name], {k: v[i:i + 1] for k, v in feeds.items()})[0]
+                           for i in range(len(feeds[k0]))])
+
+
+def lasercc_run(path: Path, calib: dict[str, np.ndarray], feeds: dict[str, np.ndarray],
+                bits: int | None) -> tuple[np.ndarray, float, int]:
+    """Compile (shapes pinned to one row) and run the NumPy backend: outputs, compile seconds, IR nodes."""
+    import lasercc
+    from lasercc.runtime import run_graph
+
+    shapes = {k: (1, SEQ) for k in feeds}
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        art = lasercc.compile(str(path), target="numpy", bits=bits, calibration=calib, input_shapes=shapes,
+                              progress=False)
+    dt = time.perf_counter() - t0
+    res = run_graph(art.graph, feeds, collect_stats=False)
+    return next(iter(res.values.values())), dt, len(art.graph.nodes)
+
+
+def metrics(ref: np.ndarray, got: np.ndarray, mask: np.ndarray | None) -> dict[str, float]:
+    """Cosine and max |error| over real tokens (padded positions are undefined in both), top-1 along the last axis."""
+    keep = np.ones(ref.shape[:2], bool) if mask is None else mask.astype(bool)
+    a, b = ref[keep].astype(np.float64), got[keep].astype(np.float64)
+    cos = float((a.ravel() @ b.ravel()) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+    return {"cos": cos, "max_abs": float(np.abs(a - b).max()),
+            "top1": float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))}
+
+
+def one_error(e: BaseException) -> str:
+    s = f"{type(e).__name__}: {e}".replace("\n", " ").replace("|", "/")
+    return s if len(s) < 180 else s[:177] + "..."
+
+
+def run_model(spec: Spec, work: Path, formats: list[str], dynamo: bool = False, verbose: bool = False) -> list[dict]:
+    torch.manual_seed(0)
+    model = spec.build().eval()
+    calib, held = make_inputs(spec, CALIB_ROWS, 1), make_inputs(spec, EVAL_ROWS, 2)
+    mask = held.get("attention_mask")
+    tag = spec.name + (".dynamo" if dynamo else "")
+    rows: list[dict] = []
+    fp = work / f"{tag}.onnx"
+    paths = {f: work / f"{tag}.{FORMATS[f]}.onnx" for f in formats}
+    try:
+        export(model, spec, calib, fp, dynamo)
+        with torch.no_grad():
+            w = Wrapper(model, spec.inputs, spec.output)
+            ref_t = w(*(torch.from_numpy(held[k]) for k in spec.inputs)).numpy()
+        ref_f = ort_run(fp, held)
+        exp_cos = metrics(ref_t, ref_f, mask)["cos"]
+    except Exception as e:  # noqa: BLE001 - a zoo row records any failure
+        if verbose:
+            traceback.print_exc()
+        return [{"model": tag, "format": "export/ORT", "ok": False, "error": one_error(e)}]
+    refs: dict[str, np.ndarray] = {}
+    for f, path in paths.items():
+        try:
+            quantize(FORMATS[f], fp, path, calib)
+            refs[f] = ort_run(path, held)
+        except Exception as e:  # noqa: BLE001
+            rows.append({"model": tag, "format": f"{f} (ORT reference)", "ok": False, "error": one_error(e)})
+            continue
+        base = metrics(ref_f, refs[f], mask)
+        rows.append({"model": tag, "format": f"{f} (ORT reference)", "ok": True, "vs_float": base["cos"],
+                     "vs_qdq": 1.0, "top1": base["top1"], "max_abs": base["max_abs"],
+                     "note": f"ORT vs ORT float; export vs torch cos {exp_cos:.6f}" if f == formats[0] else
+                     "ORT vs ORT float"})
+    runs = [("float --bits 16", fp, 16, formats[0]), ("float --bits 8", fp, 8, formats[0])]
+    runs += [(f"lasercc on {f}", paths[f], None, f) for f in formats if f in refs]
+    for label, path, bits, against in runs:
+        try:
+            got, sec, nodes = lasercc_run(path, calib, held, bits)
+        except Exception as e:  # noqa: BLE001
+            if verbose:
+                traceback.print_exc()
+            rows.append({"model": tag, "format": label, "ok": False, "error": one_error(e)})
+            continue
+        mf = metrics(ref_f, got, mask)
+        mq = metrics(refs[against], got, mask) if against in refs else {"cos": float("nan")}
+        own = mf if bits else mq
+        rows.append({"model": tag, "format": label, "ok": True, "vs_float": mf["cos"], "vs_qdq": mq["cos"],
+                     "top1": own["top1"], "max_abs": own["max_abs"], "note": f"{nodes} IR nodes, {sec:.1f} s"})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| model | format | compile | cos vs ORT float | cos vs ORT quantized | top-1 vs own ORT | max abs err "
+            "vs own ORT | notes |\n|---|---|---|---:|---:|---:|---:|---|")
+    out = [head]
+    for r in rows:
+        if r["ok"]:
+            out.append(f"| {r['model']} | {r['format']} | ok | {r['vs_float']:.5f} | {r['vs_qdq']:.5f} | "
+                       f"{r['top1']:.3f} | {r['max_abs']:.4f} | {r.get('note', '')} |")
+        else:
+            out.append(f"| {r['model']} | {r['format']} | **fail** | | | | | {r['error']} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="*", default=[s.name for s in ZOO], help="subset of the zoo")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/lasercc_hf_zoo"), help="where ONNX files go")
+    ap.add_argument("--dynamo", action="store_true",
+                    help="also export every model with the dynamo exporter (needs onnxscript)")
+    ap.add_argument("--no-write", action="store_true", help="print only; do not write bench/results/hf_zoo.md")
+    ap.add_argument("--all-formats", action="store_true",
+                    help="also QOperator, 16-bit QDQ, quantize_dynamic and all-ops s8 QDQ models")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    args.work.mkdir(parents=True, exist_ok=True)
+    specs = {s.name: s for s in ZOO}
+    unknown = [m for m in args.models if m not in specs]
+    if unknown:
+        ap.error(f"unknown model(s) {unknown}; the zoo has {list(specs)}")
+    formats = list(FORMATS) if args.all_formats else ["ORT QDQ"]
+    rows: list[dict] = []
+    for name in args.models:
+        rows += run_model(specs[name], args.work, formats, verbose=args.verbose)
+        print(table(rows[-4:]).split("\n", 2)[-1], flush=True)
+    for name in args.models if args.dynamo else ():
+        rows += run_model(specs[name], args.work, formats, dynamo=True, verbose=args.verbose)
+        print(table(rows[-4:]).split("\n", 2)[-1], flush=True)
+    import transformers
+
+    cmd = "`.venv/bin/python bench/hf_zoo.py" + (" --dynamo" if args.dynamo else "") + \
+        (" --all-formats" if args.all_formats else "") + \
+        ("" if args.models == [s.name for s in ZOO] else " --models " + " ".join(args.models)) + "`"
+    text = "\n".join([
+        "# Hugging Face architecture zoo: tiny random models through lasercc",
+        "",
+        f"Command: {cmd}  ",
+        f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {platform.system()}; Python "
+        f"{platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}, transformers "
+        f"{transformers.__version__}, onnx {onnx.__version__}, ORT {ort.__version__}  ",
+        f"Models: random init (torch.manual_seed(0)), hidden 64, 2 layers, 4 heads, vocab {VOCAB}, seq {SEQ}; "
+        "TorchScript export, opset 17, dynamic batch/seq (pinned to 1x16 for lasercc), eager attention. "
+        f"Calibration {CALIB_ROWS} random rows; metrics on {EVAL_ROWS} other rows (attention masks right-padded "
+        "on every other row; padded positions excluded). ORT QDQ = quantize_static, MatMul/Gemm, u8 act, s8 "
+        "per-channel reduce_range weights (other formats: see FORMATS in the script). Each lasercc row is the NumPy "
+        "backend (codes mode). 'cos vs ORT quantized': float rows against ORT QDQ, a quantized row against ORT "
+        "running that same quantized model. 'own ORT' is ORT float for float rows and the same quantized model "
+        "for quantized rows. '(ORT reference)' rows: onnxruntime's quantized model against ORT float -- the "
+        "quantization floor the lasercc rows should be read against.",
+        "",
+        table(rows),
+        "",
+    ])
+    print(text)
+    if not args.no_write:
+        out = Path(__file__).parent / "results" / "hf_zoo.md"
+        out.write_text(text)
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
