@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from lasercc.frontends.onnx import decompose, ops_elementwise, ops_linear, ops_move  # noqa: F401 - register handlers
+from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
+    decompose,
+    ops_contrib,
+    ops_elementwise,
+    ops_linear,
+    ops_move,
+)
 from lasercc.frontends.onnx.calibrate import (
     Stats,
     calibration_shapes,
@@ -75,10 +81,24 @@ def detect_format(model: onnx.ModelProto) -> str:
 def _vocab(model: onnx.ModelProto, weights: dict | None = None) -> dict[str, int]:
     """For integer inputs that index a constant table: the table's row count (for random calibration)."""
     inits = initializers(model, weights)
-    out: dict[str, int] = {}
+    source = {i.name: i.name for i in model.graph.input}  # tensor -> the graph input it is a Cast of
     for n in model.graph.node:
-        if n.op_type == "Gather" and len(n.input) == 2 and n.input[0] in inits:
-            out[n.input[1]] = int(inits[n.input[0]].shape[0])
+        if n.op_type == "Cast" and n.input[0] in source:
+            source[n.output[0]] = source[n.input[0]]
+    out: dict[str, int] = {}
+
+    def bound(ids: str, table: str) -> None:
+        if ids in source and table in inits:
+            k = source[ids]
+            out[k] = min(out.get(k, 1 << 62), int(inits[table].shape[0]))
+
+    for n in model.graph.node:
+        if n.op_type == "Gather" and len(n.input) == 2:
+            bound(n.input[1], n.input[0])
+        elif n.op_type == "EmbedLayerNormalization":  # com.microsoft: ids -> word table, segments -> segment table
+            bound(n.input[0], n.input[2])
+            if len(n.input) > 4 and n.input[1]:
+                bound(n.input[1], n.input[4])
     return out
 
 

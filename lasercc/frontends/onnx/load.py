@@ -177,6 +177,8 @@ def _copy_fields(src, dst, skip: str) -> None:  # noqa: ANN001 - protobuf messag
 
 _INT_OUT = {"Shape": np.int64, "Size": np.int64, "MatMulInteger": np.int32, "ConvInteger": np.int32,
             "ArgMax": np.int64, "ArgMin": np.int64, "NonZero": np.int64}
+# com.microsoft ops whose outputs do not all have their first input's type (inputs are token ids)
+_CONTRIB_OUT = {"EmbedLayerNormalization": (np.float32, np.int32, np.float32)}
 _BOOL_OUT = {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "IsNaN", "IsInf"}
 _QOUT = {"QuantizeLinear", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearSoftmax",
          "QLinearConcat", "QLinearLeakyRelu", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearReduceMean"}
@@ -197,7 +199,9 @@ def tensor_dtypes(model: onnx.ModelProto) -> dict[str, np.dtype]:
             if not o or o in types:
                 continue
             ins = [types.get(i) for i in n.input if i]
-            if n.op_type in _INT_OUT:
+            if n.op_type in _CONTRIB_OUT and k < len(_CONTRIB_OUT[n.op_type]):
+                types[o] = np.dtype(_CONTRIB_OUT[n.op_type][k])
+            elif n.op_type in _INT_OUT:
                 types[o] = np.dtype(_INT_OUT[n.op_type])
             elif n.op_type in _BOOL_OUT:
                 types[o] = np.dtype(bool)

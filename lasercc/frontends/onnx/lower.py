@@ -32,10 +32,13 @@ from lasercc.ir.types import CodeType, TensorType
 
 Handler = Callable[["Lowerer", onnx.NodeProto, list], list]
 OPS: dict[str, Handler] = {}
-# Ops whose handler reads calibration values of input 0 (ASNC histograms, decomposition ranges).
-SAMPLED_OPS = frozenset({"Softmax", "LayerNormalization", "Erf", "Sigmoid", "Tanh", "Exp", "Sqrt", "Reciprocal",
-                         "Gelu", "FastGelu", "Pow", "Relu", "Softplus", "Clip", "LeakyRelu", "HardSigmoid", "Abs",
-                         "Sin", "Cos"})
+# Op type -> indices of the inputs whose calibration *values* its handler reads (ASNC histograms,
+# decomposition ranges); handler modules add their own (ops_contrib). Mul, Div and fused patterns are
+# handled in Lowerer.sample_requests.
+SAMPLED_INPUTS: dict[str, tuple[int, ...]] = {
+    op: (0,) for op in ("Softmax", "LayerNormalization", "Erf", "Sigmoid", "Tanh", "Exp", "Sqrt", "Reciprocal",
+                        "Gelu", "FastGelu", "Pow", "Relu", "Softplus", "Clip", "LeakyRelu", "HardSigmoid", "Abs",
+                        "Sin", "Cos")}
 NO_FOLD = {"DequantizeLinear", "Shape", "Size"}
 HINT = ("hint: these ops have no spiking lowering yet; export with a different opset/op set, replace them in the "
         "model, or add a handler to lasercc.frontends.onnx.OPS")
@@ -64,7 +67,8 @@ class Options:
     norm_input_bits: int | None = 16
 
 
-NORM_OPS = frozenset({"LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization", "ReduceMean"})
+NORM_OPS = frozenset({"LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization", "ReduceMean",
+                      "SkipLayerNormalization", "SkipSimplifiedLayerNormalization"})
 
 
 @dataclass
@@ -135,8 +139,8 @@ class Lowerer:
                 want = (n.input[1], src.input[0]) if op == "Sqrt" and src is not None else (n.input[1],)
             elif n.op_type == "Mul":
                 want = tuple(i for i in n.input if i)
-            elif n.op_type in SAMPLED_OPS and n.input:
-                want = (n.input[0],)
+            elif n.op_type in SAMPLED_INPUTS:
+                want = tuple(n.input[i] for i in SAMPLED_INPUTS[n.op_type] if i < len(n.input) and n.input[i])
             for t in want:
                 last[t] = k
         self._sample_last = last
