@@ -241,6 +241,10 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
         for k, (dt, shape) in specs.items():
             b = shape[0] if shape else 1
             feed[k] = np.asarray(data[k][c * b:(c + 1) * b]).astype(dt)
+        for k, v in feed.items():  # integer inputs too: a passthrough output sizes its code table by them
+            if v.dtype.kind in "iu" and v.size:
+                st.lo[k] = min(st.lo.get(k, float(v.min())), float(v.min()))
+                st.hi[k] = max(st.hi.get(k, float(v.max())), float(v.max()))
         looked = []
         for out, table, ids in lookups:
             t, i = np.asarray(tables[table]), np.asarray(feed[ids])
