@@ -446,14 +446,17 @@ def main() -> None:
                                                 "somas": len(plans)}
 
     # -- float model, fp16 eager on CUDA (fp32 on CPU)
-    if example_model is not None:
-        ids = feeds["input_ids"]
+    def float_eager(model: nn.Module, ids: torch.Tensor) -> None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
-        m_dev = example_model.to(device=device, dtype=dtype)
+        m_dev = model.to(device=device, dtype=dtype)
         ids_dev = ids.to(device)
         with torch.inference_mode():
             r = timed(lambda: m_dev(ids_dev), device, args.repeat, args.min_seconds, power)
         results["variants"][f"torch-{'fp16' if dtype == torch.float16 else 'fp32'}-eager"] = r
+
+    if example_model is not None:
+        ids = feeds["input_ids"]
+        float_eager(example_model, ids)
         if not args.skip_ort:
             import onnxruntime as ort
 
@@ -465,12 +468,7 @@ def main() -> None:
     ids = feeds.get("ids")
     if args.artifact is None and ids is not None:
         model = FloatGPT(cfg["layers"], cfg["d_model"], cfg["heads"], cfg["vocab"], cfg["seq"]).eval()
-        dtype = torch.float16 if device.type == "cuda" else torch.float32
-        m_dev = model.to(device=device, dtype=dtype)
-        ids_dev = ids.to(device)
-        with torch.inference_mode():
-            r = timed(lambda: m_dev(ids_dev), device, args.repeat, args.min_seconds, power)
-        results["variants"][f"torch-{'fp16' if dtype == torch.float16 else 'fp32'}-eager"] = r
+        float_eager(model, ids)
         if not args.skip_ort:
             try:
                 with tempfile.TemporaryDirectory() as tmp:
