@@ -307,8 +307,11 @@ class NumpyCodesF32(NumpyCodesStacked):
     def gather(self, node: Gather, ids: np.ndarray) -> np.ndarray:
         table = self.graph.constants.derived(node.table, "np.f32table", lambda c: np.asarray(c, np.float32)) \
             if _f32_code(node.type) else self.const(node.table)
+        if ids.dtype.kind not in "iu":  # an index code input held as float32 codes: exact small integers
+            ids = ids.astype(np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= table.shape[0]):
-            raise IndexError(f"token id out of range [0, {table.shape[0]})")
+            what = "index code" if isinstance(self.graph.type_of(node.inputs[0]), CodeType) else "token id"
+            raise IndexError(f"{what} out of range [0, {table.shape[0]}) in gather %{node.name}")
         return table[ids]
 
     @impl(Transpose)

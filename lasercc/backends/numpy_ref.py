@@ -260,9 +260,14 @@ class _NumpyBase(Executor):
         return np.take(x, np.asarray(node.indices, dtype=np.int64), axis=self._ax(node.axis))
 
     def _gather_codes(self, node: Gather, ids: np.ndarray) -> np.ndarray:
+        """``table[ids]``: ``ids`` are token ids or, for an index code input, the codes themselves."""
         table = self.const(node.table)
+        ids = np.asarray(ids)
+        if ids.dtype.kind not in "iu":  # codes held as floats (the f32 fast path): exact small integers
+            ids = ids.astype(np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= table.shape[0]):
-            raise IndexError(f"token id out of range [0, {table.shape[0]})")
+            what = "index code" if isinstance(self.graph.type_of(node.inputs[0]), CodeType) else "token id"
+            raise IndexError(f"{what} out of range [0, {table.shape[0]}) in gather %{node.name}")
         return table[ids]
 
 
@@ -674,6 +679,8 @@ class NumpySpikes(_NumpyBase):
 
     @impl(Gather)
     def gather(self, node: Gather, ids: np.ndarray) -> np.ndarray:
+        if isinstance(self.graph.type_of(node.inputs[0]), CodeType):  # an index code arrives as a spike train
+            ids = self._decode(ids, node.inputs[0])
         return self._encode(self._gather_codes(node, ids), node)
 
     @impl(Mask)

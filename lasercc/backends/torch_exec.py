@@ -257,9 +257,13 @@ class _TorchBase(Executor):
         return quantize(x, np.asarray(t.scale), np.asarray(t.zero_point), t.bits, t.axis)
 
     def gather_codes(self, node: Gather, ids: torch.Tensor) -> torch.Tensor:
+        """``table[ids]``: ``ids`` are token ids or, for an index code input, the codes themselves."""
         table = self.const(node.table)
+        if ids.dtype != torch.int64:  # index codes held in a narrower or float dtype (exact small integers)
+            ids = ids.to(torch.int64)
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= table.shape[0]):
-            raise IndexError(f"token id out of range [0, {table.shape[0]})")
+            what = "index code" if isinstance(self.graph.type_of(node.inputs[0]), CodeType) else "token id"
+            raise IndexError(f"{what} out of range [0, {table.shape[0]}) in gather %{node.name}")
         return table[ids]
 
     # ---- data movement: the same code for code tensors and spike trains ------------------------
@@ -499,6 +503,8 @@ class TorchSpikes(_TorchBase):
 
     @impl(Gather)
     def gather(self, node: Gather, ids: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.graph.type_of(node.inputs[0]), CodeType):  # an index code arrives as a spike train
+            ids = self._decode(ids, node.inputs[0])
         return self._encode(self.gather_codes(node, ids), node)
 
     @impl(Mask)

@@ -420,7 +420,21 @@ class Concat(_Move):
 
 
 class Gather(_Move):
-    """Rows of a constant code table selected by i64 indices (embedding lookup): out = table[ids]."""
+    """Rows of a constant code table selected by an index: out = table[index].
+
+    The index is either i64 token ids (a graph input: the embedding lookup, done on the host) or a
+    per-tensor *code* value, whose integer code itself is the row number (not its real value; the
+    frontend arranges the table so that code ``c`` selects the right row, e.g. shifted by the zero
+    point for negative positions). Codes index tables for positions computed inside the model --
+    RoBERTa's ``cumsum(ids != pad) * (ids != pad) + pad``, OPT's ``cumsum(mask) * mask - 1 + 2``.
+
+    Why an index input of codes rather than a one-hot lowering (an ASNC equality table per row plus a
+    Soma over the whole table): the one-hot form costs a table-sized fan-out per token (positions x
+    features synapses and ``seq x positions`` comparator neurons) for what is a memory read on any
+    core with a lookup table; every NumPy/torch backend does it exactly with one indexing. The Lava
+    backend has no process for it and refuses such a node by name (a host lookup needs a host input).
+    Codes at or beyond the table's rows are a run-time index error on every backend, as for ids.
+    """
 
     op: ClassVar[str] = "gather"
     const_fields: ClassVar[tuple[str, ...]] = ("table",)
@@ -428,8 +442,11 @@ class Gather(_Move):
 
     def check(self, in_types: list[ValueType], consts: ConstantView) -> None:
         (ids,) = in_types
-        if not (isinstance(ids, TensorType) and ids.dtype == "i64"):
-            raise ValueError(f"gather reads i64 token ids, got {_type_str(ids)}")
+        if isinstance(ids, CodeType):
+            if not ids.per_tensor:
+                raise ValueError(f"gather index codes must be per-tensor, got {_type_str(ids)}")
+        elif not (isinstance(ids, TensorType) and ids.dtype == "i64"):
+            raise ValueError(f"gather reads i64 token ids or an index code, got {_type_str(ids)}")
         out = self._expect_code()
         _, ts = _require_int(consts, self.table, "table")
         if len(ts) < 1:

@@ -54,7 +54,7 @@ from lasercc.ir.nodes import (
     Transpose,
     WTAMax,
 )
-from lasercc.ir.types import CodeType
+from lasercc.ir.types import CodeType, TensorType
 
 MAX_SLOTS = 8  # input ports per process (Lava ports are declared statically, so the count is bounded)
 DENSE_MIN, DENSE_MAX = -128, 127  # Lava Dense: 8-bit signed weights (passed as 2*W with weight_exp=-1)
@@ -260,6 +260,10 @@ def _lower_node(graph: Graph, n: Node, views: dict[str, _ElemView], order: list[
                                                                                                    np.int64),
                                 "axis": t.axis})
     if isinstance(n, Gather):
+        if not isinstance(graph.type_of(n.inputs[0]), TensorType) or not isinstance(graph.node(n.inputs[0]), Input):
+            # the lookup runs on the host as the spikes are emitted: it needs the index there, i.e. a host input
+            raise LasercError(f"%{n.name}: a gather indexed by codes computed in the network (not by a host input) "
+                              "has no Lava process; run this model on the numpy or torch backend")
         table = np.asarray(graph.constants[n.table], np.int64)
         return ProcPlan(n.name, "gather", shape, t.bits, 1, 0, host_input=n.inputs[0], params={"table": table})
     if isinstance(n, (Soma, SomaASNC)):

@@ -318,18 +318,6 @@ class Lowerer:
             nb = max(nb, self.opts.norm_input_bits)  # the residual stream (see Options.norm_input_bits)
         return range_type(r[0], r[1], nb, shape)
 
-    def _ids_bound(self, name: str) -> int:
-        """Largest value integer input ``name`` is planned for: its calibration maximum, and below the
-        row count of every constant table it indexes."""
-        r = self.stats.range(name)
-        hi = int(r[1]) if r else 0
-        for n in self.consumers.get(name, []):
-            if n.op_type == "Gather" and len(n.input) > 1 and n.input[1] == name:
-                t = self.env.get(n.input[0])
-                if isinstance(t, Const | QWeight):
-                    hi = max(hi, int(np.shape(t.value if isinstance(t, Const) else t.q)[0]) - 1)
-        return max(hi, 1)
-
     # ---- finish --------------------------------------------------------------------------------
     def _finish(self) -> Graph:
         outs: list[str] = []
@@ -341,11 +329,12 @@ class Lowerer:
                 raise FrontendError(f"graph output {o.name!r} is a masked (-inf) tensor; cannot output it")
             if isinstance(v, Ids):
                 # an integer input passed through (token ids, a mask): IR outputs are codes, so the ids become
-                # scale-1 codes (exact integers) through a lookup table sized by the calibration maximum and
-                # the tables the input indexes; a larger id at run time is an input error, never a wrong value
+                # scale-1 codes (exact integers) through a lookup table sized by how the model reads the
+                # input (ops_elementwise.id_bound); a larger id at run time is an input error, never a wrong value
+                from lasercc.frontends.onnx.ops_elementwise import id_bound
                 from lasercc.frontends.onnx.ops_move import ids_as_codes
 
-                v = ids_as_codes(self, o.name, v, self._ids_bound(v.name))
+                v = ids_as_codes(self, o.name, v, id_bound(self, v))
             if not isinstance(v, Act):
                 what = "a constant" if isinstance(v, Const | QWeight) else "computed integer ids"
                 raise FrontendError(f"graph output {o.name!r} is {what}, which has no spiking form; drop it from the "

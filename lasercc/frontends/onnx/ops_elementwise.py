@@ -133,6 +133,11 @@ def cast(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         return [Act(x.name, x.type) if isinstance(x, Act) else x]
     if isinstance(x, Ids) and dt.kind in "iu":
         return [x]
+    if isinstance(x, Act) and x.integer and dt.kind in "iu":
+        return [x]  # integer codes are exact: a change of integer width changes nothing
+    if isinstance(x, Act) and ((x.boolean and dt.kind in "iu") or (x.integer and not x.boolean and dt.kind == "b")):
+        r = as01(L, n.output[0], x)  # bool -> 0/1 integers, integers -> bool: exact 0/1 codes
+        return [r if dt.kind == "b" else Act(r.name, r.type, int_range=(0, 1))]
     if isinstance(x, Ids) and dt.kind in "fb":
         from lasercc.frontends.onnx.ops_move import ids_as_codes
 
@@ -178,6 +183,8 @@ def _mask_of(c: np.ndarray) -> np.ndarray | None:
 
 
 def add_sub(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, sign: int, out=None) -> Val:  # noqa: ANN001
+    if is_int(a) or is_int(b):  # integer tensors (position ids): exact, never calibrated
+        return int_binary(L, n, a, b, "add" if sign > 0 else "sub")
     if isinstance(a, DynMask) and isinstance(b, Act) and sign > 0:
         a, b = b, a
     if isinstance(a, Act) and isinstance(b, DynMask) and sign * b.factor < 0:
@@ -216,6 +223,8 @@ def sub(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 
 
 def mul(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, out=None) -> Val:  # noqa: ANN001
+    if is_int(a) or is_int(b):  # integer tensors (position ids): exact, never calibrated
+        return int_binary(L, n, a, b, "mul")
     dyn = mul_dynamic(L, n, a, b)
     if dyn is not None:
         return dyn[0]
@@ -490,3 +499,205 @@ def qlinear_unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     r = L.b.asnc_lut(n.output[0], X, fn, params, out, None)
     return [Act(r.name, r.type, True, signed)]
 
+
+
+# ---- exact integer arithmetic on integer inputs (position ids, ALiBi positions) ---------------------
+#
+# Exporters compute position ids inside the graph from the integer inputs: RoBERTa
+# ``cumsum(ids != pad) * (ids != pad) + pad``, OPT ``cumsum(mask) * mask - 1 (+ 2)``, BLOOM's ALiBi
+# ``(cumsum(mask) - 1) * mask``. These are integer tensors (``Act.int_range`` set): exact codes of scale 1
+# whose type covers the *interval* of every value the arithmetic can produce -- no calibration, nothing
+# saturates -- computed by Somas with integer weights (requantization scale exactly 1) and DecodeMACs.
+# Integer graph inputs enter through a host Gather of ``arange(bound + 1)`` (:func:`int_of`), their bound
+# taken from how the model uses them (:func:`id_bound`).
+
+_ALIASES = ("Cast", "Unsqueeze", "Reshape", "Squeeze", "Flatten", "Identity")
+
+if "equal_to" not in FUNCTIONS:
+    register_function("equal_to", lambda x, c=0.0: (np.asarray(x, np.float64) == c).astype(np.float64), ("c",), (0.0,))
+
+
+def id_bound(L: Lowerer, x: Ids) -> int:
+    """The largest value integer input ``x`` may hold, from how the model reads it.
+
+    In order: the rows of an embedding table it indexes (token ids: the vocabulary); the calibration range
+    of a float cast of it (an attention mask used as numbers); the calibration range of the input itself
+    (where calibration records integer inputs); 1 if the model casts it to bool (a 0/1 attention mask).
+    Views and integer casts of the input are followed. Larger values are a run-time input error (the host
+    lookup has no row for them), never a silently wrong position.
+    """
+    seen, todo, bound, boolean = set(), [x.name], None, False
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        for c in L.consumers.get(t, []):
+            if c.op_type == "Gather" and c.input[1] == t and isinstance(L.env.get(c.input[0]), Const | QWeight):
+                v = L.env[c.input[0]]
+                rows = int(np.shape(v.value if isinstance(v, Const) else v.q)[0])  # type: ignore[union-attr]
+                bound = rows - 1 if bound is None else min(bound, rows - 1)
+            elif c.op_type == "Cast":
+                dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(attr(c, "to")))
+                if dt.kind == "f" and L.stats.range(c.output[0]) is not None and bound is None:
+                    bound = max(int(np.ceil(L.stats.range(c.output[0])[1])), 1)  # type: ignore[index]
+                boolean |= dt.kind == "b"
+                if dt.kind in "iu":
+                    todo.append(c.output[0])
+            elif c.op_type in _ALIASES:
+                todo.append(c.output[0])
+    if bound is not None:
+        return bound
+    r = L.stats.range(x.name)
+    if r is not None:
+        return max(int(np.ceil(r[1])), 1)
+    if boolean:
+        return 1
+    raise FrontendError(f"integer input {x.name!r} is used in arithmetic, but nothing bounds its values "
+                        "(it indexes no table and is not a mask)")
+
+
+def int_of(L: Lowerer, stem: str, v: Val) -> Act:
+    """An integer operand as exact codes: an integer input by a host lookup of ``arange(bound + 1)``."""
+    if isinstance(v, Act) and v.integer:
+        return v
+    if isinstance(v, Ids):
+        from lasercc.frontends.onnx.ops_move import ids_lookup, int_type
+
+        hi = id_bound(L, v)
+        t = int_type(0, hi, ())
+        a = ids_lookup(L, stem, v, np.arange(hi + 1, dtype=np.int64), t.bits)
+        return Act(a.name, a.type, int_range=(0, hi))
+    raise FrontendError(f"expected an integer tensor, got {type(v).__name__}")
+
+
+def is_int(v: Val | None) -> bool:
+    """An integer tensor computed from inputs (or the input itself)."""
+    return isinstance(v, Ids) or (isinstance(v, Act) and v.integer)
+
+
+def int_result(L: Lowerer, stem: str, xs: list[Act], ws: list[np.ndarray], bias: np.ndarray | int,
+               lo: int, hi: int, shape: tuple[int, ...], boolean: bool = False) -> Act:
+    """``sum_i ws[i] * xs[i] + bias`` exactly: a mul-form Soma with integer weights, requant scale 1."""
+    from lasercc.frontends.onnx.ops_move import int_type
+
+    out = int_type(lo, hi, shape)
+    r = L.b.soma_mul(stem, xs, [np.asarray(w, np.int64) for w in ws], 1.0, (1.0,), out, np.asarray(bias, np.int64))
+    return Act(r.name, r.type, boolean=boolean, int_range=(int(lo), int(hi)))
+
+
+def _const_int(L: Lowerer, v: Val) -> np.ndarray:
+    c = np.asarray(L.const_value(v))
+    if c.dtype.kind == "f" and not np.all(c == np.rint(c)):
+        raise FrontendError("integer arithmetic with a non-integer constant")
+    return c.astype(np.int64)
+
+
+def int_binary(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, op: str) -> Act:
+    """``a op b`` (op: add, sub, mul) for integer tensors and integer constants, exactly."""
+    stem = n.output[0]
+    if is_const(a) and op != "sub":
+        a, b = b, a
+    if is_const(a):  # c - x
+        c, x = _const_int(L, a), int_of(L, stem + ".in", b)
+        lo, hi = x.int_range  # type: ignore[misc]
+        shape = tuple(np.broadcast_shapes(x.shape, c.shape))
+        return int_result(L, stem, [x], [-np.ones(1)], c, int(c.min()) - hi, int(c.max()) - lo, shape)
+    x = int_of(L, stem + ".in", a)
+    lo, hi = x.int_range  # type: ignore[misc]
+    if is_const(b):
+        c = _const_int(L, b)
+        shape = tuple(np.broadcast_shapes(x.shape, c.shape))
+        if op == "mul":
+            ends = [lo * int(c.min()), lo * int(c.max()), hi * int(c.min()), hi * int(c.max())]
+            return int_result(L, stem, [x], [c], 0, min(ends), max(ends), shape)
+        s = 1 if op == "add" else -1
+        return int_result(L, stem, [x], [np.ones(1)], s * c, lo + min(s * int(c.min()), s * int(c.max())),
+                          hi + max(s * int(c.min()), s * int(c.max())), shape)
+    if not is_int(b):
+        raise FrontendError(f"{n.op_type} of an integer tensor and {type(b).__name__} is not supported")
+    y = int_of(L, stem + ".in1", b)
+    ylo, yhi = y.int_range  # type: ignore[misc]
+    shape = tuple(np.broadcast_shapes(x.shape, y.shape))
+    if op == "mul":
+        from lasercc.frontends.onnx.ops_move import int_type
+
+        ends = [lo * ylo, lo * yhi, hi * ylo, hi * yhi]
+        out = int_type(min(ends), max(ends), shape)
+        r = L.b.decode_mac(stem, x, y, "mul", out)  # exact: (x - zx)(y - zy) requantized by scale 1
+        return Act(r.name, r.type, boolean=x.boolean and y.boolean, int_range=(min(ends), max(ends)))
+    if op == "add":
+        return int_result(L, stem, [x, y], [np.ones(1), np.ones(1)], 0, lo + ylo, hi + yhi, shape)
+    return int_result(L, stem, [x, y], [np.ones(1), -np.ones(1)], 0, lo - yhi, hi - ylo, shape)
+
+
+def as01(L: Lowerer, stem: str, x: Act) -> Act:
+    """A bool activation as exact 0/1 integer codes (``nonzero`` table unless it is 0/1 already)."""
+    if x.int_range is not None and x.int_range[0] >= 0 and x.int_range[1] <= 1:
+        return Act(x.name, x.type, boolean=True, int_range=(0, 1))
+    r = L.b.asnc_lut(stem, x, "nonzero", (), code_type(2, 1.0, 0, x.shape), None)
+    return Act(r.name, r.type, boolean=True, int_range=(0, 1))
+
+
+@register("Equal")
+def equal(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """``x == c`` for an integer tensor and a constant scalar: exact 0/1 codes. Of an integer input, a host
+    lookup of the table ``arange(bound + 1) == c`` (RoBERTa's ``input_ids != padding_idx``); of computed
+    integer codes, an exact ASNC lookup table."""
+    a, b = ins
+    if is_const(a):
+        a, b = b, a
+    if not (is_int(a) and is_const(b) and np.size(L.const_value(b)) == 1):
+        raise FrontendError("Equal is supported between an integer tensor and a constant scalar")
+    c = float(np.asarray(L.const_value(b)).reshape(-1)[0])
+    if isinstance(a, Ids):
+        from lasercc.frontends.onnx.ops_move import ids_lookup
+
+        table = (np.arange(id_bound(L, a) + 1) == c).astype(np.int64)
+        r = ids_lookup(L, n.output[0], a, table, 2)
+    else:
+        r = L.b.asnc_lut(n.output[0], a, "equal_to", (c,), code_type(2, 1.0, 0, a.shape), None)
+    return [Act(r.name, r.type, boolean=True, int_range=(0, 1))]
+
+
+@register("Not")
+def not_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """Logical not of a bool tensor: ``1 - x`` on exact 0/1 codes (one Soma, weight -1, bias 1)."""
+    x = ins[0]
+    if isinstance(x, Ids):
+        x = int_of(L, n.output[0] + ".in", x)
+    if not isinstance(x, Act) or not (x.boolean or x.integer):
+        raise FrontendError(f"Not of {type(x).__name__} is not supported")
+    x = as01(L, n.output[0] + ".01", x)
+    return [int_result(L, n.output[0], [x], [-np.ones(1)], 1, 0, 1, x.shape, boolean=True)]
+
+
+@register("CumSum")
+def cumsum(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """Cumulative sum of an integer tensor along an axis: a matmul-form Soma with a constant triangular
+    ones matrix (``exclusive`` drops the diagonal, ``reverse`` transposes it), exact. The result's type
+    covers ``[min(0, n*lo), max(0, n*hi)]`` for ``n`` = the axis length, so nothing saturates."""
+    from lasercc.frontends.onnx.ops_move import _move, int_type
+
+    x = ins[0]
+    if not is_int(x):
+        raise FrontendError(f"CumSum of {type(x).__name__} is not supported (integer tensors are)")
+    x = int_of(L, n.output[0] + ".in", x)
+    ax = int(np.asarray(L.const_value(ins[1], "axis")).reshape(-1)[0]) % len(x.shape)
+    k = x.shape[ax]
+    lo, hi = x.int_range  # type: ignore[misc]
+    lo, hi = min(0, k * lo), max(0, k * hi)
+    i, j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")  # w[i, j]: does x_i count in out_j
+    keep = (i > j if attr(n, "exclusive", 0) else i >= j) if attr(n, "reverse", 0) \
+        else (i < j if attr(n, "exclusive", 0) else i <= j)
+    last = len(x.shape) - 1
+    perm = tuple(p for p in range(len(x.shape)) if p != ax) + (ax,)
+    xt = x if ax == last else _move(L, n, x, tuple(x.shape[p] for p in perm), perm)
+    assert isinstance(xt, Act)
+    r = L.b.soma_matmul(n.output[0] + (".t" if ax != last else ""), xt, keep.astype(np.int64), (1.0,),
+                        int_type(lo, hi, xt.shape))
+    out = Act(r.name, r.type, int_range=(lo, hi))
+    if ax != last:
+        inv = tuple(int(q) for q in np.argsort(perm))
+        out = _move(L, n, out, x.shape, inv)  # type: ignore[assignment]
+    return [out]

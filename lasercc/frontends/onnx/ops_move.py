@@ -56,11 +56,16 @@ def ids_as_codes(L: Lowerer, stem: str, x: Ids, hi: int = 3) -> Act:
     bits = max(2, int(hi).bit_length())
     if bits > 16:
         raise FrontendError(f"integer input {x.name!r} used as a number reaches {hi}: more than 16 bits")
+    return ids_lookup(L, stem, x, np.arange(1 << bits, dtype=np.int64), bits)
+
+
+def ids_lookup(L: Lowerer, stem: str, x: Ids, table: np.ndarray, bits: int) -> Act:
+    """``table[ids]`` for a 1-D table of ``bits``-bit codes (scale 1, zero point 0): a host Gather of the
+    ids, reshaped to the viewed shape. Ids at or beyond the table's length are a run-time input error."""
     base = x.base or x.shape
     name = L.b.fresh(stem)
     t = code_type(bits, 1.0, 0, base)
-    table = np.arange(1 << bits, dtype=np.int64)
-    L.b.add(Gather(name=name, inputs=(x.name,), type=t, table=L.b.const(name + ".table", table)))
+    L.b.add(Gather(name=name, inputs=(x.name,), type=t, table=L.b.const(name + ".table", np.asarray(table))))
     if tuple(base) == tuple(x.shape):
         return Act(name, t)
     r = L.b.fresh(stem + ".view")
@@ -240,6 +245,10 @@ def gather(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         t = code_type(t.bits, t.scale[0], t.zero_point[0], idx.shape + table.shape[1:])
         L.b.add(Gather(name=name, inputs=(idx.name,), type=t, table=L.b.const(name + ".table", table)))
         return [Act(name, t, isinstance(data, Const) and data.value.dtype.kind in "iu", signed)]
+    if isinstance(idx, Act) and idx.integer and isinstance(data, Const | QWeight):
+        if axis % max(np.ndim(data.value if isinstance(data, Const) else data.q), 1) != 0:
+            raise FrontendError("a Gather by computed integer indices must be along axis 0")
+        return [gather_by_codes(L, n, data, idx)]
     if isinstance(data, Act) and isinstance(idx, Const):
         ax = axis % len(data.shape)
         iv = np.asarray(idx.value).astype(np.int64)
@@ -322,3 +331,80 @@ def _code_table(L: Lowerer, n: onnx.NodeProto, data: Val):  # noqa: ANN202
         t = range_type(*table_range(real), L.opts.act_bits, ())
     # row blocks, narrowest code dtype, memory-mapped pages dropped as it goes (weights.py)
     return quantize_rows(real, t.scale[0], t.zero_point[0], t.bits), t, False
+
+
+# ---- lookups indexed by integers computed in the model (position ids) ---------------------------------
+
+
+def gather_by_codes(L: Lowerer, n: onnx.NodeProto, data: Const | QWeight, idx: Act, table_rows=None) -> Act:  # noqa: ANN001
+    """``data[idx]`` (axis 0) for an exact integer activation ``idx``: an IR Gather whose index is the code.
+
+    The code of ``idx`` is ``value + zero_point``, so the table is re-indexed by code: row ``c`` holds
+    ``data[c - zp]``, negative values wrapping like ONNX's Gather (``-1`` is the last row). An integer table
+    that no DequantizeLinear reads (a buffer of ids) gives an exact integer result; any other table is
+    quantized once as an embedding table (:func:`_code_table`). ``table_rows`` overrides the table
+    (GatherElements passes its 1-D row).
+    """
+    raw = np.asarray(data.value if isinstance(data, Const) else data.q) if table_rows is None else table_rows
+    rows = raw.shape[0]
+    zp = idx.zp
+    lo, hi = idx.int_range  # type: ignore[misc]
+    if lo < -rows:
+        raise FrontendError(f"Gather index {n.input[1]!r} may reach {lo}, below -{rows} (the table's rows)")
+    integer = table_rows is not None and raw.dtype.kind in "iu" or (
+        isinstance(data, Const) and raw.dtype.kind in "iu"
+        and not any(c.op_type == "DequantizeLinear" for c in L.consumers.get(n.output[0], [])))
+    if integer:
+        vlo, vhi = int(raw.min()), int(raw.max())
+        t = int_type(vlo, vhi, ())
+        table, signed = raw.astype(np.int64) + t.zero_point[0], False  # code = value + zero point
+    elif table_rows is not None:
+        raise FrontendError("GatherElements of a float table by computed indices is not supported")
+    else:
+        table, t, signed = _code_table(L, n, data)
+    if zp:  # code c selects value c - zp; negative values wrap (ONNX Gather semantics)
+        table = table[(np.arange(zp + min(hi, rows - 1) + 1) - zp) % rows]
+    name = L.b.fresh(n.output[0])
+    out = code_type(t.bits, t.scale[0], t.zero_point[0], idx.shape + tuple(table.shape[1:]))
+    L.b.add(Gather(name=name, inputs=(idx.name,), type=out, table=L.b.const(name + ".table", table)))
+    if integer:
+        return Act(name, out, int_range=(vlo, vhi))
+    return Act(name, out, isinstance(data, Const) and raw.dtype.kind in "iu", signed)
+
+
+def int_type(lo: int, hi: int, shape: tuple[int, ...]) -> CodeType:
+    """The exact code type of integers in [lo, hi]: scale 1, zero point ``max(0, -lo)``, >= 2 bits.
+
+    Why not calibration: integer tensors (positions, counts) must hold every value the arithmetic can
+    produce, and are exact -- a calibrated range would saturate on the first longer row.
+    """
+    zp = max(0, -int(lo))
+    bits = max(2, (int(hi) + zp).bit_length())
+    if bits > 24:  # the requantization of an exact integer accumulator is exact below 2^24 (float32)
+        raise FrontendError(f"integer tensor range [{lo}, {hi}] needs {bits} bits; at most 24 are exact")
+    return code_type(bits, 1.0, zp, shape)
+
+
+@register("GatherElements")
+def gather_elements(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """``data[..., idx[i, j], ...]`` along ``axis`` for a constant ``data`` that varies only along that axis
+    (the ``token_type_ids`` buffer RoBERTa gathers by position ids): a lookup in that one row -- a constant
+    when the row is uniform (the usual all-zero buffer), else a Gather by the index codes."""
+    data, idx = ins
+    if not isinstance(data, Const) or not (isinstance(idx, Ids) or (isinstance(idx, Act) and idx.integer)):
+        raise FrontendError(f"GatherElements of {type(data).__name__} by {type(idx).__name__} is not supported "
+                            "(a constant by integer indices is)")
+    d = np.asarray(data.value)
+    ax = attr(n, "axis", 0) % d.ndim
+    rows = np.moveaxis(d, ax, -1).reshape(-1, d.shape[ax])
+    if not np.all(rows == rows[:1]):
+        raise FrontendError("GatherElements of a constant that varies along more than the gather axis")
+    row = rows[0]
+    shape = _shape(idx)
+    if np.all(row == row[0]):
+        return [Const(np.full(shape, row[0], dtype=d.dtype))]
+    if isinstance(idx, Ids):
+        from lasercc.frontends.onnx.ops_elementwise import int_of
+
+        idx = int_of(L, n.output[0] + ".idx", idx)
+    return [gather_by_codes(L, n, data, idx, table_rows=row)]

@@ -13,6 +13,8 @@ records. The important distinction is between the ONNX value and the IR value be
 * :class:`Masked` -- an activation plus a constant boolean mask whose true entries are -inf in the
   ONNX graph (additive ``finfo.min`` masks, ``Where`` masks): the mask is applied by Softmax.
 * :class:`Ids` -- an integer (token id) graph input.
+* An integer tensor *computed* from integer inputs (``cumsum(ids != pad)``, ``cumsum(mask) * mask - 1``) is
+  an :class:`Act` with ``int_range`` set: exact integer codes of scale 1 (``ops_elementwise.py``).
 * :class:`DynScale` / :class:`IntAcc` -- the pieces of dynamic quantization (see ``ops.py``).
 """
 
@@ -55,6 +57,14 @@ class Act:
     quantized: bool = False
     signed: bool = False  # the ONNX integer tensor is signed (code = q + 2^(bits-1))
     boolean: bool = False  # an ONNX bool tensor (attention masks): true where the real value is nonzero
+    # An ONNX *integer* tensor computed from integer inputs (position ids, cumulative sums of masks): exact,
+    # scale 1, real value = code - zero point, known to lie in ``int_range`` (interval arithmetic, not
+    # calibration: position arithmetic must never saturate). None for every other activation.
+    int_range: tuple[int, int] | None = None
+
+    @property
+    def integer(self) -> bool:
+        return self.int_range is not None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -73,7 +83,7 @@ class Act:
 
     def moved(self, name: str, type: CodeType) -> Act:  # noqa: A002
         """The same kind of value under a new IR name/type (data movement keeps the flags)."""
-        return Act(name, type, self.quantized, self.signed, self.boolean)
+        return Act(name, type, self.quantized, self.signed, self.boolean, self.int_range)
 
 
 @dataclass(frozen=True)
