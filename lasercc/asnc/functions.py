@@ -97,6 +97,43 @@ def softplus(x: np.ndarray) -> np.ndarray:
     return np.maximum(xa, 0.0) + np.log1p(np.exp(-np.abs(xa)))
 
 
+def clip(x: np.ndarray, lo: float = -np.inf, hi: float = np.inf) -> np.ndarray:
+    return np.clip(np.asarray(x, dtype=np.float64), lo, hi)
+
+
+def leaky_relu(x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
+    xa = np.asarray(x, dtype=np.float64)
+    return np.where(xa >= 0, xa, alpha * xa)
+
+
+def power(x: np.ndarray, p: float = 1.0) -> np.ndarray:
+    """x ** p; undefined values (negative base, fractional p) give 0 -- the input range is planned positive."""
+    with np.errstate(all="ignore"):
+        return np.nan_to_num(np.power(np.asarray(x, dtype=np.float64), p), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def hard_sigmoid(x: np.ndarray, alpha: float = 0.2, beta: float = 0.5) -> np.ndarray:
+    return np.clip(alpha * np.asarray(x, dtype=np.float64) + beta, 0.0, 1.0)
+
+
+def quick_gelu(x: np.ndarray, alpha: float = 1.702) -> np.ndarray:
+    """x * sigmoid(alpha x) (com.microsoft QuickGelu, CLIP)."""
+    xa = np.asarray(x, dtype=np.float64)
+    return xa * sigmoid(alpha * xa)
+
+
+def equal_to(x: np.ndarray, c: float = 0.0) -> np.ndarray:
+    """1 where x == c else 0 (integer comparisons on exact codes)."""
+    return (np.asarray(x, dtype=np.float64) == c).astype(np.float64)
+
+
+def _f64(f: Callable[[np.ndarray], np.ndarray]) -> RealFn:
+    def g(x: np.ndarray) -> np.ndarray:
+        return f(np.asarray(x, dtype=np.float64))
+
+    return g
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
     """A registered function: the float64 callable and its parameter names with defaults."""
@@ -129,6 +166,20 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("sqrt", sqrt),
         FunctionSpec("relu", relu),
         FunctionSpec("softplus", softplus),
+        # ONNX elementwise ops the frontend lowers to lookup tables (registered here, not in the frontend,
+        # so that a process that only loads an artifact can still refit its tables by name)
+        FunctionSpec("clip", clip, ("lo", "hi"), (-np.inf, np.inf)),
+        FunctionSpec("leaky_relu", leaky_relu, ("alpha",), (0.01,)),
+        FunctionSpec("pow", power, ("p",), (1.0,)),
+        FunctionSpec("hard_sigmoid", hard_sigmoid, ("alpha", "beta"), (0.2, 0.5)),
+        FunctionSpec("neg", _f64(np.negative)),
+        FunctionSpec("abs", _f64(np.abs)),
+        FunctionSpec("sin", _f64(np.sin)),  # rotary tables (RoPE)
+        FunctionSpec("cos", _f64(np.cos)),
+        FunctionSpec("nonzero", _f64(lambda x: (x != 0).astype(np.float64))),
+        FunctionSpec("step", _f64(lambda x: (x >= 0).astype(np.float64))),
+        FunctionSpec("quick_gelu", quick_gelu, ("alpha",), (1.702,)),
+        FunctionSpec("equal_to", equal_to, ("c",), (0.0,)),
     )
 }
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from lasercc.asnc.functions import FUNCTIONS, register_function
 from lasercc.frontends.onnx.decompose import layernorm_core, reduce_last, softmax_core
 from lasercc.frontends.onnx.emit import ADD_FINE_BITS, ADD_MAX_WEIGHT, with_shape
 from lasercc.frontends.onnx.load import FrontendError
@@ -60,20 +59,6 @@ LOWER_SAMPLED_INPUTS.update(SAMPLED_INPUTS)  # calibration keeps these inputs' v
 # samples are the first KEEP_ROWS calibration rows, the other ranges come from all rows.
 MARGIN = 0.1
 EMBED_PLAN_ROWS = 4096  # embedding-table rows used to plan EmbedLayerNormalization's internals
-
-
-def _step(x: np.ndarray) -> np.ndarray:
-    return (np.asarray(x, np.float64) >= 0).astype(np.float64)
-
-
-def _quick_gelu(x: np.ndarray, alpha: float = 1.702) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    return x / (1.0 + np.exp(-alpha * x))
-
-
-for _name, _fn, _p, _d in (("step", _step, (), ()), ("quick_gelu", _quick_gelu, ("alpha",), (1.702,))):
-    if _name not in FUNCTIONS:
-        register_function(_name, _fn, _p, _d)
 
 
 @dataclass(frozen=True)

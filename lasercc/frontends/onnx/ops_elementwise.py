@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from lasercc.asnc.functions import FUNCTIONS, register_function
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.lower import Lowerer, attr, register
 from lasercc.frontends.onnx.ops_linear import mul_dynamic
@@ -38,35 +37,6 @@ from lasercc.frontends.onnx.values import (
 from lasercc.ir.types import CodeType
 
 MASK_THRESHOLD = -1e4  # additive constants at or below this are "minus infinity" masks
-
-
-def _clip(x: np.ndarray, lo: float = -np.inf, hi: float = np.inf) -> np.ndarray:
-    return np.clip(x, lo, hi)
-
-
-def _leaky(x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
-    return np.where(x >= 0, x, alpha * x)
-
-
-def _pow(x: np.ndarray, p: float = 1.0) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        return np.nan_to_num(np.power(x, p), nan=0.0, posinf=0.0, neginf=0.0)
-
-
-def _hardsigmoid(x: np.ndarray, alpha: float = 0.2, beta: float = 0.5) -> np.ndarray:
-    return np.clip(alpha * x + beta, 0.0, 1.0)
-
-
-for _name, _fn, _p, _d in (("clip", _clip, ("lo", "hi"), (-np.inf, np.inf)),
-                           ("leaky_relu", _leaky, ("alpha",), (0.01,)),
-                           ("pow", _pow, ("p",), (1.0,)), ("hard_sigmoid", _hardsigmoid, ("alpha", "beta"), (0.2, 0.5)),
-                           ("neg", lambda x: -np.asarray(x, np.float64), (), ()),
-                           ("abs", lambda x: np.abs(np.asarray(x, np.float64)), (), ()),
-                           ("sin", lambda x: np.sin(np.asarray(x, np.float64)), (), ()),  # rotary tables (RoPE)
-                           ("cos", lambda x: np.cos(np.asarray(x, np.float64)), (), ()),
-                           ("nonzero", lambda x: (np.asarray(x, np.float64) != 0).astype(np.float64), (), ())):
-    if _name not in FUNCTIONS:
-        register_function(_name, _fn, _p, _d)
 
 
 def is_const(v: Val | None) -> bool:
@@ -513,8 +483,6 @@ def qlinear_unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 
 _ALIASES = ("Cast", "Unsqueeze", "Reshape", "Squeeze", "Flatten", "Identity")
 
-if "equal_to" not in FUNCTIONS:
-    register_function("equal_to", lambda x, c=0.0: (np.asarray(x, np.float64) == c).astype(np.float64), ("c",), (0.0,))
 
 
 def id_bound(L: Lowerer, x: Ids) -> int:
