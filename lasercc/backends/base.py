@@ -76,17 +76,16 @@ class Executor:
     def observe(self, node: Node, inputs: list[Any], output: Any) -> None:
         """Hook called after each node (statistics); default: nothing."""
 
-    def run(self, graph: Graph, feeds: dict[str, np.ndarray]) -> ExecResult:
-        if getattr(self, "graph", None) is not graph:
-            self.prepare(graph)
+    def check_supported(self, graph: Graph) -> None:
         missing = self.supports(graph)
         if missing:
             raise LasercError(f"the {self.name} backend cannot run node kinds: {', '.join(missing)}")
-        last_use: dict[str, int] = {}
-        for i, n in enumerate(graph.nodes):
-            for v in n.inputs:
-                last_use[v] = i
-        keep = set(graph.outputs)
+
+    def run(self, graph: Graph, feeds: dict[str, np.ndarray]) -> ExecResult:
+        if getattr(self, "graph", None) is not graph:
+            self.prepare(graph)
+        self.check_supported(graph)
+        frees = values_freed_after(graph)
         env: dict[str, Any] = {}
         for i, node in enumerate(graph.nodes):
             if node.op == "input":
@@ -102,11 +101,22 @@ class Executor:
                 raise ExecutionError(f"{self.name} backend failed at %{node.name}: {type(e).__name__}: {e}\n"
                                      f"    {format_node(node)}") from e
             env[node.name] = out
-            for v in set(node.inputs):
-                if last_use.get(v) == i and v not in keep:
-                    env.pop(v, None)
+            for v in frees[i]:
+                env.pop(v, None)
         codes = {o: self.to_numpy_codes(env[o]) for o in graph.outputs}
         return ExecResult(codes=codes, node_stats=self.collected_stats())
 
     def collected_stats(self) -> dict[str, Any]:
         return {}
+
+
+def values_freed_after(graph: Graph) -> list[tuple[str, ...]]:
+    """Per node (in graph order), the values it is the last reader of: a walk frees them after the node,
+    so peak memory follows the graph's live values, not all of them. Graph outputs are never freed."""
+    last_use: dict[str, int] = {}
+    for i, n in enumerate(graph.nodes):
+        for v in n.inputs:
+            last_use[v] = i
+    keep = set(graph.outputs)
+    return [tuple(v for v in dict.fromkeys(n.inputs) if last_use[v] == i and v not in keep)
+            for i, n in enumerate(graph.nodes)]

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lasercc.backends.base import ExecResult, impl
+from lasercc.backends.base import ExecResult, impl, values_freed_after
 from lasercc.backends.numpy_ref import (
     _F32_EXACT,
     _F64_EXACT,
@@ -98,17 +98,9 @@ class NumpyCodesF32(NumpyCodesStacked):
         input names and the values it is the last user of (freed after it). Cached with the plans."""
         sched = self._plans.get("")
         if sched is None:
-            missing = self.supports(graph)
-            if missing:
-                raise LasercError(f"the {self.name} backend cannot run node kinds: {', '.join(missing)}")
-            last_use: dict[str, int] = {}
-            for i, n in enumerate(graph.nodes):
-                for v in n.inputs:
-                    last_use[v] = i
-            keep = set(graph.outputs)
+            self.check_supported(graph)
             sched = []
-            for i, n in enumerate(graph.nodes):
-                frees = tuple(v for v in dict.fromkeys(n.inputs) if last_use[v] == i and v not in keep)
+            for n, frees in zip(graph.nodes, values_freed_after(graph)):
                 fn = None if n.op == "input" else getattr(type(self), self._table[type(n)])
                 sched.append((n, fn, tuple(n.inputs), frees))
             self._plans[""] = sched
