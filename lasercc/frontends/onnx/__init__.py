@@ -26,6 +26,7 @@ from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
     ops_elementwise,
     ops_linear,
     ops_move,
+    ops_nbits,
 )
 from lasercc.frontends.onnx.calibrate import (
     Stats,

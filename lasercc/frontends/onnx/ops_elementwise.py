@@ -22,6 +22,7 @@ import onnx
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.lower import Lowerer, attr, register
 from lasercc.frontends.onnx.ops_linear import mul_dynamic
+from lasercc.frontends.onnx.ops_nbits import dequantize_weight
 from lasercc.frontends.onnx.values import (
     Act,
     Const,
@@ -74,6 +75,10 @@ def dequantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         if not x.type.same_quant(t):
             raise FrontendError(f"DequantizeLinear parameters differ from the quantization of {n.input[0]!r}")
         return [x.as_float()]
+    if isinstance(x, Const) and (attr(n, "block_size", 0) or x.value.dtype.kind not in "iu"):
+        w = dequantize_weight(L, n, ins)  # int4/uint4 and/or block-wise (opset 21) weights: ops_nbits
+        if w is not None:
+            return [w]
     if isinstance(x, Const) and x.value.dtype.kind in "iu":
         sv = np.asarray(L.const_value(s), np.float32)
         zv = np.zeros(sv.shape, x.value.dtype) if z is None else np.asarray(L.const_value(z))
