@@ -11,7 +11,9 @@
 * latency: T(v), the step at which the last bit of value v has been emitted. An encoder or a
   constant source emits N bits from step 0 (T = N); a spiking node integrates until its last
   input bit, fires one pipeline step later and emits N_out bits: T = max T(in) + 1 + N_out; the
-  winner-take-all max is bit-pipelined (T = T(in) + 1); data movement is free (T = T(in)).
+  winner-take-all max is bit-pipelined (T = T(in) + 1); data movement is free (T = T(in)). A gather
+  by token ids is a source (T = N_out); a gather indexed by a code computed in the network decodes
+  that code's train first, so it is a spiking node (T = T(index) + 1 + N_out).
   A fused SomaASNC is one spiking node (T = max T(in) + 1 + N_out): against Soma -> ASNC it saves
   the intermediate N_mid-bit train and its pipeline step, N_mid + 1 steps.
 """
@@ -118,6 +120,8 @@ def latency_steps(graph: Graph) -> dict[str, int]:
         bits = n.type.bits if isinstance(n.type, CodeType) else 0
         if isinstance(n, Input):
             t[n.name] = bits
+        elif isinstance(n, Gather) and isinstance(graph.type_of(n.inputs[0]), CodeType):
+            t[n.name] = t[n.inputs[0]] + 1 + bits  # decodes its index train: a spiking node
         elif isinstance(n, (BSEEncode, Gather)):
             t[n.name] = max([t[i] for i in n.inputs] + [0]) + bits
         elif isinstance(n, WTAMax):

@@ -432,7 +432,8 @@ class Gather(_Move):
     Soma over the whole table): the one-hot form costs a table-sized fan-out per token (positions x
     features synapses and ``seq x positions`` comparator neurons) for what is a memory read on any
     core with a lookup table; every NumPy/torch backend does it exactly with one indexing. The Lava
-    backend has no process for it and refuses such a node by name (a host lookup needs a host input).
+    backend decodes the index train in a ``gather_by_code`` process and emits the rows one step after
+    the last index bit (latency T = T(index) + 1 + N, as ``backends.stats.latency_steps`` counts it).
     Codes at or beyond the table's rows are a run-time index error on every backend, as for ids.
     """
 

@@ -8,6 +8,9 @@ What becomes what
 * Every value that *emits spikes* -- code graph inputs, ``bse_encode``, ``gather`` (embedding rows, a
   host-side table lookup), ``soma``, ``asnc``, ``decode_mac``, ``wta_max`` -- is one Lava process: a group
   of neurons that emits its N-bit codes MSB first, one bit per timestep.
+* A ``gather`` indexed by a *code computed in the network* (RoBERTa/OPT position ids) cannot be looked up
+  on the host: it is a ``gather_by_code`` process, a collector like ASNC that Horner-decodes the index
+  train, reads the table rows once the last index bit is in, and emits them like a host gather would.
 * Data movement (reshape, transpose, slice, concat, take, mask) emits nothing: it is folded into *index
   maps* at lowering time. Every element of a consumer's logical input is (source group, flat index) or a
   constant code (``mask`` fills). The data-movement rules are the NumPy reference's own implementations
@@ -16,16 +19,17 @@ What becomes what
   ``M[n_out, n_src]`` that composes the index map with the weights (matmul or broadcasting ``mul``), the
   standard Lava ``Dense`` where every entry fits 8 bits, else an exact integer synapse. Constant inputs
   fold into the integer bias (``W * fill`` is what Horner accumulation of a constant train yields).
-* ASNC, DecodeMAC, WTA and output sinks read their inputs' raw spikes directly (no synapse) and decode them
-  Horner-style per slot, then gather their logical input through the index map.
+* ASNC, DecodeMAC, WTA, gathers by code and output sinks read their inputs' raw spikes directly (no
+  synapse) and decode them Horner-style per slot, then gather their logical input through the index map.
 
 Schedule (DESIGN.md section 4; same T as :func:`lasercc.backends.stats.latency_steps` except WTA)
 ----------------------------------------------------------------------------------------------
 Steps are 1-based within one sample of ``period`` steps. A source emits bits on steps 1..N (T = N). A
 consumer of sources with last-bit steps T_k computes at ``fire = max T_k + 1`` -- a Soma receives its last
 weighted bit then, because ``Dense`` delays by one step -- and emits its N bits on ``fire+1 .. fire+N``
-(T = max T_k + 1 + N). The winner-take-all here decides after the last bit (T = T_in + 1 + N, not the
-bit-pipelined T_in + 1 of the latency model): a documented simplification.
+(T = max T_k + 1 + N). A gather by code is such a consumer (T = T_index + 1 + N, as ``latency_steps``
+counts it); a host gather is a source (T = N). The winner-take-all here decides after the last bit
+(T = T_in + 1 + N, not the bit-pipelined T_in + 1 of the latency model): a documented simplification.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from lasercc.ir.nodes import (
     Transpose,
     WTAMax,
 )
-from lasercc.ir.types import CodeType, TensorType
+from lasercc.ir.types import CodeType
 
 MAX_SLOTS = 8  # input ports per process (Lava ports are declared statically, so the count is bounded)
 DENSE_MIN, DENSE_MAX = -128, 127  # Lava Dense: 8-bit signed weights (passed as 2*W with weight_exp=-1)
@@ -99,7 +103,7 @@ class ProcPlan:
     """One Lava process: kind, output size/shape/bits, schedule and parameters."""
 
     name: str
-    kind: str  # code_source | encoder | gather | soma | asnc | decode_mac | wta | sink
+    kind: str  # code_source | encoder | gather | gather_by_code | soma | asnc | decode_mac | wta | sink
     shape: tuple[int, ...]
     bits: int  # output bits (0 for sinks)
     start: int  # first emit step (sources: 1; others: fire + 1)
@@ -260,11 +264,15 @@ def _lower_node(graph: Graph, n: Node, views: dict[str, _ElemView], order: list[
                                                                                                    np.int64),
                                 "axis": t.axis})
     if isinstance(n, Gather):
-        if not isinstance(graph.type_of(n.inputs[0]), TensorType) or not isinstance(graph.node(n.inputs[0]), Input):
-            # the lookup runs on the host as the spikes are emitted: it needs the index there, i.e. a host input
-            raise LasercError(f"%{n.name}: a gather indexed by codes computed in the network (not by a host input) "
-                              "has no Lava process; run this model on the numpy or torch backend")
         table = np.asarray(graph.constants[n.table], np.int64)
+        if isinstance(graph.type_of(n.inputs[0]), CodeType):
+            # the index is a spike train computed in the network: decode it, then look the rows up
+            p = _collector(n.name, "gather_by_code", t, [views[n.inputs[0]]], order, plans)
+            p.params = {"table": table}
+            return p
+        if not isinstance(graph.node(n.inputs[0]), Input):  # pragma: no cover - the verifier allows only these
+            raise LasercError(f"%{n.name}: a gather by token ids needs them as a graph input")
+        # token ids: the lookup runs on the host as the spikes are emitted (a source, T = N)
         return ProcPlan(n.name, "gather", shape, t.bits, 1, 0, host_input=n.inputs[0], params={"table": table})
     if isinstance(n, (Soma, SomaASNC)):
         return _lower_soma(graph, n, views, order, plans)

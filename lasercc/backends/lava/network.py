@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lasercc.backends.lava.lower import NetworkPlan, ProcPlan
+from lasercc.errors import ExecutionError
 
 
 @dataclass
@@ -60,7 +61,8 @@ def _make_proc(plan: ProcPlan, period: int, samples: int, host: dict[str, np.nda
         proc = P.CodeSource(samples=samples, n_data=data.shape[1], table=plan.params.get("table"), **common)
         proc.data.init = data
         return proc
-    cls = {"soma": P.SomaNeurons, "asnc": P.ASNCNeurons, "decode_mac": P.DecodeMACUnit, "wta": P.WTAMaxNeurons}
+    cls = {"soma": P.SomaNeurons, "asnc": P.ASNCNeurons, "decode_mac": P.DecodeMACUnit, "wta": P.WTAMaxNeurons,
+           "gather_by_code": P.CodeGatherUnit}
     if plan.kind == "sink":
         return P.CodeSink(samples=samples, views=_view_params(plan), **common)
     return cls[plan.kind](views=_view_params(plan), **{**plan.params, **common})
@@ -104,6 +106,16 @@ def build(plan: NetworkPlan, host: dict[str, np.ndarray], samples: int) -> dict[
     return procs
 
 
+def _raise_bad_indices(plan: NetworkPlan, procs: dict[str, Any]) -> None:
+    """The reference's error for index codes outside a gather's table (counted by the process, which cannot
+    raise mid-run without stalling the network), naming the node like the other backends do."""
+    for p in plan.procs:
+        if p.kind == "gather_by_code" and int(np.rint(np.asarray(procs[p.name].bad.get(), np.float64)).sum()):
+            rows = int(p.params["table"].shape[0])
+            raise ExecutionError(f"lava backend failed at %{p.name}: IndexError: index code out of range "
+                                 f"[0, {rows}) in gather %{p.name}")
+
+
 def run_plan(plan: NetworkPlan, host: dict[str, np.ndarray], samples: int) -> LavaRun:
     """Build, run ``samples * period`` steps in ``Loihi2SimCfg(select_tag="fixed_pt")``, read the sinks."""
     from lava.magma.core.run_conditions import RunSteps
@@ -123,6 +135,7 @@ def run_plan(plan: NetworkPlan, host: dict[str, np.ndarray], samples: int) -> La
         for out, sink in plan.outputs.items():
             codes[out] = np.rint(np.asarray(procs[sink].codes.get(), np.float64)).astype(np.int64)  # get() gives floats
         spikes = {p.name: int(np.asarray(procs[p.name].spikes.get()).sum()) for p in plan.procs if p.bits}
+        _raise_bad_indices(plan, procs)
     finally:
         anchor.stop()
     return LavaRun(codes, spikes, steps, t1 - t0, t2 - t1, len(procs))

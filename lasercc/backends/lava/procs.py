@@ -106,6 +106,18 @@ class WTAMaxNeurons(_Neurons):
     """Winner-take-all maximum along an axis by bit-serial elimination over the MSB-first codes."""
 
 
+class CodeGatherUnit(_Neurons):
+    """A Gather indexed by a code computed in the network (RoBERTa/OPT position ids): Horner-decodes the
+    index train like any collector, then reads rows of the constant ``table`` (the code is the row number)
+    and emits them MSB first, as the host-side gather does for token ids. ``bad`` counts index codes
+    outside the table; the runner turns a nonzero count into the reference's index error after the run
+    (raising inside a process model would leave its neighbours blocked on their ports)."""
+
+    def __init__(self, *, n: int, **params: ty.Any):
+        super().__init__(n=n, **params)
+        self.bad = Var(shape=(1,), init=0)
+
+
 class CodeSink(_Neurons):
     """Output decoder: Horner-decodes each sample's output codes into ``codes`` (one row per sample)."""
 
@@ -296,6 +308,22 @@ class PyWTAMaxModel(_NeuronModel):
             out = 2 * out + one
             alive = np.where(one, bid, alive)
         return out
+
+
+@implements(proc=CodeGatherUnit, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "bit_accurate_loihi")
+class PyCodeGatherModel(_NeuronModel):
+    bad: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=48)
+
+    def _compute(self, chunk: int) -> np.ndarray:
+        table = np.asarray(self.proc_params["table"], np.int64)
+        idx = self._gather(self.proc_params["views"][0])
+        ok = (idx >= 0) & (idx < table.shape[0])
+        if not ok.all():  # counted, reported by the runner; the sample's rows for those indices are zeros
+            self.bad = self.bad + int((~ok).sum())
+        rows = table[np.where(ok, idx, 0)]
+        return np.where(ok.reshape(ok.shape + (1,) * (table.ndim - 1)), rows, 0)
 
 
 @implements(proc=CodeSink, protocol=LoihiProtocol)
