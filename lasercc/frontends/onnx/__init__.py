@@ -145,6 +145,7 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
 
     def lowered(i: int, n: int) -> None:
         split.release_pages()  # every 25 nodes: mapped weights already quantized leave the resident set
+        release_freed_heap()  # and temporaries of the quantization (kept samples freed after their reader)
         say("lower", i, n)
 
     graph = low.run(progress=lowered)

@@ -42,8 +42,8 @@ def small_int(a: np.ndarray) -> np.ndarray:
     if a.dtype.kind not in "iu":
         a = a.astype(np.int64)
     lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)  # in the array's own dtype: no int64 copy
-    if a.dtype == np.uint16 and hi > np.iinfo(np.int16).max:
-        return a  # 16-bit code tables (e.g. an embedding of 16-bit codes): half the size of int32
+    if a.dtype == np.uint16:
+        return a  # 16-bit code tables (an embedding of 16-bit codes): already 2 bytes; no int16 copy of the table
     for dt in (np.int8, np.int16, np.int32, np.int64):
         info = np.iinfo(dt)
         if lo >= info.min and hi <= info.max:
