@@ -17,10 +17,10 @@ import importlib.util
 import os
 import subprocess
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
+from lava_env import LAVA_PY, REPO, needs_lava
 
 from lasercc.backends.lava.lower import lower
 from lasercc.backends.stats import bit_counts, latency_steps
@@ -31,10 +31,6 @@ from lasercc.ir.types import CodeType, TensorType
 from lasercc.runtime import run_graph
 from lasercc.testing import GraphBuilder
 
-REPO = Path(__file__).resolve().parents[2]
-LAVA_PY = REPO / ".venv-lava" / "bin" / "python"
-needs_lava = pytest.mark.skipif(not LAVA_PY.exists(), reason=f"no Lava environment at {LAVA_PY} "
-                                "(create it with `make .venv-lava/.stamp`)")
 pytestmark = pytest.mark.lava
 ROWS = 16  # table rows: index codes 0..15 are valid
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from lava_env import LAVA_PY, REPO, needs_lava
 
 from lasercc.backends.lava.emit import emit_lava_package
 from lasercc.backends.lava.lower import lower
@@ -21,10 +21,6 @@ from lasercc.ir.nodes import NODE_KINDS
 from lasercc.runtime import run_graph
 from lasercc.testing import mlp_graph, random_graph, random_inputs
 
-REPO = Path(__file__).resolve().parents[2]
-LAVA_PY = REPO / ".venv-lava" / "bin" / "python"
-needs_lava = pytest.mark.skipif(not LAVA_PY.exists(), reason=f"no Lava environment at {LAVA_PY} "
-                                "(create it with `make .venv-lava/.stamp`)")
 pytestmark = pytest.mark.lava
 
 # negative: with the fuse-asnc pass (soma_asnc); together every node kind. Seed 8's two inputs feed disjoint

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
+from lava_env import REPO, needs_lava
 
 import lasercc
 from lasercc.backends.lava.lower import lower
@@ -22,9 +22,7 @@ from lasercc.passes.signed import SignedEncode
 from lasercc.runtime import run_graph
 from lasercc.testing import random_graph
 
-REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "examples" / "models"
-LAVA_PY = REPO / ".venv-lava" / "bin" / "python"
 pytestmark = pytest.mark.lava
 
 
@@ -52,8 +50,7 @@ def test_tiny_gpt_lowers_every_block_part(tiny_gpt, tmp_path):
         ops[k] for k in ("gather", "soma", "soma_asnc", "decode_mac", "asnc", "wta_max"))
 
 
-@pytest.mark.skipif(not LAVA_PY.exists(), reason=f"no Lava environment at {LAVA_PY} "
-                    "(create it with `make .venv-lava/.stamp`)")
+@needs_lava
 def test_tiny_gpt_bit_exact_in_lava(tiny_gpt):
     from lasercc.backends.lava_runner import run_lava
 
