@@ -6,10 +6,10 @@ constant arrays, as ARCHITECTURE.md asks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from lasercc.ir.graph import Graph
-from lasercc.ir.nodes import Node
+from lasercc.ir.nodes import Input, Node
 
 
 def resolve(mapping: Mapping[str, str], name: str) -> str:
@@ -36,9 +36,15 @@ def substitute(nodes: list[Node] | tuple[Node, ...], mapping: Mapping[str, str])
 
 def live_nodes(graph: Graph) -> set[str]:
     """Names of the nodes the outputs depend on, plus every graph input (inputs are the interface)."""
-    idx = graph._index()
-    live = {n.name for n in graph.inputs}
-    stack = list(graph.outputs)
+    return live_names(graph.nodes, graph.outputs)
+
+
+def live_names(nodes: Iterable[Node], outputs: Iterable[str]) -> set[str]:
+    """:func:`live_nodes` of a node list not yet made a Graph (the frontend's, before verification)."""
+    nodes = list(nodes)
+    idx = {n.name: n for n in nodes}
+    live = {n.name for n in nodes if isinstance(n, Input)}
+    stack = list(outputs)
     while stack:
         v = stack.pop()
         if v in live:

@@ -29,6 +29,7 @@ from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, QWeight, Val,
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import BSEEncode, Input, Reshape
 from lasercc.ir.types import CodeType, TensorType
+from lasercc.passes.rewrite import live_names
 
 Handler = Callable[["Lowerer", onnx.NodeProto, list], list]
 OPS: dict[str, Handler] = {}
@@ -358,24 +359,12 @@ class Lowerer:
                 changes["inputs"] = tuple(rename.get(i, i) for i in n.inputs)
             nodes.append(n.replace(**changes) if changes else n)
         self.tensor_map = {k: rename.get(v, v) for k, v in self.tensor_map.items()}
-        nodes = _live(nodes, outs)
+        live = live_names(nodes, outs)  # drop what no output reads (a Sqrt replaced by a fused rsqrt)
+        nodes = [n for n in nodes if n.name in live]
         used = {c for n in nodes for c in n.const_refs()}
         consts = {k: v for k, v in self.b.consts.items() if k in used}
         name = sanitize(self.model.graph.name or "model")
         return Graph(name, tuple(nodes), tuple(outs), consts).verify()
-
-
-def _live(nodes: list, outputs: list[str]) -> list:
-    """Drop nodes no output depends on (e.g. a Sqrt replaced by a fused rsqrt); inputs always stay."""
-    by = {n.name: n for n in nodes}
-    live, stack = set(), list(outputs)
-    while stack:
-        k = stack.pop()
-        if k in live:
-            continue
-        live.add(k)
-        stack.extend(by[k].inputs)
-    return [n for n in nodes if n.name in live or isinstance(n, Input)]
 
 
 def attr(n: onnx.NodeProto, name: str, default=None):  # noqa: ANN001, ANN201
