@@ -204,7 +204,7 @@ def random_inputs(graph: Graph, seed: int, rows: int | None = None) -> dict[str,
     """Inputs for ``graph``: reals spanning each encoder's range, token ids, or codes."""
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
-    consumers = graph.consumers()
+    consumers = graph.users()
     for n in graph.inputs:
         shape = tuple(n.type.shape)
         if rows is not None and shape:

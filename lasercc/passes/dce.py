@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from lasercc.ir.analysis import live_nodes
 from lasercc.ir.graph import Graph
 from lasercc.passes.base import Pass, PassResult, register_pass
-from lasercc.passes.rewrite import live_nodes, prune_constants
+from lasercc.passes.rewrite import prune_constants
 
 
 @register_pass

@@ -24,11 +24,12 @@ from typing import ClassVar
 
 import numpy as np
 
+from lasercc.ir.analysis import live_nodes
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import ASNCSegment, Concat, Node, Reshape, Slice, Soma, Take, Transpose
 from lasercc.ir.types import CodeType
 from lasercc.passes.base import Pass, PassResult, option, register_pass
-from lasercc.passes.rewrite import live_nodes, prune_constants, resolve
+from lasercc.passes.rewrite import prune_constants, resolve
 from lasercc.semantics import asnc_evaluate, requantize
 
 

@@ -18,11 +18,12 @@ from typing import ClassVar
 
 import numpy as np
 
+from lasercc.ir.analysis import live_nodes
 from lasercc.ir.graph import ConstSpec, Graph
 from lasercc.ir.nodes import ASNCSegment, Gather, Input, Mask, Node, Slice, Soma, Take
 from lasercc.ir.types import CodeType, TensorType
 from lasercc.passes.base import Pass, PassResult, option, register_pass
-from lasercc.passes.rewrite import fresh_name, live_nodes, prune_constants
+from lasercc.passes.rewrite import fresh_name, prune_constants
 
 
 @register_pass

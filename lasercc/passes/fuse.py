@@ -34,13 +34,13 @@ constants no node references any more.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from lasercc.backends.stats import critical_path
+from lasercc.ir.analysis import critical_path
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import ASNC_LIMIT_BITS, ASNCSegment, Node, Soma, SomaASNC
 from lasercc.ir.types import CodeType
@@ -147,7 +147,7 @@ class FuseAsnc(Pass):
             raise ValueError("fuse-asnc: segment limits must be >= 1")
 
     def run(self, graph: Graph) -> PassResult:
-        consumers = Counter(i for n in graph.nodes for i in n.inputs)
+        users = graph.users()
         by_name = {n.name: n for n in graph.nodes}
         outputs = set(graph.outputs)
         taken = set(graph.constants) | set(by_name)
@@ -162,7 +162,7 @@ class FuseAsnc(Pass):
             src = by_name.get(n.inputs[0])
             if not isinstance(src, Soma):
                 continue
-            why = self._ineligible(src, n, graph, consumers, outputs)
+            why = self._ineligible(src, n, graph, users, outputs)
             if why:
                 skipped[n.name] = why
                 continue
@@ -207,11 +207,11 @@ class FuseAsnc(Pass):
             "nodes": details})
         return PassResult(g, True, base_info)
 
-    def _ineligible(self, soma: Soma, asnc: ASNCSegment, graph: Graph, consumers: Counter,
+    def _ineligible(self, soma: Soma, asnc: ASNCSegment, graph: Graph, users: Mapping[str, tuple[Node, ...]],
                     outputs: set[str]) -> str:
         if soma.name in outputs:
             return "the Soma is a graph output"
-        if consumers[soma.name] != 1:
+        if len(users[soma.name]) != 1:
             return "the Soma has other consumers"
         if len(soma.scale_w) != 1:
             return "per-channel weight scale (one table cannot serve every channel)"

@@ -6,10 +6,15 @@ constant arrays, as ARCHITECTURE.md asks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
+from lasercc.ir.analysis import live_names, live_nodes
 from lasercc.ir.graph import Graph
-from lasercc.ir.nodes import Input, Node
+from lasercc.ir.nodes import Node
+
+# ``live_names``/``live_nodes`` moved to :mod:`lasercc.ir.analysis`; re-exported here for callers that
+# still import them from this module (the ONNX frontend's ``lower.py``).
+__all__ = ["fresh_name", "live_names", "live_nodes", "prune_constants", "resolve", "substitute"]
 
 
 def resolve(mapping: Mapping[str, str], name: str) -> str:
@@ -32,26 +37,6 @@ def substitute(nodes: list[Node] | tuple[Node, ...], mapping: Mapping[str, str])
         new = tuple(resolve(mapping, i) for i in n.inputs)
         out.append(n if new == n.inputs else n.replace(inputs=new))
     return out
-
-
-def live_nodes(graph: Graph) -> set[str]:
-    """Names of the nodes the outputs depend on, plus every graph input (inputs are the interface)."""
-    return live_names(graph.nodes, graph.outputs)
-
-
-def live_names(nodes: Iterable[Node], outputs: Iterable[str]) -> set[str]:
-    """:func:`live_nodes` of a node list not yet made a Graph (the frontend's, before verification)."""
-    nodes = list(nodes)
-    idx = {n.name: n for n in nodes}
-    live = {n.name for n in nodes if isinstance(n, Input)}
-    stack = list(outputs)
-    while stack:
-        v = stack.pop()
-        if v in live:
-            continue
-        live.add(v)
-        stack.extend(idx[v].inputs)
-    return live
 
 
 def prune_constants(graph: Graph) -> tuple[Graph, int]:
