@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from lasercc.ir.analysis import live_names, live_nodes
+from lasercc.ir.edit import fresh_name
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import Node
 
-# ``live_names``/``live_nodes`` moved to :mod:`lasercc.ir.analysis`; re-exported here for callers that
-# still import them from this module (the ONNX frontend's ``lower.py``).
+# ``live_names``/``live_nodes`` moved to :mod:`lasercc.ir.analysis` and ``fresh_name`` to
+# :mod:`lasercc.ir.edit`; re-exported here for callers that still import them from this module (the ONNX
+# frontend's ``lower.py``). New rewrites should use :class:`lasercc.ir.edit.GraphEditor`.
 __all__ = ["fresh_name", "live_names", "live_nodes", "prune_constants", "resolve", "substitute"]
 
 
@@ -46,13 +48,3 @@ def prune_constants(graph: Graph) -> tuple[Graph, int]:
     if not dead:
         return graph, 0
     return graph.replace(constants={k: v for k, v in graph.constants.items() if k in used}), len(dead)
-
-
-def fresh_name(taken: set[str], stem: str) -> str:
-    """A value/constant name not in ``taken`` (and reserve it)."""
-    name, i = stem, 1
-    while name in taken:
-        i += 1
-        name = f"{stem}.{i}"
-    taken.add(name)
-    return name
