@@ -5,6 +5,9 @@ what to run and what to expect (in the style of LLVM's lit + FileCheck):
 * ``# CHECK: text`` -- a later output line contains ``text``; ``# CHECK-NEXT:`` the very next line does;
   ``# CHECK-SAME:`` the line of the previous match does; ``# CHECK-NOT: text`` no line between the
   previous match and the next one (or the end) contains ``text``;
+* ``# DATA: @name = [json list]`` -- the values of a declared constant (reshaped to its declared dtype and
+  shape); constants without data stay shape-only, which is enough for passes that only restructure;
+  ``# CHECK-DATA: @name = [json list]`` -- the result's constant holds exactly these values;
 * ``# ERROR: text`` -- the pipeline must fail with a lasercc error whose message contains ``text``;
 * or a file ``NAME.expected.lir`` beside it: the whole output must equal it.
 
@@ -14,21 +17,39 @@ To add a test, drop a file in the directory.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lasercc.errors import LasercError
-from lasercc.passes import opt_text
+from lasercc.ir.text import parse_graph
+from lasercc.passes import opt_graph, opt_text
 
 LIR_DIR = Path(__file__).parent / "lir"
 CASES = sorted(p for p in LIR_DIR.glob("*.lir") if not p.name.endswith(".expected.lir"))
-DIRECTIVE = re.compile(r"^\s*#\s*(RUN|CHECK|CHECK-NEXT|CHECK-SAME|CHECK-NOT|ERROR):(.*)$")
+DIRECTIVE = re.compile(r"^\s*#\s*(RUN|CHECK|CHECK-NEXT|CHECK-SAME|CHECK-NOT|CHECK-DATA|ERROR|DATA):(.*)$")
 
 
 def directives(text: str) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2).strip()) for line in text.splitlines() if (m := DIRECTIVE.match(line))]
+
+
+def constants(text: str, ds: list[tuple[str, str]]) -> dict[str, np.ndarray]:
+    """Arrays for the ``# DATA: @name = [...]`` lines, typed and shaped as the graph declares them."""
+    data = [v for k, v in ds if k == "DATA"]
+    if not data:
+        return {}
+    specs = parse_graph(text).constants
+    out = {}
+    for d in data:
+        name, _, values = d.partition("=")
+        name = name.strip().lstrip("@")
+        spec = specs[name]
+        out[name] = np.asarray(json.loads(values), dtype=spec.dtype).reshape(spec.shape)
+    return out
 
 
 def filecheck(output: str, checks: list[tuple[str, str]]) -> None:
@@ -77,18 +98,28 @@ def test_lir(path: Path) -> None:
     runs = [v for k, v in ds if k == "RUN"]
     assert len(runs) == 1, f"{path.name}: needs exactly one '# RUN: pipeline' line"
     errors = [v for k, v in ds if k == "ERROR"]
-    checks = [(k, v) for k, v in ds if k.startswith("CHECK")]
+    checks = [(k, v) for k, v in ds if k.startswith("CHECK") and k != "CHECK-DATA"]
+    data_checks = [v for k, v in ds if k == "CHECK-DATA"]
     expected = path.with_name(path.stem + ".expected.lir")
-    assert errors or checks or expected.exists(), f"{path.name}: nothing to check"
+    assert errors or checks or data_checks or expected.exists(), f"{path.name}: nothing to check"
+    consts = constants(text, ds)
     if errors:
         with pytest.raises(LasercError) as e:
-            opt_text(text, runs[0])
+            opt_text(text, runs[0], consts)
         assert all(m in str(e.value) for m in errors), str(e.value)
         return
-    out = opt_text(text, runs[0])
+    out = opt_text(text, runs[0], consts)
     if expected.exists():
         assert out == expected.read_text()
     filecheck(out, checks)
+    if data_checks:
+        result, _ = opt_graph(parse_graph(text, consts or None), runs[0])
+        for d in data_checks:
+            name, _, values = d.partition("=")
+            name = name.strip().lstrip("@")
+            assert name in result.constants, f"CHECK-DATA: no constant @{name} in the result"
+            got = np.asarray(result.constants[name])
+            assert got.tolist() == json.loads(values), f"CHECK-DATA @{name}: got {got.tolist()}"
     assert opt_text(out, "") == out  # the result parses, verifies and prints back the same
 
 
