@@ -33,6 +33,12 @@ from lasercc.ir.types import CodeType, TensorType
 from lasercc.passes.rewrite import live_names
 
 
+def node_label(n: onnx.NodeProto) -> str:
+    """How errors name a node: ``node 'name' (domain.Op)``."""
+    op = n.op_type if not domain_of(n) else f"{n.domain}.{n.op_type}"
+    return f"node {n.name or (n.output[0] if n.output else '?')!r} ({op})"
+
+
 @dataclass
 class Options:
     act_bits: int = 8          # float-model activations and float islands
@@ -205,10 +211,12 @@ class Lowerer:
                 raise FrontendError(f"unsupported ONNX op {n.op_type} ({n.name}) on activations; {HINT}")
             try:
                 outs = h(self, n, ins)
-            except FrontendError:
-                raise
-            except (ValueError, KeyError, TypeError, IndexError) as e:
-                raise FrontendError(f"cannot lower {n.op_type} node {n.name or n.output[0]!r}: {e}") from e
+            except FrontendError as e:  # a refusal: say which node it is about, once
+                where = node_label(n)
+                if where in str(e):
+                    raise
+                raise FrontendError(f"{where}: {e}") from None
+            # any other exception from a handler is a bug in lasercc, not a refusal: it propagates as it is
         for o, v in zip(n.output, outs):
             if o and v is not None:
                 self.env[o] = v
