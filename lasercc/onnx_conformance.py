@@ -258,6 +258,14 @@ def variants(cases: Iterable[Case]) -> list[Case]:
     return out
 
 
+def for_bits(cases: Iterable[Case], bits: int) -> list[Case]:
+    """The cases run at ``bits``: all at 16; at 8 only those whose outputs are all float (integer and
+    boolean outputs are exact at any width, so an 8-bit run of them repeats the 16-bit one)."""
+    if bits >= 16:
+        return list(cases)
+    return [c for c in cases if all(v.dtype.kind == "f" for v in c.outputs.values())]
+
+
 def table(outcomes: list[Outcome]) -> str:
     """A markdown table: per op, the count of each status; then totals and the pass rate of applicable cases."""
     per: dict[str, Counter] = {}
