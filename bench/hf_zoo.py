@@ -46,9 +46,10 @@ EVAL_ROWS = 8
 # Weight init std (transformers' default is 0.02): larger weights make attention peaky and activations
 # spread like a trained model's, so a mis-lowered mask or position table shows in the metrics.
 INIT = 0.1
-# transformers' attention implementation: "eager" (the explicit softmax graph) or "sdpa" (transformers' default:
-# scaled_dot_product_attention, exported with boolean masks and a Where(IsNaN(softmax), 0, softmax) guard)
-ATTN = "eager"
+# transformers' attention implementation: "eager" (the explicit softmax graph) or None, transformers' default
+# (SDPA where the architecture supports it: scaled_dot_product_attention, exported with boolean masks and a
+# Where(IsNaN(softmax), 0, softmax) guard; eager where it does not, e.g. BLOOM)
+ATTN: str | None = "eager"
 
 
 @dataclass(frozen=True)
@@ -361,7 +362,11 @@ def one_error(e: BaseException) -> str:
 
 def run_model(spec: Spec, work: Path, formats: list[str], dynamo: bool = False, verbose: bool = False) -> list[dict]:
     torch.manual_seed(0)
-    model = spec.build().eval()
+    tag = spec.name
+    try:
+        model = spec.build().eval()
+    except Exception as e:  # noqa: BLE001 - a zoo row records any failure
+        return [{"model": tag, "format": "build", "ok": False, "error": one_error(e)}]
     calib, held = make_inputs(spec, CALIB_ROWS, 1), make_inputs(spec, EVAL_ROWS, 2)
     mask = held.get("attention_mask")
     tag = spec.name + (".dynamo" if dynamo else "")
@@ -433,12 +438,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--all-formats", action="store_true",
                     help="also QOperator, 16-bit QDQ, quantize_dynamic and all-ops s8 QDQ models")
     ap.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
-    ap.add_argument("--attention", choices=("eager", "sdpa"), default="eager",
-                    help="transformers' attention implementation (sdpa: its default, as users export today)")
-    ap.add_argument("--out", type=Path, help="results file (default bench/results/hf_zoo[_sdpa].md)")
+    ap.add_argument("--attention", choices=("eager", "default"), default="eager",
+                    help="transformers' attention implementation (default: transformers' own choice, SDPA where "
+                         "supported -- how users export today)")
+    ap.add_argument("--out", type=Path, help="results file (default bench/results/hf_zoo[_default].md)")
     args = ap.parse_args(argv)
     global ATTN
-    ATTN = args.attention
+    ATTN = None if args.attention == "default" else args.attention
     torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
     specs = {s.name: s for s in ZOO}
@@ -456,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
 
     cmd = "`.venv/bin/python bench/hf_zoo.py" + (" --dynamo" if args.dynamo else "") + \
-        (f" --attention {ATTN}" if ATTN != "eager" else "") + \
+        (" --attention default" if ATTN is None else "") + \
         (" --all-formats" if args.all_formats else "") + \
         ("" if args.models == [s.name for s in ZOO] else " --models " + " ".join(args.models)) + "`"
     text = "\n".join([
@@ -467,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}, transformers "
         f"{transformers.__version__}, onnx {onnx.__version__}, ORT {ort.__version__}  ",
         f"Models: random init (torch.manual_seed(0)), hidden 64, 2 layers, 4 heads, vocab {VOCAB}, seq {SEQ}; "
-        f"TorchScript export, opset 17, dynamic batch/seq (pinned to 1x16 for lasercc), {ATTN} attention. "
+        "TorchScript export, opset 17, dynamic batch/seq (pinned to 1x16 for lasercc), "
+        f"{ATTN or 'default (SDPA)'} attention. "
         f"Calibration {CALIB_ROWS} random rows; metrics on {EVAL_ROWS} other rows (attention masks right-padded "
         "on every other row; padded positions excluded). ORT QDQ = quantize_static, MatMul/Gemm, u8 act, s8 "
         "per-channel reduce_range weights (other formats: see FORMATS in the script). Each lasercc row is the NumPy "
@@ -481,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print(text)
     if not args.no_write:
-        out = args.out or Path(__file__).parent / "results" / ("hf_zoo.md" if ATTN == "eager" else f"hf_zoo_{ATTN}.md")
+        out = args.out or Path(__file__).parent / "results" / ("hf_zoo.md" if ATTN else "hf_zoo_default.md")
         out.write_text(text)
         print(f"wrote {out}")
     return 0
