@@ -46,6 +46,10 @@ EVAL_ROWS = 8
 # Weight init std (transformers' default is 0.02): larger weights make attention peaky and activations
 # spread like a trained model's, so a mis-lowered mask or position table shows in the metrics.
 INIT = 0.1
+# transformers' attention implementation: "eager" (the explicit softmax graph) or None, transformers' default
+# (SDPA where the architecture supports it: scaled_dot_product_attention, exported with boolean masks and a
+# Where(IsNaN(softmax), 0, softmax) guard; eager where it does not, e.g. BLOOM)
+ATTN: str | None = "eager"
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class Spec:
 def _gpt2() -> nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    cfg = GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=64, n_layer=2, n_head=4, attn_implementation="eager",
+    cfg = GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=64, n_layer=2, n_head=4, attn_implementation=ATTN,
                      initializer_range=INIT, bos_token_id=0, eos_token_id=0)
     return GPT2LMHeadModel(cfg)
 
@@ -71,7 +75,7 @@ def _bert() -> nn.Module:
     from transformers import BertConfig, BertModel
 
     cfg = BertConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=128, max_position_embeddings=64, attn_implementation="eager",
+                     intermediate_size=128, max_position_embeddings=64, attn_implementation=ATTN,
                      initializer_range=INIT)
     return BertModel(cfg, add_pooling_layer=False)
 
@@ -81,7 +85,7 @@ def _llama() -> nn.Module:
 
     cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      attn_implementation="eager", tie_word_embeddings=False, initializer_range=INIT)
+                      attn_implementation=ATTN, tie_word_embeddings=False, initializer_range=INIT)
     return LlamaForCausalLM(cfg)
 
 
@@ -90,7 +94,7 @@ def _qwen2() -> nn.Module:
 
     cfg = Qwen2Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=64,
-                      attn_implementation="eager", tie_word_embeddings=True, initializer_range=INIT)
+                      attn_implementation=ATTN, tie_word_embeddings=True, initializer_range=INIT)
     return Qwen2ForCausalLM(cfg)
 
 
@@ -99,7 +103,7 @@ def _mistral() -> nn.Module:
 
     cfg = MistralConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                        attn_implementation="eager", sliding_window=6, initializer_range=INIT)
+                        attn_implementation=ATTN, sliding_window=6, initializer_range=INIT)
     return MistralForCausalLM(cfg)
 
 
@@ -107,7 +111,7 @@ def _distilbert() -> nn.Module:
     from transformers import DistilBertConfig, DistilBertModel
 
     cfg = DistilBertConfig(vocab_size=VOCAB, dim=64, n_layers=2, n_heads=4, hidden_dim=128,
-                           max_position_embeddings=64, attn_implementation="eager", initializer_range=INIT)
+                           max_position_embeddings=64, attn_implementation=ATTN, initializer_range=INIT)
     return DistilBertModel(cfg)
 
 
@@ -116,7 +120,7 @@ def _gpt_neox() -> nn.Module:
 
     cfg = GPTNeoXConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                         num_attention_heads=4, max_position_embeddings=64, rotary_pct=0.5,
-                        attn_implementation="eager", initializer_range=INIT)
+                        attn_implementation=ATTN, initializer_range=INIT)
     return GPTNeoXForCausalLM(cfg)
 
 
@@ -124,7 +128,7 @@ def _t5_encoder() -> nn.Module:
     from transformers import T5Config, T5EncoderModel
 
     cfg = T5Config(vocab_size=VOCAB, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
-                   feed_forward_proj="gated-gelu", attn_implementation="eager",
+                   feed_forward_proj="gated-gelu", attn_implementation=ATTN,
                    initializer_factor=1.0)
     return T5EncoderModel(cfg)
 
@@ -135,7 +139,7 @@ def _gemma() -> nn.Module:
 
     cfg = GemmaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=1, head_dim=16, max_position_embeddings=64,
-                      attn_implementation="eager", initializer_range=INIT)
+                      attn_implementation=ATTN, initializer_range=INIT)
     return GemmaForCausalLM(cfg)
 
 
@@ -143,7 +147,7 @@ def _phi() -> nn.Module:
     from transformers import PhiConfig, PhiForCausalLM
 
     cfg = PhiConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                    max_position_embeddings=64, partial_rotary_factor=0.5, attn_implementation="eager",
+                    max_position_embeddings=64, partial_rotary_factor=0.5, attn_implementation=ATTN,
                     initializer_range=INIT)
     return PhiForCausalLM(cfg)
 
@@ -152,7 +156,7 @@ def _falcon() -> nn.Module:
     from transformers import FalconConfig, FalconForCausalLM
 
     cfg = FalconConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                       new_decoder_architecture=False, multi_query=True, attn_implementation="eager",
+                       new_decoder_architecture=False, multi_query=True, attn_implementation=ATTN,
                        initializer_range=INIT)
     return FalconForCausalLM(cfg)
 
@@ -162,7 +166,7 @@ def _roberta() -> nn.Module:
 
     cfg = RobertaConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=128, max_position_embeddings=64, pad_token_id=1,
-                        attn_implementation="eager", initializer_range=INIT)
+                        attn_implementation=ATTN, initializer_range=INIT)
     return RobertaModel(cfg, add_pooling_layer=False)
 
 
@@ -170,7 +174,7 @@ def _opt() -> nn.Module:
     from transformers import OPTConfig, OPTForCausalLM
 
     cfg = OPTConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, ffn_dim=128,
-                    max_position_embeddings=64, word_embed_proj_dim=64, attn_implementation="eager", init_std=INIT,
+                    max_position_embeddings=64, word_embed_proj_dim=64, attn_implementation=ATTN, init_std=INIT,
                     pad_token_id=1, bos_token_id=0, eos_token_id=0)
     return OPTForCausalLM(cfg)
 
@@ -178,7 +182,7 @@ def _opt() -> nn.Module:
 def _bloom() -> nn.Module:
     from transformers import BloomConfig, BloomForCausalLM
 
-    cfg = BloomConfig(vocab_size=VOCAB, hidden_size=64, n_layer=2, n_head=4, attn_implementation="eager",
+    cfg = BloomConfig(vocab_size=VOCAB, hidden_size=64, n_layer=2, n_head=4, attn_implementation=ATTN,
                       initializer_range=INIT)
     return BloomForCausalLM(cfg)
 
@@ -358,7 +362,11 @@ def one_error(e: BaseException) -> str:
 
 def run_model(spec: Spec, work: Path, formats: list[str], dynamo: bool = False, verbose: bool = False) -> list[dict]:
     torch.manual_seed(0)
-    model = spec.build().eval()
+    tag = spec.name
+    try:
+        model = spec.build().eval()
+    except Exception as e:  # noqa: BLE001 - a zoo row records any failure
+        return [{"model": tag, "format": "build", "ok": False, "error": one_error(e)}]
     calib, held = make_inputs(spec, CALIB_ROWS, 1), make_inputs(spec, EVAL_ROWS, 2)
     mask = held.get("attention_mask")
     tag = spec.name + (".dynamo" if dynamo else "")
@@ -430,7 +438,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--all-formats", action="store_true",
                     help="also QOperator, 16-bit QDQ, quantize_dynamic and all-ops s8 QDQ models")
     ap.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
+    ap.add_argument("--attention", choices=("eager", "default"), default="eager",
+                    help="transformers' attention implementation (default: transformers' own choice, SDPA where "
+                         "supported -- how users export today)")
+    ap.add_argument("--out", type=Path, help="results file (default bench/results/hf_zoo[_default].md)")
     args = ap.parse_args(argv)
+    global ATTN
+    ATTN = None if args.attention == "default" else args.attention
     torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
     specs = {s.name: s for s in ZOO}
@@ -448,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
 
     cmd = "`.venv/bin/python bench/hf_zoo.py" + (" --dynamo" if args.dynamo else "") + \
+        (" --attention default" if ATTN is None else "") + \
         (" --all-formats" if args.all_formats else "") + \
         ("" if args.models == [s.name for s in ZOO] else " --models " + " ".join(args.models)) + "`"
     text = "\n".join([
@@ -458,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}, transformers "
         f"{transformers.__version__}, onnx {onnx.__version__}, ORT {ort.__version__}  ",
         f"Models: random init (torch.manual_seed(0)), hidden 64, 2 layers, 4 heads, vocab {VOCAB}, seq {SEQ}; "
-        "TorchScript export, opset 17, dynamic batch/seq (pinned to 1x16 for lasercc), eager attention. "
+        "TorchScript export, opset 17, dynamic batch/seq (pinned to 1x16 for lasercc), "
+        f"{ATTN or 'default (SDPA)'} attention. "
         f"Calibration {CALIB_ROWS} random rows; metrics on {EVAL_ROWS} other rows (attention masks right-padded "
         "on every other row; padded positions excluded). ORT QDQ = quantize_static, MatMul/Gemm, u8 act, s8 "
         "per-channel reduce_range weights (other formats: see FORMATS in the script). Each lasercc row is the NumPy "
@@ -472,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print(text)
     if not args.no_write:
-        out = Path(__file__).parent / "results" / "hf_zoo.md"
+        out = args.out or Path(__file__).parent / "results" / ("hf_zoo.md" if ATTN else "hf_zoo_default.md")
         out.write_text(text)
         print(f"wrote {out}")
     return 0

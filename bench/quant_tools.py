@@ -36,8 +36,8 @@ import torch
 from onnx import version_converter
 
 import lasercc
-from lasercc.frontends.onnx import ops_nbits
-from lasercc.frontends.onnx.lower import OPS
+from lasercc.frontends.onnx import nbits as nbits_mod
+from lasercc.frontends.onnx.registry import HANDLERS
 from lasercc.ir.nodes import Soma
 from lasercc.runtime import run_graph
 
@@ -55,18 +55,18 @@ PT2E_NOTE = {"tiny_gpt": "random-init torch module; PT2E also quantizes the addi
 
 def install_blocked_dequantize() -> Callable:
     """Until ops_elementwise's DequantizeLinear handles 4-bit / ``block_size`` weights itself (the diff in
-    this task's report), route those to ``ops_nbits.dequantize_weight``; everything else is unchanged.
+    this task's report), route those to ``nbits_mod.dequantize_weight``; everything else is unchanged.
     Returns the handler that was registered before."""
-    orig = OPS["DequantizeLinear"]
+    orig = HANDLERS[("", "DequantizeLinear")]
     if getattr(orig, "_blocked", False):
         return orig._orig  # type: ignore[attr-defined]
 
     def dq(L, n, ins):  # noqa: ANN001, ANN202
-        v = ops_nbits.dequantize_weight(L, n, ins)
+        v = nbits_mod.dequantize_weight(L, n, ins)
         return [v] if v is not None else orig(L, n, ins)
 
     dq._blocked, dq._orig = True, orig  # type: ignore[attr-defined]
-    OPS["DequantizeLinear"] = dq
+    HANDLERS[("", "DequantizeLinear")] = dq
     return orig
 
 
@@ -229,7 +229,7 @@ def torch_pt2e(name: str, dst: Path, float_dst: Path, calib: dict) -> None:
 
 FINDINGS = """Findings:
 - Every path compiles (the two opset-21 int4 DequantizeLinear rows once ops_elementwise routes 4-bit /
-  ``block_size`` weights to ``ops_nbits.dequantize_weight``) and tracks onnxruntime's unoptimised run of the
+  ``block_size`` weights to ``nbits_mod.dequantize_weight``) and tracks onnxruntime's unoptimised run of the
   same model at cosine >= 0.9989 (>= 0.9994 except PT2E tiny_gpt, whose quantized -inf mask lasercc ignores).
 - MatMulNBits: dequantization equals onnxruntime's bit for bit; one-block columns keep the 4-bit integers;
   multi-block columns are re-quantized per channel at 8 bits (0.5-0.6 % relative RMS weight change), which
@@ -280,7 +280,7 @@ def nbits_weight_error(path: Path, graph) -> float | None:  # noqa: ANN001
             continue
         a = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
         zp = inits[n.input[3]] if len(n.input) > 3 and n.input[3] else None
-        w = ops_nbits.dequantize_nbits(inits[n.input[1]], inits[n.input[2]], zp, a["K"], a["N"], a.get("bits", 4),
+        w = nbits_mod.dequantize_nbits(inits[n.input[1]], inits[n.input[2]], zp, a["K"], a["N"], a.get("bits", 4),
                                        a["block_size"])
         errs = []
         for s in somas:
@@ -359,15 +359,15 @@ def measure(case: Case, work: Path) -> dict:
     t0 = time.perf_counter()
     path, ref = case.make(work)
     row: dict = {"model": name, "tool": case.tool, "note": case.note}
-    patched = OPS["DequantizeLinear"]
-    OPS["DequantizeLinear"] = getattr(patched, "_orig", patched)  # the tree as it is, without the proposed diff
+    patched = HANDLERS[("", "DequantizeLinear")]
+    HANDLERS[("", "DequantizeLinear")] = getattr(patched, "_orig", patched)  # the tree as it is, without the diff
     try:
         lasercc.compile(path, target="numpy", calibration=calib, progress=False)
         row["compiles_unpatched"] = "yes"
     except lasercc.errors.LasercError as e:
         row["compiles_unpatched"] = "no: " + str(e).splitlines()[0][:90]
     finally:
-        OPS["DequantizeLinear"] = patched
+        HANDLERS[("", "DequantizeLinear")] = patched
     try:
         art = lasercc.compile(path, target="numpy", calibration=calib, progress=False)
     except lasercc.errors.LasercError as e:

@@ -33,7 +33,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
 import lasercc
-from lasercc.frontends.onnx import ops_nbits  # noqa: F401 - registers MatMulNBits (until __init__ imports it)
+from lasercc.frontends.onnx import nbits
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.ir.nodes import Soma
 from lasercc.runtime import run_graph
@@ -113,7 +113,7 @@ def test_nbits_dequantization_is_onnxruntimes(k: int, bits: int, block: int, zp:
     m, inits = _nbits_node_model(k, 24, bits, block, zp, seed=k + bits + block)
     y = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, {"A": np.eye(k, dtype=np.float32)})[0]
-    w = ops_nbits.dequantize_nbits(inits["B"], inits["S"], inits.get("Z"), k, 24, bits, block)
+    w = nbits.dequantize_nbits(inits["B"], inits["S"], inits.get("Z"), k, 24, bits, block)
     np.testing.assert_array_equal(w, y)
 
 
@@ -139,7 +139,7 @@ def test_matmul_nbits_blockwise_tracks_onnxruntime(tmp_path: Path) -> None:
     m = onnx.load(str(path))
     inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     node = next(n for n in m.graph.node if n.op_type == "MatMulNBits" and "blocks.1/out" in n.name)  # K = 128
-    w4 = ops_nbits.dequantize_nbits(inits[node.input[1]], inits[node.input[2]], None, 128, 32, 4, 16)
+    w4 = nbits.dequantize_nbits(inits[node.input[1]], inits[node.input[2]], None, 128, 32, 4, 16)
     soma = next(n for n in art.graph.nodes if isinstance(n, Soma) and "blocks.1/out" in n.name)
     s = np.asarray(soma.scale_w)
     w8 = np.asarray(art.graph.constants[soma.weights[0]]) * s
@@ -154,8 +154,8 @@ def test_matmul_nbits_single_block_keeps_the_integers(tmp_path: Path) -> None:
     m = onnx.load(str(path))
     inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     node = next(n for n in m.graph.node if n.op_type == "MatMulNBits" and "qkv" in n.name)
-    q = ops_nbits.unpack_bits(inits[node.input[1]].reshape(96, -1), 4, 32).T.astype(np.int64)
-    z = ops_nbits.unpack_bits(inits[node.input[3]].reshape(96, -1), 4, 1).reshape(-1)
+    q = nbits.unpack_bits(inits[node.input[1]].reshape(96, -1), 4, 32).T.astype(np.int64)
+    z = nbits.unpack_bits(inits[node.input[3]].reshape(96, -1), 4, 1).reshape(-1)
     soma = next(n for n in art.graph.nodes if isinstance(n, Soma) and "qkv" in n.name)
     np.testing.assert_array_equal(np.asarray(art.graph.constants[soma.weights[0]]), q - z)
     np.testing.assert_allclose(soma.scale_w, inits[node.input[2]].reshape(-1), rtol=0)

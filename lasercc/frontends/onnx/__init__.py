@@ -44,7 +44,8 @@ from lasercc.frontends.onnx.load import (
     pin_shapes,
     tensor_dtypes,
 )
-from lasercc.frontends.onnx.lower import OPS, Lowerer, Options
+from lasercc.frontends.onnx.lower import Lowerer, Options
+from lasercc.frontends.onnx.registry import HANDLERS
 from lasercc.frontends.onnx.weights import load_split
 from lasercc.ir.graph import Graph
 
@@ -166,4 +167,4 @@ def _static_tensors(m: onnx.ModelProto) -> set[str]:
     return s
 
 
-__all__ = ["OPS", "FrontendError", "FrontendResult", "detect_format", "import_onnx", "parse_shape_option"]
+__all__ = ["HANDLERS", "FrontendError", "FrontendResult", "detect_format", "import_onnx", "parse_shape_option"]

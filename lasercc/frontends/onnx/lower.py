@@ -2,8 +2,8 @@
 
 Each ONNX tensor is mapped to a :mod:`values` record. A node whose inputs are all constant is
 folded (``onnx.reference`` evaluates it; ``Shape`` of an activation is its pinned static shape), so
-exporters' shape subgraphs disappear. Every other node goes to its handler in :data:`OPS`
-(``ops_*.py`` and ``decompose.py`` register them). Handlers get the node and its input records and
+exporters' shape subgraphs disappear. Every other node goes to its handler in :mod:`registry` (keyed by
+domain and op type; ``ops_*.py`` and ``decompose.py`` register them). Handlers get the node and its input records and
 return output records, emitting IR through :class:`~lasercc.frontends.onnx.emit.Builder`.
 
 Code types of float results (the quantization policy, :meth:`Lowerer.out_type`):
@@ -20,38 +20,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from lasercc.frontends.onnx.calibrate import Stats
+from lasercc.frontends.onnx.common import id_bound, ids_as_codes
 from lasercc.frontends.onnx.emit import Builder, sanitize
 from lasercc.frontends.onnx.load import FrontendError
+from lasercc.frontends.onnx.registry import HINT, domain_of, handler, sampled_inputs
 from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, QWeight, Val, code_type, onnx_int_bits, range_type
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import BSEEncode, Input, Reshape
 from lasercc.ir.types import CodeType, TensorType
 from lasercc.passes.rewrite import live_names
 
-Handler = Callable[["Lowerer", onnx.NodeProto, list], list]
-OPS: dict[str, Handler] = {}
-# Op type -> indices of the inputs whose calibration *values* its handler reads (ASNC histograms,
-# decomposition ranges); handler modules add their own (ops_contrib). Mul, Div and fused patterns are
-# handled in Lowerer.sample_requests.
-SAMPLED_INPUTS: dict[str, tuple[int, ...]] = {
-    op: (0,) for op in ("Softmax", "LayerNormalization", "Erf", "Sigmoid", "Tanh", "Exp", "Sqrt", "Reciprocal",
-                        "Gelu", "FastGelu", "Pow", "Relu", "Softplus", "Clip", "LeakyRelu", "HardSigmoid", "Abs",
-                        "Sin", "Cos")}
-NO_FOLD = {"DequantizeLinear", "Shape", "Size"}
-HINT = ("hint: these ops have no spiking lowering yet; export with a different opset/op set, replace them in the "
-        "model, or add a handler to lasercc.frontends.onnx.OPS")
 
-
-def register(*op_types: str) -> Callable[[Handler], Handler]:
-    def deco(fn: Handler) -> Handler:
-        for t in op_types:
-            OPS[t] = fn
-        return fn
-
-    return deco
+def node_label(n: onnx.NodeProto) -> str:
+    """How errors name a node: ``node 'name' (domain.Op)``."""
+    op = n.op_type if not domain_of(n) else f"{n.domain}.{n.op_type}"
+    return f"node {n.name or (n.output[0] if n.output else '?')!r} ({op})"
 
 
 @dataclass
@@ -140,8 +125,8 @@ class Lowerer:
                 want = (n.input[1], src.input[0]) if op == "Sqrt" and src is not None else (n.input[1],)
             elif n.op_type == "Mul":
                 want = tuple(i for i in n.input if i)
-            elif n.op_type in SAMPLED_INPUTS:
-                want = tuple(n.input[i] for i in SAMPLED_INPUTS[n.op_type] if i < len(n.input) and n.input[i])
+            elif sampled_inputs(n):
+                want = tuple(n.input[i] for i in sampled_inputs(n) if i < len(n.input) and n.input[i])
             for t in want:
                 last[t] = k
         self._sample_last = last
@@ -169,8 +154,8 @@ class Lowerer:
     def _check_supported(self) -> None:
         bad: dict[str, list[str]] = {}
         for n in self.model.graph.node:
-            key = n.op_type if not n.domain or n.domain == "ai.onnx" else f"{n.domain}.{n.op_type}"
-            if n.op_type not in OPS and not self._maybe_const(n):
+            key = n.op_type if not domain_of(n) else f"{n.domain}.{n.op_type}"
+            if handler(n) is None and not self._maybe_const(n):
                 bad.setdefault(key, []).append(n.name or n.output[0])
         if bad:
             parts = [f"{k} ({', '.join(v[:4])}{', ...' if len(v) > 4 else ''})" for k, v in sorted(bad.items())]
@@ -178,7 +163,7 @@ class Lowerer:
 
     def _maybe_const(self, n: onnx.NodeProto) -> bool:
         """Statically: can this node be folded (all inputs initializers / constant-producing nodes)?"""
-        if n.op_type in ("Constant", "ConstantOfShape", "Range", "Shape", "Size") and not n.domain:
+        if n.op_type in ("Constant", "ConstantOfShape", "Range", "Shape", "Size") and not domain_of(n):
             return True
         consts = self.__dict__.setdefault("_static_consts", self._static_const_tensors())
         return all(not i or i in consts for i in n.input)
@@ -221,15 +206,17 @@ class Lowerer:
         elif self._foldable(n, ins):
             outs = [Const(v) for v in self._fold(n, ins)]
         else:
-            h = OPS.get(n.op_type)
+            h = handler(n)
             if h is None:
                 raise FrontendError(f"unsupported ONNX op {n.op_type} ({n.name}) on activations; {HINT}")
             try:
                 outs = h(self, n, ins)
-            except FrontendError:
-                raise
-            except (ValueError, KeyError, TypeError, IndexError) as e:
-                raise FrontendError(f"cannot lower {n.op_type} node {n.name or n.output[0]!r}: {e}") from e
+            except FrontendError as e:  # a refusal: say which node it is about, once
+                where = node_label(n)
+                if where in str(e):
+                    raise
+                raise FrontendError(f"{where}: {e}") from None
+            # any other exception from a handler is a bug in lasercc, not a refusal: it propagates as it is
         for o, v in zip(n.output, outs):
             if o and v is not None:
                 self.env[o] = v
@@ -241,7 +228,7 @@ class Lowerer:
             return True
         if n.op_type == "DequantizeLinear":
             return False
-        if n.domain not in ("", "ai.onnx"):
+        if domain_of(n):
             return False
         return all(v is None or isinstance(v, Const | QWeight) for v in ins)
 
@@ -332,8 +319,8 @@ class Lowerer:
                 # an integer input passed through (token ids, a mask): IR outputs are codes, so the ids become
                 # scale-1 codes (exact integers) through a lookup table sized by how the model reads the
                 # input (ops_elementwise.id_bound); a larger id at run time is an input error, never a wrong value
-                from lasercc.frontends.onnx.ops_elementwise import id_bound
-                from lasercc.frontends.onnx.ops_move import ids_as_codes
+
+
 
                 v = ids_as_codes(self, o.name, v, id_bound(self, v))
             if not isinstance(v, Act):
@@ -367,12 +354,3 @@ class Lowerer:
         return Graph(name, tuple(nodes), tuple(outs), consts).verify()
 
 
-def attr(n: onnx.NodeProto, name: str, default=None):  # noqa: ANN001, ANN201
-    for a in n.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
-
-
-def tensor_const(t: onnx.TensorProto) -> np.ndarray:
-    return numpy_helper.to_array(t)

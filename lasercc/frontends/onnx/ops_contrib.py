@@ -24,19 +24,23 @@ one-line :class:`FrontendError` naming the input or attribute.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 
-from lasercc.frontends.onnx.decompose import layernorm_core, reduce_last, softmax_core
+from lasercc.frontends.onnx.common import broadcast_to, gather, ids_as_codes, is_const, logical_not, move
+from lasercc.frontends.onnx.cores import bias_units, layernorm_core, softmax_core, weight_ints
 from lasercc.frontends.onnx.emit import ADD_FINE_BITS, ADD_MAX_WEIGHT, with_shape
 from lasercc.frontends.onnx.load import FrontendError
-from lasercc.frontends.onnx.lower import SAMPLED_INPUTS as LOWER_SAMPLED_INPUTS
-from lasercc.frontends.onnx.lower import Lowerer, attr, register
-from lasercc.frontends.onnx.ops_elementwise import _not, is_const
-from lasercc.frontends.onnx.ops_linear import bias_units, weight_ints
-from lasercc.frontends.onnx.ops_move import _move, broadcast_to, gather, ids_as_codes
+from lasercc.frontends.onnx.registry import MS, SAMPLED_INPUTS, attr, register
+from lasercc.frontends.onnx.values import MaskLengths
+
+if TYPE_CHECKING:
+    from lasercc.frontends.onnx.lower import Lowerer
+
+
+
 from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, QWeight, Val, code_type, range_type
 from lasercc.ir.types import CodeType
 
@@ -45,31 +49,20 @@ DOC = "https://github.com/microsoft/onnxruntime/blob/main/docs/ContribOperators.
 # Calibration samples each handler reads (``L.stats.values``), by ONNX input index. The driver keeps
 # values only for what it is told (``Lowerer.sample_requests``); without them the LayerNorm internals
 # fall back to bounds from the input code range, far too loose for BERT's epsilon of 1e-12.
-SAMPLED_INPUTS: dict[str, tuple[int, ...]] = {
-    "SkipLayerNormalization": (0, 1),
-    "SkipSimplifiedLayerNormalization": (0, 1),
-    "SimplifiedLayerNormalization": (0,),
-    "BiasGelu": (0,),
-    "FastGelu": (0,),
-    "QuickGelu": (0,),
-    "Attention": (0,),
-}
-LOWER_SAMPLED_INPUTS.update(SAMPLED_INPUTS)  # calibration keeps these inputs' values (Lowerer.sample_requests)
+SAMPLED_INPUTS.update({
+    (MS, "SkipLayerNormalization"): (0, 1),
+    (MS, "SkipSimplifiedLayerNormalization"): (0, 1),
+    (MS, "SimplifiedLayerNormalization"): (0,),
+    ("", "SimplifiedLayerNormalization"): (0,),  # onnxruntime registers it in the ai.onnx domain
+    (MS, "BiasGelu"): (0,),
+    (MS, "FastGelu"): (0,),
+    (MS, "QuickGelu"): (0,),
+    (MS, "Attention"): (0,),
+})
 # Attention internals planned from samples get this margin on each side of the observed span: the
 # samples are the first KEEP_ROWS calibration rows, the other ranges come from all rows.
 MARGIN = 0.1
 EMBED_PLAN_ROWS = 4096  # embedding-table rows used to plan EmbedLayerNormalization's internals
-
-
-@dataclass(frozen=True)
-class MaskLengths:
-    """A 1-D ``mask_index``: per batch row, the number of ones in the 0/1 attention mask ``mask``.
-
-    What ``ReduceSum(Cast(attention_mask), axis=1)`` and EmbedLayerNormalization's second output
-    compute; Attention masks keys at positions ``>= length`` (right padding).
-    """
-
-    mask: Ids
 
 
 # ---- shared pieces ---------------------------------------------------------------------------------
@@ -160,27 +153,27 @@ def _biased_lut(L: Lowerer, n: onnx.NodeProto, ins: list, fn: str, params: tuple
     return [L.b.asnc_lut(n.output[0], xin, fn, params, out, samples)]
 
 
-@register("BiasGelu")
+@register("BiasGelu", domain=MS)
 def bias_gelu(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     """``gelu(A + B)`` (erf form), B a 1-D bias: an exact-table ASNC ``gelu`` on ``A + B``.
     Spec: {DOC}BiasGelu"""
     return _biased_lut(L, n, ins, "gelu", ())
 
 
-@register("FastGelu")
+@register("FastGelu", domain=MS)
 def fast_gelu(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     """``0.5 x (1 + tanh(0.797885 x + 0.035677 x^3))`` of ``X (+ bias)``: an ASNC ``gelu_tanh`` table.
     Spec: {DOC}FastGelu (replaces the bias-less handler in ops_elementwise; without a bias it is the same)."""
     return _biased_lut(L, n, ins, "gelu_tanh", ())
 
 
-@register("QuickGelu")
+@register("QuickGelu", domain=MS)
 def quick_gelu(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     """``x * sigmoid(alpha x)`` (alpha 1.702 by default): an ASNC ``quick_gelu`` table. Spec: {DOC}QuickGelu"""
     return _biased_lut(L, n, ins[:1], "quick_gelu", (float(attr(n, "alpha", 1.702)),))
 
 
-@register("BiasAdd")
+@register("BiasAdd", domain=MS)
 def bias_add(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     """``X + bias + skip`` (Stable Diffusion's fusion): one Soma in the output's type. Spec: {DOC}BiasAdd"""
     x, skip = _act(ins[0], "BiasAdd X"), _act(ins[2], "BiasAdd skip")
@@ -216,7 +209,7 @@ def _skip_sum(L: Lowerer, n: onnx.NodeProto, x: Act, skip: Val, bias: np.ndarray
     return _sum_acts(L, n.output[0] + ".sum", [x, s], bias, t)
 
 
-@register("SkipLayerNormalization")
+@register("SkipLayerNormalization", domain=MS)
 def skip_layernorm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     """``LayerNorm(input + skip + bias) * gamma + beta`` over the last axis (eps default 1e-12).
 
@@ -272,6 +265,7 @@ def rmsnorm_core(L: Lowerer, stem: str, x: Act, gamma: np.ndarray | None, eps: f
     return L.b.affine_const(stem, nrm, gamma, None, with_shape(out, x.shape))
 
 
+@register("SimplifiedLayerNormalization", domain=MS)
 @register("SimplifiedLayerNormalization")
 def simplified_layernorm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     """RMSNorm ``x / sqrt(mean(x^2) + eps) * scale`` over the last axis (onnxruntime's ai.onnx-domain
@@ -286,7 +280,7 @@ def simplified_layernorm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     return [y] + [None] * (len(n.output) - 1)
 
 
-@register("SkipSimplifiedLayerNormalization")
+@register("SkipSimplifiedLayerNormalization", domain=MS)
 def skip_simplified_layernorm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     """RMSNorm of ``input + skip + bias``; inputs input, skip, gamma, bias (optional); outputs as
     SkipLayerNormalization's. Spec: ``DOC`` + ``SkipSimplifiedLayerNormalization``."""
@@ -321,7 +315,7 @@ def _embed_plan_samples(word: np.ndarray, pos: np.ndarray, seg: np.ndarray | Non
     return s
 
 
-@register("EmbedLayerNormalization")
+@register("EmbedLayerNormalization", domain=MS)
 def embed_layernorm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     """BERT's embedding block: ``LayerNorm(word[ids] + position[pos] + segment[segment_ids])``.
 
@@ -377,22 +371,6 @@ def embed_layernorm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 # ---- attention -------------------------------------------------------------------------------------
 
 
-@register("ReduceSum")
-def reduce_sum(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """``ReduceSum(Cast(attention_mask), axes=[1], keepdims=0)``: the 1-D mask_index onnxruntime's
-    BERT fusion feeds to Attention, kept symbolic (:class:`MaskLengths`). Everything else: the
-    decomposition's ReduceSum."""
-    x = ins[0]
-    if isinstance(x, Ids):
-        axes = [int(a) for a in L.const_value(ins[1]).reshape(-1)] if len(ins) > 1 and ins[1] is not None \
-            else list(attr(n, "axes", []) or [])
-        if len(x.shape) != 2 or [a % 2 for a in axes] != [1] or attr(n, "keepdims", 1):
-            raise FrontendError("ReduceSum of integer inputs is supported only as an attention mask_index "
-                                "(a [batch, seq] mask summed over axis 1, keepdims=0)")
-        return [MaskLengths(x)]
-    return reduce_last(L, n, ins)
-
-
 def _lengths_drop(L: Lowerer, stem: str, lengths: Act, s: int) -> Act:
     """drop[b, j] = (j >= lengths[b]) exactly: t = j - length (one Soma, scale 1), then a ``step`` table."""
     bits = max(2, (2 * s - 1).bit_length())
@@ -425,14 +403,14 @@ def _mask_drop(L: Lowerer, n: onnx.NodeProto, m: Val | MaskLengths | None, b: in
         bits = max(2, s.bit_length())
         lengths = L.b.soma_matmul(stem + ".len", keep, np.ones((s, 1), np.int64), (1.0,),
                                   code_type(bits, 1.0, 0, (b, 1)))
-        return _move(L, n, _lengths_drop(L, stem, lengths, s), (b, 1, 1, s))
+        return move(L, n, _lengths_drop(L, stem, lengths, s), (b, 1, 1, s))
     if isinstance(m, Ids):
         if m.shape == (b,):
             lengths = ids_as_codes(L, stem + ".len", Ids(m.name, (b, 1), m.base or m.shape), s)
-            return _move(L, n, _lengths_drop(L, stem, lengths, s), (b, 1, 1, s))
+            return move(L, n, _lengths_drop(L, stem, lengths, s), (b, 1, 1, s))
         if m.shape in ((b, s), (b, s, s)):
-            drop = _not(L, stem + ".drop", ids_as_codes(L, stem + ".keep", m, 1))
-            return _move(L, n, drop, (b, 1, 1, s) if m.shape == (b, s) else (b, 1, s, s))
+            drop = logical_not(L, stem + ".drop", ids_as_codes(L, stem + ".keep", m, 1))
+            return move(L, n, drop, (b, 1, 1, s) if m.shape == (b, s) else (b, 1, s, s))
         raise FrontendError(f"Attention mask_index of shape {list(m.shape)} is not supported (supported: [batch] "
                             "lengths, [batch, seq] and [batch, seq, seq] 0/1 masks; not the left-padding formats)")
     raise FrontendError(f"Attention mask_index must be an integer input or constant, got {type(m).__name__}")
@@ -461,7 +439,7 @@ def _interval_matmul(lo: np.ndarray, hi: np.ndarray, w: np.ndarray, b: np.ndarra
     return float(bot.min()), float(top.max())
 
 
-@register("Attention")
+@register("Attention", domain=MS)
 def attention(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     """Multi-head self-attention with packed Q/K/V weights (BERT; GPT-2 with ``unidirectional=1``).
 
@@ -536,12 +514,12 @@ def attention(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         bu = None if bias is None else bias_units(L, Const(bias[a:b] * f), x.scale, sw, b - a)
         projs.append(L.b.soma_matmul(f"{stem}.{name}", x, q, sw, _planned(lo, hi, bits, (bsz, seq, b - a)), bu))
     qa, ka, va = projs
-    qh = _move(L, n, qa, (bsz, seq, heads, hd))
-    qh = _move(L, n, qh, (bsz, heads, seq, hd), (0, 2, 1, 3))
-    kh = _move(L, n, ka, (bsz, seq, heads, hd))
-    kh = _move(L, n, kh, (bsz, heads, hd, seq), (0, 2, 3, 1))
-    vh = _move(L, n, va, (bsz, seq, heads, vd))
-    vh = _move(L, n, vh, (bsz, heads, seq, vd), (0, 2, 1, 3))
+    qh = move(L, n, qa, (bsz, seq, heads, hd))
+    qh = move(L, n, qh, (bsz, heads, seq, hd), (0, 2, 1, 3))
+    kh = move(L, n, ka, (bsz, seq, heads, hd))
+    kh = move(L, n, kh, (bsz, heads, hd, seq), (0, 2, 3, 1))
+    vh = move(L, n, va, (bsz, seq, heads, vd))
+    vh = move(L, n, vh, (bsz, heads, seq, vd), (0, 2, 1, 3))
     assert isinstance(qh, Act) and isinstance(kh, Act) and isinstance(vh, Act)
     scores = L.b.decode_mac(stem + ".scores", qh, kh, "matmul", _planned(s_lo, s_hi, bits, (bsz, heads, seq, seq)))
 
@@ -565,5 +543,5 @@ def attention(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     probs = softmax_core(L, stem + ".softmax", sm_in, probs_t, samples)
     out = L.out_type(n.output[0], (bsz, seq, sizes[2]))
     ctx = L.b.decode_mac(stem + ".context", probs, vh, "matmul", with_shape(out, (bsz, heads, seq, vd)))
-    ctx = _move(L, n, ctx, (bsz, seq, heads, vd), (0, 2, 1, 3))
-    return [_move(L, n, ctx, (bsz, seq, sizes[2]))] + [None] * (len(n.output) - 1)
+    ctx = move(L, n, ctx, (bsz, seq, heads, vd), (0, 2, 1, 3))
+    return [move(L, n, ctx, (bsz, seq, sizes[2]))] + [None] * (len(n.output) - 1)

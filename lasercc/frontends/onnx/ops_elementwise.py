@@ -16,13 +16,37 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import onnx
 
+from lasercc.frontends.onnx.common import (
+    MASK_THRESHOLD,
+    as01,
+    broadcast_to,
+    const_int,
+    id_bound,
+    ids_as_codes,
+    ids_lookup,
+    int_of,
+    int_result,
+    int_type,
+    is_const,
+    is_int,
+    logical_not,
+    model_type,
+    move,
+    q_input,
+)
+from lasercc.frontends.onnx.cores import mul_dynamic
 from lasercc.frontends.onnx.load import FrontendError
-from lasercc.frontends.onnx.lower import Lowerer, attr, register
-from lasercc.frontends.onnx.ops_linear import mul_dynamic
-from lasercc.frontends.onnx.ops_nbits import dequantize_weight
+from lasercc.frontends.onnx.registry import MS, attr, register
+
+if TYPE_CHECKING:
+    from lasercc.frontends.onnx.lower import Lowerer
+
+from lasercc.frontends.onnx.nbits import dequantize_weight
 from lasercc.frontends.onnx.values import (
     Act,
     Const,
@@ -35,18 +59,11 @@ from lasercc.frontends.onnx.values import (
     code_type,
     range_type,
 )
-from lasercc.ir.types import CodeType
-
-MASK_THRESHOLD = -1e4  # additive constants at or below this are "minus infinity" masks
-
-
-def is_const(v: Val | None) -> bool:
-    return isinstance(v, Const | QWeight)
-
 
 # ---- quantize / dequantize ---------------------------------------------------------------------
 
 
+@register("QuantizeLinear", domain=MS)
 @register("QuantizeLinear")
 def quantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     x, s = ins[0], ins[1]
@@ -64,6 +81,7 @@ def quantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     return [Act(r.name, r.type, True, signed)]
 
 
+@register("DequantizeLinear", domain=MS)
 @register("DequantizeLinear")
 def dequantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     x, s = ins[0], ins[1]
@@ -114,7 +132,7 @@ def cast(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         r = as01(L, n.output[0], x)  # bool -> 0/1 integers, integers -> bool: exact 0/1 codes
         return [r if dt.kind == "b" else Act(r.name, r.type, int_range=(0, 1))]
     if isinstance(x, Ids) and dt.kind in "fb":
-        from lasercc.frontends.onnx.ops_move import ids_as_codes
+
 
         # integers used as numbers: attention masks (0/1) and position ids (RoPE angles = pos * inv_freq);
         # the code width covers the largest value calibration saw (at least 2 bits)
@@ -324,16 +342,6 @@ def unary_params(n: onnx.NodeProto, L: Lowerer, ins: list) -> tuple[str, tuple[f
     raise FrontendError(f"no table for {t}")
 
 
-def model_type(L: Lowerer, tensor: str, shape: tuple[int, ...]) -> CodeType | None:
-    """The code type a QDQ model chose for ``tensor`` (every consumer a QuantizeLinear with the same
-    constant parameters, not a graph output), else None -- then the lowering may choose."""
-    cons = L.consumers.get(tensor, [])
-    if not cons or tensor in {o.name for o in L.model.graph.output}:
-        return None
-    ps = {L.q_params_of(c) for c in cons}
-    return L.out_type(tensor, shape) if len(ps) == 1 and None not in ps else None
-
-
 def negate(L: Lowerer, tensor: str, x: Act) -> Act:
     """-x exactly: code' = 2^N - 1 - code in the mirrored type (same scale, zero point 2^N - 1 - z).
 
@@ -345,6 +353,7 @@ def negate(L: Lowerer, tensor: str, x: Act) -> Act:
     return L.b.soma_mul(tensor, [x], [-np.ones(1, np.int64)], x.scale, (1.0,), out)
 
 
+@register("Gelu", domain=MS)  # onnxruntime's contrib Gelu is the standard (erf) GELU
 @register(*UNARY, "Gelu", "LeakyRelu", "HardSigmoid", "Clip")
 def unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     x = ins[0]
@@ -405,14 +414,9 @@ def expand(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         raise FrontendError(f"Expand of {type(x).__name__} is not supported")
     want = tuple(int(d) for d in L.const_value(ins[1], "shape").reshape(-1))
     shape = tuple(np.broadcast_shapes(x.shape, want))
-    from lasercc.frontends.onnx.ops_move import broadcast_to
+
 
     return [broadcast_to(L, n.output[0], x, shape)]
-
-
-def _not(L: Lowerer, stem: str, keep: Act) -> Act:
-    """1 - keep as 2-bit codes of scale 1 (keep values above 1 clip to 0)."""
-    return L.b.affine_const(stem, keep, -np.ones(1), np.ones(1), code_type(2, 1.0, 0, keep.shape))
 
 
 @register("Where")
@@ -421,7 +425,7 @@ def where(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     if isinstance(cond, Act) and cond.boolean and is_const(a) and is_const(b):
         av, bv = np.asarray(L.const_value(a)), np.asarray(L.const_value(b))
         if np.all(av == 0) and np.all(bv <= MASK_THRESHOLD):  # where(keep, 0, -inf)
-            return [DynMask(_not(L, n.output[0] + ".drop", cond), float(bv.reshape(-1)[0]))]
+            return [DynMask(logical_not(L, n.output[0] + ".drop", cond), float(bv.reshape(-1)[0]))]
         if np.all(bv == 0) and np.all(av <= MASK_THRESHOLD):  # where(drop, -inf, 0)
             return [DynMask(Act(cond.name, cond.type), float(av.reshape(-1)[0]))]
         raise FrontendError("Where on a bool mask must select between 0 and a large negative constant")
@@ -440,22 +444,11 @@ def where(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 # ---- QOperator elementwise ------------------------------------------------------------------------
 
 
-def _qin(L: Lowerer, x: Val, s: Val, z: Val | None) -> Val:
-    if isinstance(x, Act):
-        t, _ = L.q_type(s, z, x.shape)
-        return (x if x.type.same_quant(t) else L.b.requant_to("qin", x, t)).as_float()
-    if isinstance(x, Const) and x.value.dtype.kind in "iu":
-        sv = np.asarray(L.const_value(s), np.float32).reshape(-1)
-        zv = np.zeros(sv.shape, x.value.dtype) if z is None else np.asarray(L.const_value(z)).reshape(-1)
-        return QWeight(x.value, sv, zv, None if sv.size == 1 else x.value.ndim - 1)
-    raise FrontendError("QLinear operand must be a quantized activation or integer constant")
-
-
-@register("QLinearAdd", "QLinearMul")
+@register("QLinearAdd", "QLinearMul", domain=MS)
 def qlinear_binary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     a, sa, za, b, sb, zb, sc = ins[:7]
     zc = ins[7] if len(ins) > 7 else None
-    A, B = _qin(L, a, sa, za), _qin(L, b, sb, zb)
+    A, B = q_input(L, a, sa, za), q_input(L, b, sb, zb)
     shape = tuple(np.broadcast_shapes(_shape_of(A), _shape_of(B)))
     out, signed = L.q_type(sc, zc, shape)
     r = add_sub(L, n, A, B, 1, out) if n.op_type == "QLinearAdd" else mul(L, n, A, B, out)
@@ -463,17 +456,16 @@ def qlinear_binary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     return [Act(r.name, r.type, True, signed)]
 
 
-@register("QLinearSigmoid", "QLinearLeakyRelu")
+@register("QLinearSigmoid", "QLinearLeakyRelu", domain=MS)
 def qlinear_unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     x, sx, zx, sy = ins[:4]
     zy = ins[4] if len(ins) > 4 else None
-    X = _qin(L, x, sx, zx)
+    X = q_input(L, x, sx, zx)
     assert isinstance(X, Act)
     out, signed = L.q_type(sy, zy, X.shape)
     fn, params = ("sigmoid", ()) if n.op_type == "QLinearSigmoid" else ("leaky_relu", (float(attr(n, "alpha", 0.01)),))
     r = L.b.asnc_lut(n.output[0], X, fn, params, out, None)
     return [Act(r.name, r.type, True, signed)]
-
 
 
 # ---- exact integer arithmetic on integer inputs (position ids, ALiBi positions) ---------------------
@@ -486,85 +478,6 @@ def qlinear_unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 # Integer graph inputs enter through a host Gather of ``arange(bound + 1)`` (:func:`int_of`), their bound
 # taken from how the model uses them (:func:`id_bound`).
 
-_ALIASES = ("Cast", "Unsqueeze", "Reshape", "Squeeze", "Flatten", "Identity")
-
-
-
-def id_bound(L: Lowerer, x: Ids) -> int:
-    """The largest value integer input ``x`` may hold, from how the model reads it.
-
-    In order: the rows of an embedding table it indexes (token ids: the vocabulary); the calibration range
-    of a float cast of it (an attention mask used as numbers); the calibration range of the input itself
-    (where calibration records integer inputs); 1 if the model casts it to bool (a 0/1 attention mask).
-    Views and integer casts of the input are followed. Larger values are a run-time input error (the host
-    lookup has no row for them), never a silently wrong position.
-    """
-    seen, todo, bound, boolean = set(), [x.name], None, False
-    while todo:
-        t = todo.pop()
-        if t in seen:
-            continue
-        seen.add(t)
-        for c in L.consumers.get(t, []):
-            if c.op_type == "Gather" and c.input[1] == t and isinstance(L.env.get(c.input[0]), Const | QWeight):
-                v = L.env[c.input[0]]
-                rows = int(np.shape(v.value if isinstance(v, Const) else v.q)[0])  # type: ignore[union-attr]
-                bound = rows - 1 if bound is None else min(bound, rows - 1)
-            elif c.op_type == "Cast":
-                dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(attr(c, "to")))
-                if dt.kind == "f" and L.stats.range(c.output[0]) is not None and bound is None:
-                    bound = max(int(np.ceil(L.stats.range(c.output[0])[1])), 1)  # type: ignore[index]
-                boolean |= dt.kind == "b"
-                if dt.kind in "iu":
-                    todo.append(c.output[0])
-            elif c.op_type in _ALIASES:
-                todo.append(c.output[0])
-    if bound is not None:
-        return bound
-    r = L.stats.range(x.name)
-    if r is not None:
-        return max(int(np.ceil(r[1])), 1)
-    if boolean:
-        return 1
-    raise FrontendError(f"integer input {x.name!r} is used in arithmetic, but nothing bounds its values "
-                        "(it indexes no table and is not a mask)")
-
-
-def int_of(L: Lowerer, stem: str, v: Val) -> Act:
-    """An integer operand as exact codes: an integer input by a host lookup of ``arange(bound + 1)``."""
-    if isinstance(v, Act) and v.integer:
-        return v
-    if isinstance(v, Ids):
-        from lasercc.frontends.onnx.ops_move import ids_lookup, int_type
-
-        hi = id_bound(L, v)
-        t = int_type(0, hi, ())
-        a = ids_lookup(L, stem, v, np.arange(hi + 1, dtype=np.int64), t.bits)
-        return Act(a.name, a.type, int_range=(0, hi))
-    raise FrontendError(f"expected an integer tensor, got {type(v).__name__}")
-
-
-def is_int(v: Val | None) -> bool:
-    """An integer tensor computed from inputs (or the input itself)."""
-    return isinstance(v, Ids) or (isinstance(v, Act) and v.integer)
-
-
-def int_result(L: Lowerer, stem: str, xs: list[Act], ws: list[np.ndarray], bias: np.ndarray | int,
-               lo: int, hi: int, shape: tuple[int, ...], boolean: bool = False) -> Act:
-    """``sum_i ws[i] * xs[i] + bias`` exactly: a mul-form Soma with integer weights, requant scale 1."""
-    from lasercc.frontends.onnx.ops_move import int_type
-
-    out = int_type(lo, hi, shape)
-    r = L.b.soma_mul(stem, xs, [np.asarray(w, np.int64) for w in ws], 1.0, (1.0,), out, np.asarray(bias, np.int64))
-    return Act(r.name, r.type, boolean=boolean, int_range=(int(lo), int(hi)))
-
-
-def _const_int(L: Lowerer, v: Val) -> np.ndarray:
-    c = np.asarray(L.const_value(v))
-    if c.dtype.kind == "f" and not np.all(c == np.rint(c)):
-        raise FrontendError("integer arithmetic with a non-integer constant")
-    return c.astype(np.int64)
-
 
 def int_binary(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, op: str) -> Act:
     """``a op b`` (op: add, sub, mul) for integer tensors and integer constants, exactly."""
@@ -572,14 +485,14 @@ def int_binary(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, op: str) -> Act:
     if is_const(a) and op != "sub":
         a, b = b, a
     if is_const(a):  # c - x
-        c, x = _const_int(L, a), int_of(L, stem + ".in", b)
+        c, x = const_int(L, a), int_of(L, stem + ".in", b)
         lo, hi = x.int_range  # type: ignore[misc]
         shape = tuple(np.broadcast_shapes(x.shape, c.shape))
         return int_result(L, stem, [x], [-np.ones(1)], c, int(c.min()) - hi, int(c.max()) - lo, shape)
     x = int_of(L, stem + ".in", a)
     lo, hi = x.int_range  # type: ignore[misc]
     if is_const(b):
-        c = _const_int(L, b)
+        c = const_int(L, b)
         shape = tuple(np.broadcast_shapes(x.shape, c.shape))
         if op == "mul":
             ends = [lo * int(c.min()), lo * int(c.max()), hi * int(c.min()), hi * int(c.max())]
@@ -593,7 +506,7 @@ def int_binary(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, op: str) -> Act:
     ylo, yhi = y.int_range  # type: ignore[misc]
     shape = tuple(np.broadcast_shapes(x.shape, y.shape))
     if op == "mul":
-        from lasercc.frontends.onnx.ops_move import int_type
+
 
         ends = [lo * ylo, lo * yhi, hi * ylo, hi * yhi]
         out = int_type(min(ends), max(ends), shape)
@@ -602,14 +515,6 @@ def int_binary(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, op: str) -> Act:
     if op == "add":
         return int_result(L, stem, [x, y], [np.ones(1), np.ones(1)], 0, lo + ylo, hi + yhi, shape)
     return int_result(L, stem, [x, y], [np.ones(1), -np.ones(1)], 0, lo - yhi, hi - ylo, shape)
-
-
-def as01(L: Lowerer, stem: str, x: Act) -> Act:
-    """A bool activation as exact 0/1 integer codes (``nonzero`` table unless it is 0/1 already)."""
-    if x.int_range is not None and x.int_range[0] >= 0 and x.int_range[1] <= 1:
-        return Act(x.name, x.type, boolean=True, int_range=(0, 1))
-    r = L.b.asnc_lut(stem, x, "nonzero", (), code_type(2, 1.0, 0, x.shape), None)
-    return Act(r.name, r.type, boolean=True, int_range=(0, 1))
 
 
 @register("Equal")
@@ -624,7 +529,7 @@ def equal(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         raise FrontendError("Equal is supported between an integer tensor and a constant scalar")
     c = float(np.asarray(L.const_value(b)).reshape(-1)[0])
     if isinstance(a, Ids):
-        from lasercc.frontends.onnx.ops_move import ids_lookup
+
 
         table = (np.arange(id_bound(L, a) + 1) == c).astype(np.int64)
         r = ids_lookup(L, n.output[0], a, table, 2)
@@ -650,7 +555,7 @@ def cumsum(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     """Cumulative sum of an integer tensor along an axis: a matmul-form Soma with a constant triangular
     ones matrix (``exclusive`` drops the diagonal, ``reverse`` transposes it), exact. The result's type
     covers ``[min(0, n*lo), max(0, n*hi)]`` for ``n`` = the axis length, so nothing saturates."""
-    from lasercc.frontends.onnx.ops_move import _move, int_type
+
 
     x = ins[0]
     if not is_int(x):
@@ -665,12 +570,12 @@ def cumsum(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         else (i < j if attr(n, "exclusive", 0) else i <= j)
     last = len(x.shape) - 1
     perm = tuple(p for p in range(len(x.shape)) if p != ax) + (ax,)
-    xt = x if ax == last else _move(L, n, x, tuple(x.shape[p] for p in perm), perm)
+    xt = x if ax == last else move(L, n, x, tuple(x.shape[p] for p in perm), perm)
     assert isinstance(xt, Act)
     r = L.b.soma_matmul(n.output[0] + (".t" if ax != last else ""), xt, keep.astype(np.int64), (1.0,),
                         int_type(lo, hi, xt.shape))
     out = Act(r.name, r.type, int_range=(lo, hi))
     if ax != last:
         inv = tuple(int(q) for q in np.argsort(perm))
-        out = _move(L, n, out, x.shape, inv)  # type: ignore[assignment]
+        out = move(L, n, out, x.shape, inv)  # type: ignore[assignment]
     return [out]

@@ -133,7 +133,18 @@ class IntAcc:
     cast: bool = False
 
 
-Val = Const | QWeight | Act | Masked | DynMask | Ids | DynScale | IntAcc
+@dataclass(frozen=True)
+class MaskLengths:
+    """A 1-D ``mask_index``: per batch row, the number of ones in the 0/1 attention mask ``mask``.
+
+    What ``ReduceSum(Cast(attention_mask), axis=1)`` and EmbedLayerNormalization's second output
+    compute; Attention masks keys at positions ``>= length`` (right padding).
+    """
+
+    mask: Ids
+
+
+Val = Const | QWeight | Act | Masked | DynMask | Ids | DynScale | IntAcc | MaskLengths
 
 
 def code_type(bits: int, scale: float, zero_point: int, shape: tuple[int, ...]) -> CodeType:

@@ -1,0 +1,252 @@
+"""Lowerings that several ops share: the linear Soma (MatMul/Gemm/QLinear*/contrib), the products of two
+activations, and the softmax / layer-norm / reduction decompositions (standard ops and onnxruntime's fused
+ones build on the same cores, so a fix reaches all of them).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+
+from lasercc.frontends.onnx.common import MASK_THRESHOLD, is_const, move
+from lasercc.frontends.onnx.emit import with_shape
+from lasercc.frontends.onnx.load import FrontendError
+from lasercc.frontends.onnx.registry import attr
+from lasercc.frontends.onnx.values import Act, Const, DynScale, IntAcc, Masked, QWeight, Val, code_type, range_type
+from lasercc.ir.nodes import Mask, WTAMax
+
+if TYPE_CHECKING:
+    from lasercc.frontends.onnx.lower import Lowerer
+
+
+def weight_ints(L: Lowerer, w: Val, what: str = "weight") -> tuple[np.ndarray, tuple[float, ...]]:
+    """[K, N] integer weights (zero point removed) and per-tensor / per-output-channel scales."""
+    if isinstance(w, QWeight) and w.q.ndim == 2 and (w.axis in (None, 1) or w.scale.size == 1):
+        q = w.q.astype(np.int64) - (w.zero_point.astype(np.int64).reshape(1, -1) if w.zero_point.size > 1
+                                    else int(w.zero_point.reshape(-1)[0]))
+        return q, tuple(float(s) for s in np.asarray(w.scale, np.float32).reshape(-1))
+    real = L.const_value(w, what).astype(np.float64)
+    if real.ndim != 2:
+        raise FrontendError(f"{what} must be a 2-D constant, got shape {list(real.shape)}")
+    n = (1 << (L.opts.weight_bits - 1)) - 1
+    m = np.abs(real).max(axis=0)
+    s = np.where(m > 0, m / n, 1.0).astype(np.float32)
+    q = np.clip(np.rint(real / s.astype(np.float64)), -n, n).astype(np.int64)
+    return q, tuple(float(v) for v in s)
+
+
+def bias_units(L: Lowerer, c: Val | None, x_scale: float, sw: tuple[float, ...], n_out: int) -> np.ndarray | None:
+    """A bias in accumulator units: the model's int32 exactly when its scale is s_x*s_w, else rounded."""
+    if c is None:
+        return None
+    unit = (np.float32(x_scale) * np.asarray(sw, np.float32)).astype(np.float32)
+    if isinstance(c, QWeight) and c.q.dtype.kind in "iu" and not np.any(c.zero_point):
+        cs = np.asarray(c.scale, np.float32).reshape(-1)
+        if np.allclose(cs, unit, rtol=1e-6, atol=0):
+            return np.broadcast_to(c.q.astype(np.int64).reshape(-1), (n_out,)).copy()
+    real = np.asarray(L.const_value(c, "bias"), np.float64).reshape(-1)
+    return np.rint(np.broadcast_to(real, (n_out,)) / unit.astype(np.float64)).astype(np.int64)
+
+
+def fusable_bias(L: Lowerer, tensor: str) -> tuple[onnx.NodeProto, Val] | None:
+    """MatMul -> Add(constant vector) with nothing else reading the MatMul result: fold the bias in."""
+    cons = L.consumers.get(tensor, [])
+    outputs = {o.name for o in L.model.graph.output}
+    if len(cons) != 1 or tensor in outputs or cons[0].op_type != "Add":
+        return None
+    add = cons[0]
+    other = add.input[1] if add.input[0] == tensor else add.input[0]
+    v = L.env.get(other)
+    if isinstance(v, Const | QWeight) and L.const_value(v).size > 1 and L.const_value(v).ndim <= 1:
+        return add, v
+    return None
+
+
+def soma_linear(L: Lowerer, n: onnx.NodeProto, x: Act, w: Val, bias: Val | None, out_tensor: str,
+                out=None, trans_b: bool = False, alpha: float = 1.0) -> Act:  # noqa: ANN001
+    if trans_b:
+        if isinstance(w, QWeight):
+            w = QWeight(w.q.T, w.scale, w.zero_point, None if w.axis is None else 1 - w.axis)
+        else:
+            w = Const(L.const_value(w).T)
+    q, sw = weight_ints(L, w)
+    if alpha != 1.0:
+        sw = tuple(s * alpha for s in sw)
+    if q.shape[0] != x.shape[-1]:
+        raise FrontendError(f"weight {list(q.shape)} does not fit input {list(x.shape)}")
+    shape = x.shape[:-1] + (q.shape[1],)
+    if bias is None and out is None:
+        fb = fusable_bias(L, out_tensor)
+        if fb is not None:
+            add, bias = fb
+            L.skip.add(id(add))
+            out_tensor = add.output[0]
+    if out is None:
+        out = L.out_type(out_tensor, shape)
+    b = bias_units(L, bias, x.scale, sw, q.shape[1])
+    res = L.b.soma_matmul(out_tensor, x, q, sw, out, b)
+    if out_tensor != n.output[0]:
+        L.env[out_tensor] = res
+        L.tensor_map.setdefault(out_tensor, res.name)
+    return res
+
+
+def matmul_acts(L: Lowerer, a: Act, b: Act, out_tensor: str, out=None) -> Act:  # noqa: ANN001
+    shape = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2])) + (a.shape[-2], b.shape[-1])
+    out = out or L.out_type(out_tensor, shape)
+    return L.b.decode_mac(out_tensor, a, b, "matmul", out)
+
+
+def mul_dynamic(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val) -> list | None:
+    """The Mul steps of dynamic quantization: scale x constant, and accumulator x scale -> Soma."""
+    if isinstance(b, IntAcc) or (isinstance(b, DynScale) and not isinstance(a, IntAcc)):
+        a, b = b, a
+    if isinstance(a, DynScale) and isinstance(b, Const | QWeight):
+        return [DynScale(a.act, a.factor * L.const_value(b), a.what)]
+    if isinstance(a, IntAcc) and isinstance(b, DynScale):
+        f = np.asarray(b.factor, np.float64).reshape(-1)
+        sw = tuple(float(np.float32(v)) for v in f)
+        if b.act.name != a.act.name:
+            raise FrontendError("MatMulInteger rescaled by another tensor's dynamic scale")
+        shape = a.act.shape[:-1] + (a.weights.shape[1],)
+        tensor = n.output[0]
+        bias = None
+        fb = fusable_bias(L, tensor)
+        if fb is not None:
+            add, bias = fb
+            L.skip.add(id(add))
+            tensor = add.output[0]
+        out = L.out_type(tensor, shape)
+        bu = bias_units(L, bias, a.act.scale, sw, a.weights.shape[1])
+        res = L.b.soma_matmul(tensor, a.act, a.weights, sw, out, bu)
+        if tensor != n.output[0]:
+            L.env[tensor] = res
+        return [res]
+    if isinstance(a, DynScale | IntAcc) or isinstance(b, DynScale | IntAcc):
+        raise FrontendError(f"unsupported use of a dynamic-quantization scale or integer accumulator: "
+                            f"{type(a).__name__} x {type(b).__name__}")
+    return None
+
+
+def mask_node(L: Lowerer, stem: str, x: Act, mask: np.ndarray | Act) -> Act:
+    if isinstance(mask, Act):
+        return dyn_mask(L, stem, x, mask)
+    name = L.b.fresh(stem)
+    # the smallest broadcastable mask keeps weights.npz small (causal masks repeat over batch/heads)
+    m = np.asarray(mask, bool)
+    while m.ndim > 2 and m.shape[0] == 1:
+        m = m[0]
+    axes = tuple(i for i in range(m.ndim) if m.shape[i] > 1 and np.all(m == m.take([0], axis=i)))
+    for a in axes:
+        m = m.take([0], axis=a)
+    L.b.add(Mask(name=name, inputs=(x.name,), type=x.type, mask=L.b.const(name + ".mask", np.ascontiguousarray(m)),
+                 fill=0))
+    return Act(name, x.type)
+
+
+def dyn_mask(L: Lowerer, stem: str, x: Act, drop: Act) -> Act:
+    """Code 0 where ``drop``'s real value is positive, x's code elsewhere, by one exact 2-input Soma:
+    acc = (x - z_x) - 2^bits * (d - z_d), requantized with scale exactly 1 and x's zero point, so a
+    dropped entry saturates to code 0 and a kept one (d = z_d) is unchanged."""
+    big = np.array([-(1 << x.type.bits)], np.int64)
+    return L.b.soma_mul(stem, [x, drop], [np.ones(1, np.int64), big], x.scale, (1.0,), x.type)
+
+
+def softmax_core(L: Lowerer, stem: str, x: Act | Masked, out, samples: np.ndarray | None) -> Act:  # noqa: ANN001
+    mask = x.mask if isinstance(x, Masked) else None
+    xa = x.act if isinstance(x, Masked) else x
+    if not xa.shape:
+        raise FrontendError("Softmax of a scalar")
+    k = xa.shape[-1]
+    ib = L.opts.internal_bits
+    n_bits = xa.type.bits
+    shape1 = xa.shape[:-1] + (1,)
+    xin = mask_node(L, stem + ".mask", xa, mask) if mask is not None else xa
+    mname = L.b.fresh(stem + ".max")
+    L.b.add(WTAMax(name=mname, inputs=(xin.name,), type=with_shape(xin.type, shape1), axis=len(xa.shape) - 1))
+    m = Act(mname, with_shape(xin.type, shape1))
+    top = (1 << n_bits) - 1
+    d = L.b.soma_mul(stem + ".sub", [xin, m], [np.ones(1, np.int64), -np.ones(1, np.int64)], xa.scale, (1.0,),
+                     code_type(n_bits, xa.scale, top, xa.shape))
+    unit = 1.0 / ((1 << ib) - 1)
+    e_t = code_type(ib, unit, 0, xa.shape)
+    dsamp = smax = ssamp = None
+    if samples is not None:
+        s = np.asarray(samples, np.float64)
+        dead = (s <= MASK_THRESHOLD) | ~np.isfinite(s)
+        if isinstance(mask, np.ndarray) and mask.ndim == s.ndim and s.shape[0] % mask.shape[0] == 0:
+            dead |= np.tile(mask, (s.shape[0] // mask.shape[0],) + (1,) * (mask.ndim - 1))
+        s = np.where(dead, -np.inf, s)
+        mx = np.max(s, axis=-1, keepdims=True)
+        dd = s - np.where(np.isfinite(mx), mx, 0.0)
+        dsamp = dd[np.isfinite(dd)]
+        ssamp = np.sum(np.exp(dd), axis=-1).reshape(-1)
+        smax = float(np.max(ssamp))
+    e = L.b.asnc_lut(stem + ".exp", d, "exp", (), e_t, dsamp)
+    if mask is not None:
+        e = mask_node(L, stem + ".zero", e, mask)
+    s_hi = float(min(k, 1.25 * smax)) if smax else float(k)
+    s_t = range_type(0.0, max(s_hi, 1.0), ib, shape1)
+    ssum = L.b.soma_matmul(stem + ".sum", e, np.ones((k, 1), np.int64), (1.0,), s_t)
+    r = L.b.asnc_lut(stem + ".recip", ssum, "reciprocal", (0.0,), code_type(ib, unit, 0, shape1), ssamp)
+    return L.b.decode_mac(stem, e, r, "mul", with_shape(out, xa.shape))
+
+
+def layernorm_core(L: Lowerer, stem: str, x: Act, gamma, beta, eps: float, out, samples) -> Act:  # noqa: ANN001
+    k = x.shape[-1]
+    ib = max(L.opts.internal_bits, x.type.bits)
+    shape1 = x.shape[:-1] + (1,)
+    up = ib - x.type.bits
+    mean_t = code_type(ib, x.scale / (1 << up), x.zp << up, shape1)
+    ones = np.ones((k, 1), np.int64)
+    mu = L.b.soma_matmul(stem + ".mean", x, ones, (1.0 / k,), mean_t)
+    if samples is not None:
+        s = np.asarray(samples, np.float64)
+        c = s - s.mean(axis=-1, keepdims=True)
+        v = (c * c).mean(axis=-1, keepdims=True)
+        cmax, qmax, vmax, vmin = float(np.abs(c).max()), float((c * c).max()), float(v.max()), float(v.min())
+        nmax = float(np.abs(c / np.sqrt(v + eps)).max())
+        vsamp = v.reshape(-1)
+    else:
+        cmax = x.scale * x.type.hi
+        qmax = vmax = cmax * cmax
+        vmin, nmax, vsamp = 0.0, float(np.sqrt(k)), None
+    c_t = range_type(-1.1 * cmax, 1.1 * cmax, ib, x.shape, symmetric=True)
+    c_a = L.b.add_acts(stem + ".centre", x, mu, -1, c_t)
+    q = L.b.decode_mac(stem + ".sq", c_a, c_a, "mul", range_type(0.0, 1.21 * qmax, ib, x.shape))
+    var = L.b.soma_matmul(stem + ".var", q, ones, (1.0 / k,), range_type(0.0, 1.25 * vmax, ib, shape1))
+    r_hi = 1.0 / np.sqrt(0.5 * vmin + eps)
+    r = L.b.asnc_lut(stem + ".rsqrt", var, "rsqrt", (float(eps),), range_type(0.0, r_hi, ib, shape1), vsamp)
+    nrm = L.b.decode_mac(stem + ".norm", c_a, r, "mul", range_type(-1.1 * nmax, 1.1 * nmax, ib, x.shape,
+                                                                    symmetric=True))
+    g = None if gamma is None else np.asarray(gamma, np.float64)
+    bta = None if beta is None or not np.any(beta) else np.asarray(beta, np.float64)
+    if g is None and bta is None:
+        return L.b.requant_to(stem, nrm, with_shape(out, x.shape))
+    return L.b.affine_const(stem, nrm, g, bta, with_shape(out, x.shape))
+
+
+def reduce_last(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    x = ins[0]
+    if not isinstance(x, Act):
+        raise FrontendError(f"{n.op_type} of a non-activation")
+    if len(ins) > 1 and ins[1] is not None and is_const(ins[1]):
+        axes = [int(a) for a in L.const_value(ins[1]).reshape(-1)]
+    else:
+        axes = list(attr(n, "axes", []) or [])
+    rank = len(x.shape)
+    if [a % rank for a in axes] != [rank - 1]:
+        raise FrontendError(f"{n.op_type} over axes {axes}: only the last axis is supported")
+    k = x.shape[-1]
+    keep = attr(n, "keepdims", 1)
+    shape1 = x.shape[:-1] + (1,)
+    out = L.out_type(n.output[0], shape1 if keep else x.shape[:-1])
+    w = (1.0 / k,) if n.op_type == "ReduceMean" else (1.0,)
+    y = L.b.soma_matmul(n.output[0], x, np.ones((k, 1), np.int64), w, with_shape(out, shape1))
+    if not keep:
+
+
+        y = move(L, n, y, x.shape[:-1])  # type: ignore[assignment]
+    return [y]
