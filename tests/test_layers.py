@@ -21,8 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "lasercc"
 LAYER = {"errors": 0, "semantics": 0, "ir": 1, "io": 1, "analysis": 1, "asnc": 2, "hw": 2, "backends": 3,
-         "passes": 4, "frontends": 5, "compiler": 6, "runtime": 6, "testing": 6, "commands": 7, "cli": 8,
-         "__main__": 9}
+         "passes": 4, "frontends": 5, "compiler": 6, "runtime": 6, "testing": 6, "onnx_conformance": 6,
+         "commands": 7, "cli": 8, "__main__": 9}
 
 # (importer, imported) -> what to do about it. Shrink only.
 ALLOWED_UPWARD: dict[tuple[str, str], str] = {
@@ -43,10 +43,10 @@ ALLOWED_UPWARD: dict[tuple[str, str], str] = {
 
 # Sets of modules that import one another. Shrink only.
 ALLOWED_CYCLES: list[frozenset[str]] = [
-    # the ONNX op-lowering table and its rule modules (frontend restructure in progress)
-    frozenset({"lasercc.frontends.onnx.lower", "lasercc.frontends.onnx.ops_elementwise",
-               "lasercc.frontends.onnx.ops_linear", "lasercc.frontends.onnx.ops_move",
-               "lasercc.frontends.onnx.ops_nbits"}),
+    # the ONNX lowering driver, its handler registry and the handlers' shared helpers (frontend
+    # restructure in progress): lower imports common and registry, which import lower's Lowerer for
+    # annotations (under TYPE_CHECKING -- still an edge here, as in shared/tools/check_layers.py)
+    frozenset({"lasercc.frontends.onnx.common", "lasercc.frontends.onnx.lower", "lasercc.frontends.onnx.registry"}),
 ]
 
 
