@@ -46,8 +46,10 @@ def bias_units(L: Lowerer, c: Val | None, x_scale: float, sw: tuple[float, ...],
         cs = np.asarray(c.scale, np.float32).reshape(-1)
         if np.allclose(cs, unit, rtol=1e-6, atol=0):
             return np.broadcast_to(c.q.astype(np.int64).reshape(-1), (n_out,)).copy()
-    real = np.asarray(L.const_value(c, "bias"), np.float64).reshape(-1)
-    return np.rint(np.broadcast_to(real, (n_out,)) / unit.astype(np.float64)).astype(np.int64)
+    real = np.asarray(L.const_value(c, "bias"), np.float64)
+    if real.ndim >= 2 and any(d != 1 for d in real.shape[:-1]):  # varies over rows too (Gemm's C of [M, N])
+        return np.rint(real / unit.astype(np.float64)).astype(np.int64)  # broadcasts against the [..., N] result
+    return np.rint(np.broadcast_to(real.reshape(-1), (n_out,)) / unit.astype(np.float64)).astype(np.int64)
 
 
 def fusable_bias(L: Lowerer, tensor: str) -> tuple[onnx.NodeProto, Val] | None:
