@@ -205,6 +205,8 @@ def gather_by_codes(L: Lowerer, n: onnx.NodeProto, data: Const | QWeight, idx: A
 def gather(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     data, idx = ins
     axis = attr(n, "axis", 0)
+    if isinstance(data, Const | QWeight):
+        axis %= max(np.ndim(data.value if isinstance(data, Const) else data.q), 1)
     if isinstance(idx, Ids) and isinstance(data, Const | QWeight):
         if idx.base is not None and idx.base != idx.shape:
             raise FrontendError("token-id Gather of reshaped ids is not supported")

@@ -74,8 +74,11 @@ def soma_linear(L: Lowerer, n: onnx.NodeProto, x: Act, w: Val, bias: Val | None,
         else:
             w = Const(L.const_value(w).T)
     q, sw = weight_ints(L, w)
-    if alpha != 1.0:
-        sw = tuple(s * alpha for s in sw)
+    if alpha == 0.0:
+        raise FrontendError("alpha = 0 makes the product vanish; drop the linear op from the model")
+    if alpha != 1.0:  # scales stay positive: a negative alpha negates the integer weights
+        sw = tuple(s * abs(alpha) for s in sw)
+        q = -q if alpha < 0 else q
     if q.shape[0] != x.shape[-1]:
         raise FrontendError(f"weight {list(q.shape)} does not fit input {list(x.shape)}")
     shape = x.shape[:-1] + (q.shape[1],)

@@ -397,11 +397,10 @@ def einsum(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     else:
         a, b = ops
         ta, tb = terms
-        if not isinstance(a, Act) or not isinstance(b, Act):
-            if len(set(ta)) != len(ta) or len(set(tb)) != len(tb) or any(c not in tb + o for c in ta) or \
-                    any(c not in ta + o for c in tb):
-                raise FrontendError(f"Einsum {eq!r} with a constant operand: diagonals and one-sided sums of "
-                                    "the constant are not supported")
+        if not isinstance(a, Act):  # a constant's own diagonals and one-sided sums are evaluated here
+            a, ta = _einsum_const(L, a, ta, tb + o)
+        if not isinstance(b, Act):
+            b, tb = _einsum_const(L, b, tb, ta + o)
         if isinstance(a, Act):
             a, ta = _einsum_unary(L, n, a, ta, tb + o, None if all(c in tb + o for c in ta) else
                                   _one_sided(L, n, ta, tb + o, a))
@@ -448,3 +447,10 @@ def _one_sided(L: Lowerer, n: onnx.NodeProto, t: str, keep: str, x: Act) -> Code
     lo, hi = x.scale * (x.type.lo - x.zp) * s, x.scale * (x.type.hi - x.zp) * s
     shape = tuple(d for ch, d in zip(t, x.shape) if ch in keep)
     return range_type(lo, hi, max(L.opts.internal_bits, x.type.bits), shape)
+
+
+def _einsum_const(L: Lowerer, c: Const | QWeight, t: str, keep: str) -> tuple[Const, str]:
+    kept = "".join(dict.fromkeys(ch for ch in t if ch in keep))
+    if kept == t:
+        return Const(np.asarray(L.const_value(c))), t
+    return Const(np.einsum(f"{t}->{kept}", np.asarray(L.const_value(c), np.float64))), kept

@@ -178,11 +178,14 @@ def _slice(L: Lowerer, n: onnx.NodeProto, stem: str, x: Act, axes, starts, stops
 
 
 def _clamp(d: int, b: int, e: int, s: int) -> tuple[int, int, int]:
-    """ONNX Slice bounds (clamped to the axis) as a Python slice's start, stop, step."""
-    start, stop, step = slice(b, e, s).indices(d)
-    if step < 0 and stop < 0:
-        stop = -d - 1  # python slice: run to the very start
-    return start, stop, step
+    """ONNX Slice bounds as a Python slice's start, stop, step: negative bounds count from the end, then
+    starts clamp to [0, d] ([0, d-1] for negative steps) and ends to [0, d] ([-1, d-1]; -1 = before the
+    first element, spelled -d-1 for a Python slice)."""
+    b, e = b + d if b < 0 else b, e + d if e < 0 else e
+    if s > 0:
+        return min(max(b, 0), d), min(max(e, 0), d), s
+    b, e = min(max(b, 0), d - 1), min(max(e, -1), d - 1)
+    return b, (-d - 1 if e < 0 else e), s
 
 
 @register("Slice")
@@ -346,6 +349,12 @@ def _flat_index(L: Lowerer, n: onnx.NodeProto, comps: list[tuple[Act, int]], pos
     ``e_j = idx_j`` (``+ d_j`` when idx_j may be negative) on an extended axis of E_j = d_j (or 2 d_j) entries,
     S_j the strides of the extended grid times ``pos``'s period. Returns f and, per grid axis, the element
     coordinate each grid entry stands for (negative indices wrap, as ONNX's)."""
+    if not shape:  # a scalar index: computed as [1], viewed as a scalar
+        one = [(move(L, n, x, (1,)), d) for x, d in comps]
+        f1, coords = _flat_index(L, n, one, np.asarray(pos).reshape(1), (1,))  # type: ignore[arg-type]
+        f0 = move(L, n, f1, ())
+        assert isinstance(f0, Act)
+        return f0, coords
     ext = [2 * d if x.int_range[0] < 0 else d for x, d in comps]  # type: ignore[index]
     period = int(pos.max()) + 1 if pos.size else 1
     strides, s = [], period
