@@ -59,8 +59,9 @@ def test_matmul_operand_classes_and_broadcasting(sa, sb, const) -> None:  # noqa
 
 
 @pytest.mark.parametrize("c_shape", [(), (4,), (1, 4), (3, 1), (3, 4), None])
-@pytest.mark.parametrize("live", ["a", "ab", "abc", "b"])
-def test_gemm_attributes_and_bias_shapes(c_shape, live) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(("live", "alpha"), [("a", 0.5), ("ab", 0.5), ("abc", 0.5), ("b", 0.5), ("a", -2.0),
+                                             ("ab", -2.0), ("bc", -2.0)])
+def test_gemm_attributes_and_bias_shapes(c_shape, live, alpha) -> None:  # noqa: ANN001
     if c_shape is None and "c" in live or c_shape == () and "c" in live:
         pytest.skip("no C / a scalar graph input")
     a, b = _f(5, 3), _f(4, 5)  # transA: A' = [3, 5]; transB: B' = [5, 4]
@@ -68,7 +69,7 @@ def test_gemm_attributes_and_bias_shapes(c_shape, live) -> None:  # noqa: ANN001
     feeds = {"a": a, "b": b, **({} if c is None else {"c": c})}
     inits = {k: v for k, v in feeds.items() if k not in live}
     node = helper.make_node("Gemm", ["a", "b"] + ([] if c is None else ["c"]), ["y"], transA=1, transB=1,
-                            alpha=0.5, beta=0.75)
+                            alpha=alpha, beta=0.75)
     m = _model([node], [vi(k, list(v.shape)) for k, v in feeds.items() if k in live], [vi("y", [3, 4])], inits)
     _run(m, {k: v for k, v in feeds.items() if k in live})
 
@@ -128,6 +129,20 @@ def test_movement_negative_axes_constant_parts_and_defaults() -> None:
             vi("p0", [2, 3, 4, 3]), vi("p1", [2, 3, 4, 2]), vi("sl", [2, 3, 4, 3]), vi("r", [2, 12, 5]),
             vi("e", [3, 2, 3, 4, 5])]
     _run(_model(nodes, [vi("x", [2, 3, 4, 5])], outs, inits), {"x": x})
+
+
+@pytest.mark.parametrize(("shape", "st", "en", "ax", "sp"), [
+    ((2,), [-6], [-8], [-1], [-1]), ((4, 3), [10, -1], [-10, -100], [0, 1], [-1, -2]),
+    ((3, 5), [1, 0], [2**63 - 1, -1], [-1, 0], [2, 1]),
+])
+def test_slice_bounds_clamp_as_onnx(shape, st, en, ax, sp) -> None:  # noqa: ANN001
+    x = _f(*shape)
+    from onnx.reference import ReferenceEvaluator
+
+    inits = {k: np.array(v, np.int64) for k, v in (("st", st), ("en", en), ("ax", ax), ("sp", sp))}
+    node = helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"])
+    want = ReferenceEvaluator(node).run(None, {"x": x, **inits})[0]
+    _run(_model([node], [vi("x", list(shape))], [vi("y", list(want.shape))], inits), {"x": x})
 
 
 def test_zero_size_results_and_shape_inputs_are_refused_clearly() -> None:
