@@ -183,3 +183,17 @@ def test_gathernd_batch_dims_and_gather_negative_constant_indices() -> None:
              helper.make_node("Gather", ["data", "g"], ["z"], axis=-1)]
     inits = {"i": np.array([[[1], [0]], [[2], [2]]], np.int64), "g": np.array([-1, 0, -4], np.int64)}
     _run(_model(nodes, [vi("data", [2, 3, 4])], [vi("y", [2, 2, 4]), vi("z", [2, 3, 3])], inits), {"data": data})
+
+
+def test_movement_of_masked_scores_before_softmax() -> None:
+    x = _f(1, 4, 6)
+    mask = np.triu(np.full((4, 6), np.finfo(np.float32).min, np.float32), 1)
+    nodes = [helper.make_node("Add", ["x", "m"], ["s"]),
+             helper.make_node("Slice", ["s", "st", "en", "ax"], ["sl"]),
+             helper.make_node("Transpose", ["sl"], ["t"], perm=[0, 2, 1]),
+             helper.make_node("Reshape", ["t", "shape"], ["r"]),
+             helper.make_node("Transpose", ["r"], ["t2"], perm=[0, 2, 1]),
+             helper.make_node("Softmax", ["t2"], ["y"], axis=-1)]
+    inits = {"m": mask, "st": np.array([1, 0], np.int64), "en": np.array([4, 5], np.int64),
+             "ax": np.array([1, -1], np.int64), "shape": np.array([1, 5, 3], np.int64)}
+    _run(_model(nodes, [vi("x", [1, 4, 6])], [vi("y", [1, 3, 5])], inits), {"x": x})

@@ -191,9 +191,7 @@ def _clamp(d: int, b: int, e: int, s: int) -> tuple[int, int, int]:
 @register("Slice")
 def slice_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     x = ins[0]
-    if isinstance(x, Masked):
-        raise FrontendError("Slice of a masked (-inf) tensor is not supported")
-    x = _act(L, n, x)
+    xa = x.act if isinstance(x, Masked) else _act(L, n, x)
     starts = _ints(_static(L, n, 1, "the Slice starts")) or []
     ends = _ints(_static(L, n, 2, "the Slice ends")) or []
     axes = _ints(_static(L, n, 3, "the Slice axes")) or list(range(len(starts)))
@@ -202,9 +200,20 @@ def slice_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         raise FrontendError("Slice starts, ends, axes and steps differ in length")
     if any(s == 0 for s in steps):
         raise FrontendError("Slice step 0 is not allowed")
-    axes = [_axis(a, len(x.shape)) for a in axes]
-    cl = [_clamp(x.shape[a], b, e, s) for a, b, e, s in zip(axes, starts, ends, steps)]
-    return [_slice(L, n, n.output[0], x, axes, [c[0] for c in cl], [c[1] for c in cl], [c[2] for c in cl])]
+    axes = [_axis(a, len(xa.shape)) for a in axes]
+    cl = [_clamp(xa.shape[a], b, e, s) for a, b, e, s in zip(axes, starts, ends, steps)]
+    b_, e_, s_ = [c[0] for c in cl], [c[1] for c in cl], [c[2] for c in cl]
+    y = _slice(L, n, n.output[0], xa, axes, b_, e_, s_)
+    if not isinstance(x, Masked):
+        return [y]
+    if isinstance(x.mask, Act):  # the mask moves with the scores
+        if x.mask.shape != xa.shape:
+            raise FrontendError("Slice of a tensor masked by a broadcast input-dependent mask is not supported")
+        return [Masked(y, _slice(L, n, n.output[0] + ".mask", x.mask, axes, b_, e_, s_))]
+    idx = [slice(None)] * len(xa.shape)
+    for a, b, e, s in zip(axes, b_, e_, s_):
+        idx[a] = slice(b, None if e < -xa.shape[a] else e, s)
+    return [Masked(y, np.broadcast_to(x.mask, xa.shape)[tuple(idx)])]
 
 
 @register("Split")
