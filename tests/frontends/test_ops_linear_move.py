@@ -197,3 +197,18 @@ def test_movement_of_masked_scores_before_softmax() -> None:
     inits = {"m": mask, "st": np.array([1, 0], np.int64), "en": np.array([4, 5], np.int64),
              "ax": np.array([1, -1], np.int64), "shape": np.array([1, 5, 3], np.int64)}
     _run(_model(nodes, [vi("x", [1, 4, 6])], [vi("y", [1, 3, 5])], inits), {"x": x})
+
+
+def test_integer_matmul_is_exact() -> None:
+    ids = np.array([[3, 0, 9, 5]], np.int64)
+    i64 = TensorProto.INT64
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["emb"]),  # bounds the ids: they index 10 rows
+             helper.make_node("MatMul", ["ids", "w"], ["y1"]),
+             helper.make_node("MatMul", ["c", "ids"], ["y2"]),
+             helper.make_node("Unsqueeze", ["ids", "a1"], ["col"]),
+             helper.make_node("Unsqueeze", ["ids", "a0"], ["row"]),
+             helper.make_node("MatMul", ["col", "row"], ["y3"])]
+    inits = {"table": _f(10, 2), "w": np.array([[1, -2, 0], [4, 1, 1], [-3, 0, 2], [0, 5, -1]], np.int64),
+             "c": np.array([[2], [-1]], np.int64), "a1": np.array([2], np.int64), "a0": np.array([1], np.int64)}
+    outs = [vi("emb", [1, 4, 2]), vi("y1", [1, 3], i64), vi("y2", [2, 4], i64), vi("y3", [1, 4, 4], i64)]
+    _run(_model(nodes, [vi("ids", [1, 4], i64)], outs, inits), {"ids": ids})

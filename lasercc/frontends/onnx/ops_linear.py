@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from lasercc.frontends.onnx.common import broadcast_to, concat_acts, move, take
+from lasercc.frontends.onnx.common import broadcast_to, concat_acts, int_of, int_type, move, take
 from lasercc.frontends.onnx.cores import matmul_acts, soma_linear
 from lasercc.frontends.onnx.emit import ADD_FINE_BITS, ADD_MAX_WEIGHT, with_shape
 from lasercc.frontends.onnx.load import FrontendError
@@ -118,7 +118,9 @@ def _mm(L: Lowerer, n: onnx.NodeProto, a: Act | Const | QWeight, b: Act | Const 
 @register("MatMul")
 def matmul(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     """``numpy.matmul`` semantics: 1-D operands get a 1 prepended (left) or appended (right) that the result
-    drops; batch axes broadcast in every direction."""
+    drops; batch axes broadcast in every direction. Integer operands (value class b) multiply exactly."""
+    if any(isinstance(v, Ids) or (isinstance(v, Act) and v.integer) for v in ins):
+        return [_int_matmul(L, n, ins[0], ins[1])]
     a, b = _operand(L, ins[0], "MatMul input A"), _operand(L, ins[1], "MatMul input B")
     sa, sb = _shape(a), _shape(b)
     if not sa or not sb:
@@ -134,6 +136,62 @@ def matmul(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     out = L.out_type(n.output[0], final)
     y = _mm(L, n, a, b, out)
     return [_reshaped(L, n, y, final) if y.shape != final else y]
+
+
+def _int_matmul(L: Lowerer, n: onnx.NodeProto, a0: Val, b0: Val) -> Act:
+    """MatMul of exact integers: scale-1 codes, the result's width from interval arithmetic (``K`` times the
+    extreme products); activation x activation -> DecodeMAC, activation x 2-D constant -> Soma with the
+    constant as integer weights -- requantization scale exactly 1 either way."""
+    def val(v: Val, what: str) -> tuple[Act | Const, int, int]:
+        if isinstance(v, Ids):
+            v = int_of(L, n.output[0] + ".int", v)
+        if isinstance(v, Act) and v.integer:
+            return v, v.int_range[0], v.int_range[1]  # type: ignore[index]
+        if isinstance(v, Const | QWeight):
+            c = np.asarray(L.const_value(v))
+            if c.dtype.kind in "iub" or (c.dtype.kind == "f" and np.all(c == np.rint(c))):
+                c = c.astype(np.int64)
+                return Const(c), int(c.min()) if c.size else 0, int(c.max()) if c.size else 0
+        raise FrontendError(f"integer MatMul: {what} is not integer data")
+    (a, alo, ahi), (b, blo, bhi) = val(a0, "input A"), val(b0, "input B")
+    sa, sb = _shape(a), _shape(b)
+    if not sa or not sb:
+        raise FrontendError("MatMul of a scalar (rank-0) operand is not defined by ONNX")
+    if len(sa) == 1:
+        a = _reshaped(L, n, a, (1,) + sa)
+    if len(sb) == 1:
+        b = _reshaped(L, n, b, sb + (1,))
+    sa2, sb2 = _shape(a), _shape(b)
+    if sa2[-1] != sb2[-2]:
+        raise FrontendError(f"MatMul shapes {list(sa)} x {list(sb)} do not fit")
+    full = tuple(np.broadcast_shapes(sa2[:-2], sb2[:-2])) + (sa2[-2], sb2[-1])
+    final = full[:-2] + (() if len(sa) == 1 else full[-2:-1]) + (() if len(sb) == 1 else full[-1:])
+    prods = (alo * blo, alo * bhi, ahi * blo, ahi * bhi)
+    k = sa2[-1]
+    lo, hi = min(0, k * min(prods)), max(0, k * max(prods))
+    out = int_type(lo, hi, full)
+    if isinstance(a, Act) and isinstance(b, Act):
+        y = L.b.decode_mac(n.output[0], a, b, "matmul", out)
+    elif isinstance(a, Act) or isinstance(b, Act):
+        x, w, left = (a, b, False) if isinstance(a, Act) else (b, a, True)
+        wv = np.asarray(w.value)  # type: ignore[union-attr]
+        if any(d != 1 for d in wv.shape[:-2]):
+            raise FrontendError("integer MatMul with a constant that has batch axes is not supported")
+        wv = wv.reshape(wv.shape[-2:])
+        if left:  # C @ x = (x^T @ C^T)^T
+            x = _swap_last(L, n, x)  # type: ignore[arg-type]
+            wv = wv.T
+        lead = full[:-2]
+        if x.shape[:-2] != lead:  # type: ignore[union-attr]
+            x = _reshaped(L, n, x, lead + x.shape[-2:])  # type: ignore[union-attr,assignment]
+        t = with_shape(out, x.shape[:-1] + (wv.shape[1],))  # type: ignore[union-attr]
+        y = L.b.soma_matmul(n.output[0], x, wv, (1.0,), t)  # type: ignore[arg-type]
+        if left:
+            y = _swap_last(L, n, y)
+    else:
+        raise FrontendError("integer MatMul of two constants reached the lowering")
+    r = Act(y.name, y.type, int_range=(lo, hi))
+    return _reshaped(L, n, r, final) if r.shape != final else r  # type: ignore[return-value]
 
 
 def _combine(L: Lowerer, stem: str, terms: list[tuple[Act, float]], const: np.ndarray | None, out: CodeType) -> Act:
