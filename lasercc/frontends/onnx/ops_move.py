@@ -268,6 +268,8 @@ def concat(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     parts = [v for v in ins if v is not None]
     shapes = [val_shape(v) if not isinstance(v, Const | QWeight) else np.shape(L.const_value(v)) for v in parts]
     rank = len(shapes[0])
+    if attr(n, "axis", None) is None:
+        raise FrontendError("Concat needs its axis attribute")
     axis = _axis(int(attr(n, "axis")), rank)
     keep = [(v, s) for v, s in zip(parts, shapes) if s[axis] != 0]  # empty parts add nothing
     shape = list(shapes[0])
@@ -471,6 +473,8 @@ def gather_elements(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     if len(ishape) != len(dshape):
         raise FrontendError(f"GatherElements indices {list(ishape)} and data {list(dshape)} differ in rank")
     ax = _axis(int(attr(n, "axis", 0)), len(dshape))
+    if any(i > d for k, (i, d) in enumerate(zip(ishape, dshape)) if k != ax):
+        raise FrontendError(f"GatherElements indices {list(ishape)} exceed data {list(dshape)} off axis {ax}")
     d = dshape[ax]
     _nonempty(n, tuple(ishape))
     if isinstance(data, Const | QWeight) and not isinstance(idx, Const | QWeight):
