@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
 
 from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
@@ -127,6 +128,10 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     m = pin_shapes(m, shapes, copy=False)
     fmt = detect_format(m)
     specs = input_specs(m)
+    for name, (dt, _) in specs.items():  # before calibration: onnxruntime takes no NumPy array of these
+        if np.dtype(dt).kind not in "fiub":
+            raise FrontendError(f"graph input {name!r} has dtype {np.dtype(dt)}; lasercc reads float16/32/64, "
+                                "integer and bool inputs -- cast it to float32 in the model")
     cal_specs = input_specs(m_cal) if m_cal is not None else specs
     quantized = fmt in ("qdq", "qoperator", "dynamic")
     opts = Options(act_bits=bits or (16 if quantized else 8), internal_bits=16, requant=requant,
