@@ -89,7 +89,7 @@ def test_weight_bits_follow_bits_for_float_models() -> None:
 @pytest.mark.parametrize(("eq", "shapes"), [
     ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]), ("bhid,bhjd->bhij", [(1, 2, 3, 4), (1, 2, 5, 4)]),
     ("ij->ji", [(3, 4)]), ("ij->i", [(3, 4)]), ("...ii->...i", [(2, 3, 3)]), ("i,i", [(5,), (5,)]),
-    ("bij,jk->bik", [(2, 3, 4), (4, 5)]), ("ij,kj->ik", [(3, 4), (5, 4)]),
+    ("bij,jk->bik", [(2, 3, 4), (4, 5)]), ("ij,kj->ik", [(3, 4), (5, 4)]), ("->", [()]),
 ])
 def test_einsum_forms(eq, shapes) -> None:  # noqa: ANN001
     xs = {f"x{i}": _f(*s) for i, s in enumerate(shapes)}

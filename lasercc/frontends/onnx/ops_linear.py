@@ -381,7 +381,7 @@ def _einsum_terms(eq: str, ranks: list[int]) -> tuple[list[str], str]:
         if "..." in t:
             k = r - len(t.replace("...", ""))
             t = t.replace("...", fill[ell - k:] if k else "")
-        if len(t) != r or not t.isalpha():
+        if len(t) != r or (t and not t.isalpha()):
             raise FrontendError(f"Einsum subscripts {t!r} do not match an operand of rank {r} in {eq!r}")
         out_terms.append(t)
     if arrow:
