@@ -212,3 +212,20 @@ def test_integer_matmul_is_exact() -> None:
              "c": np.array([[2], [-1]], np.int64), "a1": np.array([2], np.int64), "a0": np.array([1], np.int64)}
     outs = [vi("emb", [1, 4, 2]), vi("y1", [1, 3], i64), vi("y2", [2, 4], i64), vi("y3", [1, 4, 4], i64)]
     _run(_model(nodes, [vi("ids", [1, 4], i64)], outs, inits), {"ids": ids})
+
+
+def test_cli_weight_bits(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    from lasercc.cli import main
+
+    x, w = _f(8, 16), _f(16, 8)
+    m = _model([helper.make_node("MatMul", ["x", "w"], ["y"])], [vi("x", [8, 16])], [vi("y", [8, 8])], {"w": w})
+    onnx.save(m, tmp_path / "m.onnx")
+    np.savez(tmp_path / "cal.npz", x=x)
+    for extra, want in (([], 16), (["--weight-bits", "6"], 6)):
+        out = tmp_path / f"o{want}"
+        rc = main(["compile", str(tmp_path / "m.onnx"), "-o", str(out), "--bits", "16", "--calibration",
+                   str(tmp_path / "cal.npz"), "-q", *extra])
+        assert rc == 0
+        assert json.loads((out / "manifest.json").read_text())["frontend"]["weight_bits"] == want
