@@ -14,7 +14,8 @@ and classified:
 * ``n/a``     -- the case cannot apply to an integer compiler (:func:`not_applicable` says why).
 
 Tolerance, derived from the code step. lasercc carries every float activation as an N-bit code on a grid
-of ``range / (2^N - 1)``; the inputs are quantized to that grid and so is the output, and nonlinear ops
+of ``range / (2^N - 1)``; the inputs are quantized to that grid and so is the output, float weights are
+quantized at the same width (``weight_bits`` follows ``bits`` for a float model), and nonlinear ops
 and decompositions (softmax, normalizations) add a few roundings at their internal width. A float output
 passes when ``max |got - expected| <= K_N * step`` where ``step = R / (2^N - 1)`` and ``R`` is the
 expected output's range (``max - min``, or ``max |x|`` when constant, at least 1e-6): ``K_16 = 64`` (a

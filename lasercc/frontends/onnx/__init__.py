@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
 
 from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
@@ -106,10 +107,13 @@ def _vocab(model: onnx.ModelProto, weights: dict | None = None) -> dict[str, int
 
 def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None = None,
                 calibration: str | os.PathLike | dict | None = None, input_shapes: dict | None = None,
-                requant: str = "ort", progress: Progress | None = None) -> FrontendResult:
+                requant: str = "ort", progress: Progress | None = None,
+                weight_bits: int | None = None) -> FrontendResult:
     """Lower an ONNX model to a verified spiking IR graph (see the module docstring)."""
     if bits is not None and bits not in (8, 16):
         raise FrontendError(f"bits must be 8 or 16, got {bits}")
+    if weight_bits is not None and not 2 <= weight_bits <= 16:
+        raise FrontendError(f"weight_bits must be between 2 and 16, got {weight_bits}")
     if requant not in ("ort", "fixed"):
         raise FrontendError(f"requant must be 'ort' or 'fixed', got {requant!r}")
     say = progress or (lambda stage, i, n: None)
@@ -124,9 +128,17 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     m = pin_shapes(m, shapes, copy=False)
     fmt = detect_format(m)
     specs = input_specs(m)
+    for name, (dt, _) in specs.items():  # before calibration: onnxruntime takes no NumPy array of these
+        if np.dtype(dt).kind not in "fiub":
+            raise FrontendError(f"graph input {name!r} has dtype {np.dtype(dt)}; lasercc reads float16/32/64, "
+                                "integer and bool inputs -- cast it to float32 in the model")
     cal_specs = input_specs(m_cal) if m_cal is not None else specs
     quantized = fmt in ("qdq", "qoperator", "dynamic")
-    opts = Options(act_bits=bits or (16 if quantized else 8), internal_bits=16, weight_bits=8, requant=requant)
+    opts = Options(act_bits=bits or (16 if quantized else 8), internal_bits=16, requant=requant,
+                   # float weights lasercc quantizes: as wide as the activations in a float model (8-bit weights
+                   # alone cost a 16-bit result hundreds of steps); 8 where they are a weight-only model's int8
+                   # weights (recovered exactly) or islands of a quantized model
+                   weight_bits=weight_bits or (16 if fmt == "float" and bits == 16 else 8))
     data = read_calibration(calibration)
     generated = data is None
     if data is None:

@@ -28,16 +28,22 @@ if TYPE_CHECKING:
 
 def move(L: Lowerer, n: onnx.NodeProto, x: Val, shape: tuple[int, ...], perm: tuple[int, ...] | None = None) -> Val:
     if isinstance(x, Masked):
-        m = np.transpose(x.mask, perm) if perm else np.reshape(x.mask, shape)
         inner = move(L, n, x.act, shape, perm)
         assert isinstance(inner, Act)
+        if isinstance(x.mask, Act):  # an input-dependent mask moves with the scores when it has their shape
+            if x.mask.shape != x.act.shape:
+                raise FrontendError(f"{n.op_type} of a tensor masked by a broadcast input-dependent mask "
+                                    f"{list(x.mask.shape)} is not supported")
+            dm = move(L, n, x.mask, shape, perm)
+            assert isinstance(dm, Act)
+            return Masked(inner, dm)
+        full = np.broadcast_to(x.mask, x.act.shape)
+        m = np.transpose(full, perm) if perm else np.reshape(full, shape)
         return Masked(inner, m)
     if isinstance(x, Ids) and perm is None:
         return Ids(x.name, tuple(shape), x.base or x.shape)
     if isinstance(x, Ids):
         raise FrontendError(f"{n.op_type} of token ids is not supported (feed ids in the model's input shape)")
-    if isinstance(x, Masked) and isinstance(x.mask, Act):
-        raise FrontendError(f"{n.op_type} of a tensor masked by an input-dependent mask is not supported")
     if not isinstance(x, Act):
         raise FrontendError(f"{n.op_type} of {type(x).__name__}")
     if perm is None and tuple(shape) == x.shape:
@@ -205,6 +211,8 @@ def gather_by_codes(L: Lowerer, n: onnx.NodeProto, data: Const | QWeight, idx: A
 def gather(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     data, idx = ins
     axis = attr(n, "axis", 0)
+    if isinstance(data, Const | QWeight):
+        axis %= max(np.ndim(data.value if isinstance(data, Const) else data.q), 1)
     if isinstance(idx, Ids) and isinstance(data, Const | QWeight):
         if idx.base is not None and idx.base != idx.shape:
             raise FrontendError("token-id Gather of reshaped ids is not supported")

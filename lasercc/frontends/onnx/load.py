@@ -77,6 +77,9 @@ def pin_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]] 
     missing = []
     for vi in ins:
         dims = vi.type.tensor_type.shape.dim
+        if vi.name not in shapes and any(d.HasField("dim_value") and d.dim_value == 0 for d in dims):
+            raise InputError(f"graph input {vi.name!r} [{_dims_str(dims)}] is empty (a dimension of size 0): lasercc "
+                             "does not carry empty tensors")
         if vi.name in shapes:
             want = shapes[vi.name]
             if len(want) != len(dims):

@@ -43,7 +43,10 @@ def node_label(n: onnx.NodeProto) -> str:
 class Options:
     act_bits: int = 8          # float-model activations and float islands
     internal_bits: int = 16    # decomposition internals (softmax/layernorm/rsqrt)
-    weight_bits: int = 8       # weights we quantize ourselves (symmetric, per output channel)
+    # Float weights we quantize ourselves (symmetric, per output channel); a model's integer weights are kept.
+    # import_onnx: 16 for a float model at --bits 16, else 8, unless --weight-bits says otherwise; compile() keeps 8
+    # for loihi2 (8-bit synapses). Why 16: 8-bit weights alone cost a 16-bit result ~200-400 output steps.
+    weight_bits: int = 8
     requant: str = "ort"
     # Float tensors that a normalisation reads (LayerNormalization, ReduceMean: the residual stream of a
     # transformer) get at least this many bits. Why: transformers keep a few outlier channels in the

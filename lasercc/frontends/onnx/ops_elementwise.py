@@ -24,7 +24,6 @@ import onnx
 from lasercc.frontends.onnx.common import (
     MASK_THRESHOLD,
     as01,
-    broadcast_to,
     const_int,
     id_bound,
     ids_as_codes,
@@ -399,24 +398,6 @@ def and_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         r = L.b.affine_const(n.output[0], a, c.astype(np.float64), None, code_type(2, 1.0, 0, shape))
         return [Act(r.name, r.type, boolean=True)]
     raise FrontendError("And is supported only between a bool mask (from an input) and a constant")
-
-
-@register("Expand")
-def expand(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """Broadcast to a shape. A bool mask stays unexpanded (it is only ever used broadcast against the
-    scores it masks); an activation (grouped-query attention's ``repeat_kv``: K/V heads expanded to the
-    query heads) is copied along each broadcast axis by a ``Take`` of repeated index 0 -- data movement,
-    no spikes."""
-    x = ins[0]
-    if isinstance(x, Act) and x.boolean:
-        return [x]
-    if not isinstance(x, Act):
-        raise FrontendError(f"Expand of {type(x).__name__} is not supported")
-    want = tuple(int(d) for d in L.const_value(ins[1], "shape").reshape(-1))
-    shape = tuple(np.broadcast_shapes(x.shape, want))
-
-
-    return [broadcast_to(L, n.output[0], x, shape)]
 
 
 @register("Where")
