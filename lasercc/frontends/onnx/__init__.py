@@ -4,7 +4,7 @@ Steps: load (external data) -> float16/bfloat16 widened to float32 (``widen.py``
 -> pin dynamic input dims and run onnx shape inference (``load.py``)
 -> calibration run in onnxruntime for the float tensors the model does not quantize
 (``calibrate.py``) -> one lowering pass over the nodes (``lower.py`` driver; handlers in
-``ops_linear.py``, ``ops_elementwise.py``, ``ops_move.py``, ``decompose.py``; fusions in
+``ops_linear.py``, ``ops_elementwise.py``, ``ops_move.py``, ``ops_quant.py``, ``decompose.py``; fusions in
 ``patterns.py``) -> a verified ``Graph``.
 
 Formats: static QDQ (8/16-bit, signed or unsigned activations, per-tensor or per-channel weights),
@@ -28,6 +28,7 @@ from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
     ops_linear,
     ops_move,
     ops_nbits,
+    ops_quant,
 )
 from lasercc.frontends.onnx.calibrate import (
     Stats,
@@ -160,7 +161,7 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
             "act_bits": opts.act_bits, "internal_bits": opts.internal_bits, "weight_bits": opts.weight_bits,
             "norm_input_bits": opts.norm_input_bits,
             "onnx_nodes": len(m.graph.node), "opset": {o.domain or "ai.onnx": o.version for o in m.opset_import}}
-    notes = [*widen_notes, *stats.notes]
+    notes = [*widen_notes, *stats.notes, *low.notes]
     if notes:
         info["notes"] = notes
     return FrontendResult(graph, dict(low.tensor_map), dict(low.output_info), info)

@@ -299,7 +299,9 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
             if by_node is None:
                 by_node = NodeRunner(m, wanted, tables or {}, external_dir)
             got = list(by_node.run({**feed, **dict(looked)}).items())
-        for name, v in (*got, *((k, v) for k, v in looked if k in wanted)):
+        seen = {k for k, _ in got}
+        extra = [(k, v) for k, v in (*feed.items(), *looked) if k in wanted and k not in seen]
+        for name, v in (*got, *extra):
             if not isinstance(v, np.ndarray) or v.dtype.kind != "f" or v.size == 0:
                 continue
             fin = v[np.isfinite(v)] if not np.isfinite(v).all() else v
@@ -308,7 +310,7 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
             st.hi[name] = max(st.hi.get(name, hi), hi)
             if name in keep and c < KEEP_ROWS:
                 st.kept.setdefault(name, []).append(np.array(v, copy=True))
-        outs = v = fin = looked = got = None  # every exposed tensor of one row: free before the next run allocates
+        outs = v = fin = looked = got = extra = None  # one row's exposed tensors: free before the next run
         st.rows += 1
         if progress is not None:
             progress(c + 1, n)

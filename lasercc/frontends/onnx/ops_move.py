@@ -21,13 +21,12 @@ from lasercc.frontends.onnx.common import (
     int_of,
     model_type,
     move,
-    q_input,
     take,
     union_type,
     val_shape,
 )
 from lasercc.frontends.onnx.load import FrontendError
-from lasercc.frontends.onnx.registry import MS, attr, register
+from lasercc.frontends.onnx.registry import attr, register
 
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
@@ -157,18 +156,6 @@ def concat(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 
     out = model_type(L, n.output[0], tuple(shape)) or union_type(xs, tuple(shape), L.opts.act_bits)
     return [concat_acts(L, n.output[0], xs, axis, out)]
-
-
-@register("QLinearConcat", domain=MS)
-def qlinear_concat(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-
-
-    sy, zy = ins[0], ins[1]
-    xs = [q_input(L, ins[i], ins[i + 1], ins[i + 2]) for i in range(2, len(ins), 3)]
-    axis = attr(n, "axis") % len(xs[0].shape)  # type: ignore[union-attr]
-    out, signed = L.q_type(sy, zy, ())
-    r = concat_acts(L, n.output[0], xs, axis, out)  # type: ignore[arg-type]
-    return [Act(r.name, r.type, True, signed)]
 
 
 @register("GatherND")
