@@ -37,6 +37,7 @@ import onnx
 from lasercc.frontends.onnx.common import (
     concat_acts,
     dynamic_qparams,
+    int_result,
     int_type,
     is_const,
     move,
@@ -60,7 +61,8 @@ from lasercc.frontends.onnx.values import (
     code_type,
     onnx_int_bits,
 )
-from lasercc.ir.nodes import Concat, Reshape, Soma
+from lasercc.ir.nodes import BSEEncode, Concat, Input, Reshape, Soma
+from lasercc.ir.types import TensorType
 
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
@@ -93,8 +95,12 @@ def _qdtype(n: onnx.NodeProto, zv: np.ndarray | None) -> np.dtype:
 
 
 def _params(L: Lowerer, n: onnx.NodeProto, ins: list,
-            rank: int) -> tuple[np.ndarray, np.ndarray, int | None, int, bool]:
-    """(scales, zero points + shift, axis or None when per tensor, bits, signed) of a Q/DQ node on activations."""
+            shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int, int, int, bool]:
+    """The (scale, zero point + shift) grid of a Q/DQ node on an activation of ``shape``: arrays of the
+    activation's rank whose element ``g`` holds the parameters of the region ``g`` (size 1 along an axis means
+    one region; ``block`` elements per region along ``axis``; 1 elsewhere) -- plus axis, block, bits, signed.
+    Per tensor: a grid of 1s. Per axis: the scales along ``axis``. Blocked (opset 21): the scale tensor."""
+    rank = len(shape)
     sv = np.asarray(_const(L, ins[1], "scale", n, 1), np.float32)
     z = ins[2] if len(ins) > 2 else None
     zv = _const(L, z, "zero point", n, 2)
@@ -102,20 +108,31 @@ def _params(L: Lowerer, n: onnx.NodeProto, ins: list,
     bits, signed = onnx_int_bits(dt)
     shift = (1 << (bits - 1)) if signed else 0
     zi = np.zeros(sv.shape, np.int64) if zv is None else widen_int(zv).astype(np.int64)
-    uniform = bool(np.all(sv == sv.reshape(-1)[0]) and np.all(zi == zi.reshape(-1)[0]))
-    if attr(n, "block_size", 0) and sv.size > 1 and not uniform:
-        raise FrontendError(f"{n.op_type} with block_size={attr(n, 'block_size')} on an activation: codes have one "
-                            "scale per tensor or per channel, not per block")
-    if sv.size == 1 or uniform:
-        if not np.all(sv > 0):
-            raise FrontendError(f"{n.op_type} scale must be positive, got {float(sv.reshape(-1)[0])}")
-        return sv.reshape(-1)[:1], zi.reshape(-1)[:1] + shift, None, bits, signed
+    if zi.shape != sv.shape and zi.size != 1:
+        raise FrontendError(f"{n.op_type} zero point {list(zi.shape)} does not match scale {list(sv.shape)}")
+    zi = np.broadcast_to(zi, sv.shape)
+    if not np.all(sv > 0):
+        raise FrontendError(f"{n.op_type} scales must be positive")
+    one = (1,) * rank
+    if sv.size == 1 or (np.all(sv == sv.reshape(-1)[0]) and np.all(zi == zi.reshape(-1)[0])):
+        return sv.reshape(-1)[:1].reshape(one), zi.reshape(-1)[:1].reshape(one) + shift, 0, 1, bits, signed
     axis = int(attr(n, "axis", 1))
     if not -rank <= axis < rank:
         raise FrontendError(f"{n.op_type} axis {axis} out of range for a rank-{rank} tensor")
-    if not np.all(sv > 0):
-        raise FrontendError(f"{n.op_type} scales must be positive")
-    return sv.reshape(-1), zi.reshape(-1) + shift, axis % rank, bits, signed
+    axis %= rank
+    block = int(attr(n, "block_size", 0) or 0)
+    if block:
+        ok = sv.ndim == rank and sv.shape[axis] == -(-shape[axis] // block) and all(
+            sv.shape[d] in (1, shape[d]) for d in range(rank) if d != axis)
+        if not ok:
+            raise FrontendError(f"{n.op_type} block_size={block}: scale {list(sv.shape)} does not fit "
+                                f"{list(shape)} on axis {axis}")
+        return sv, zi + shift, axis, block, bits, signed
+    if sv.ndim != 1 or sv.size != shape[axis]:
+        raise FrontendError(f"{n.op_type} per-axis scale of {sv.size} values for axis {axis} of {list(shape)}")
+    g = [1] * rank
+    g[axis] = sv.size
+    return sv.reshape(g), zi.reshape(g) + shift, axis, 1, bits, signed
 
 
 def _int_range(bits: int, signed: bool) -> tuple[int, int]:
@@ -123,24 +140,47 @@ def _int_range(bits: int, signed: bool) -> tuple[int, int]:
     return -shift, (1 << bits) - 1 - shift
 
 
-def _per_channel(L: Lowerer, n: onnx.NodeProto, x: Act, axis: int, fn) -> list[Act]:  # noqa: ANN001
-    c = x.shape[axis]
-    if c > MAX_CHANNELS:
-        raise FrontendError(f"per-axis {n.op_type} of an activation along an axis of {c} channels: at most "
-                            f"{MAX_CHANNELS} (one slice per channel)")
-    return [fn(k, take(L, n.output[0] + f".ch{k}", x, axis, np.array([k]))) for k in range(c)]
-
-
 def _concat(L: Lowerer, stem: str, parts: list[Act], axis: int) -> tuple[str, object]:
+    if len(parts) == 1:
+        return parts[0].name, parts[0].type
     t = parts[0].type
     shape = list(parts[0].shape)
     shape[axis] = sum(p.shape[axis] for p in parts)
     tt = code_type(t.bits, t.scale[0], t.zero_point[0], tuple(shape))
-    if len(parts) == 1:
-        return parts[0].name, parts[0].type
     name = L.b.fresh(stem)
     L.b.add(Concat(name=name, inputs=tuple(p.name for p in parts), type=tt, axis=axis))
     return name, tt
+
+
+def _select(L: Lowerer, stem: str, x: Act, sel: list[tuple[int, np.ndarray]]) -> Act:
+    for d, idx in sel:
+        x = take(L, stem, x, d, idx)
+    return x
+
+
+def _by_region(L: Lowerer, n: onnx.NodeProto, shape: tuple[int, ...], sv: np.ndarray, zv: np.ndarray, axis: int,
+               block: int, leaf) -> tuple[str, object]:  # noqa: ANN001
+    """Apply ``leaf(k, selection, scale, zero point)`` to every region of the parameter grid (one per channel,
+    or per block) and concatenate the results back, axis by axis: data movement around per-region Somas."""
+    regions = int(np.prod(sv.shape))
+    if regions > MAX_CHANNELS:
+        raise FrontendError(f"{n.op_type} with {regions} distinct (scale, zero point) regions on an activation: at "
+                            f"most {MAX_CHANNELS} (one slice each: codes have one scale per tensor)")
+    count = itertools.count()
+
+    def rec(d: int, sel: list, g: tuple) -> Act:
+        if d == len(shape):
+            return leaf(next(count), sel, float(sv[g]), int(zv[g]))
+        if sv.shape[d] == 1:
+            return rec(d + 1, sel, g + (0,))
+        size = block if d == axis else 1
+        parts = [rec(d + 1, sel + [(d, np.arange(i * size, min((i + 1) * size, shape[d])))], g + (i,))
+                 for i in range(sv.shape[d])]
+        name, t = _concat(L, n.output[0], parts, d)
+        return Act(name, t)  # type: ignore[arg-type]
+
+    r = rec(0, [], ())
+    return r.name, r.type
 
 
 # ---- QuantizeLinear / DequantizeLinear --------------------------------------------------------------------
@@ -154,19 +194,43 @@ def quantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         return [x]  # a -inf mask is never quantized as data: the Q parameters (scale ~1e36) are ignored
     if not isinstance(x, Act):
         raise FrontendError(f"QuantizeLinear of {type(x).__name__} (only activations are quantized)")
-    sv, zv, axis, bits, signed = _params(L, n, ins, len(x.shape))
-    if axis is None:
-        t = code_type(bits, float(sv[0]), int(zv[0]), x.shape)
-        r = L.b.requant_to(n.output[0], x, t)
+    sv, zv, axis, block, bits, signed = _params(L, n, ins, x.shape)
+    raw = _real_input(L, x)
+    if sv.size == 1:
+        t = code_type(bits, float(sv.reshape(-1)[0]), int(zv.reshape(-1)[0]), x.shape)
+        r = _encode(L, n.output[0], raw, t) if raw and not x.type.same_quant(t) else L.b.requant_to(n.output[0], x, t)
         return [Act(r.name, r.type, True, signed)]
     shift = (1 << (bits - 1)) if signed else 0
 
-    def one(k: int, xc: Act) -> Act:
-        r = L.b.requant_to(n.output[0] + f".q{k}", xc, code_type(bits, float(sv[k]), int(zv[k]), xc.shape))
-        return retype(L, n.output[0] + f".int{k}", r, code_type(bits, 1.0, shift, xc.shape))
+    def leaf(k: int, sel: list, s: float, z: int) -> Act:
+        if raw:  # the real input encoded straight into this region's type, then the region taken: exact
+            r = _select(L, n.output[0] + f".r{k}", _encode(L, n.output[0] + f".q{k}", raw,
+                                                           code_type(bits, s, z, x.shape)), sel)
+        else:
+            xr = _select(L, n.output[0] + f".r{k}", x, sel)
+            r = L.b.requant_to(n.output[0] + f".q{k}", xr, code_type(bits, s, z, xr.shape))
+        return retype(L, n.output[0] + f".int{k}", r, code_type(bits, 1.0, shift, r.shape))
 
-    name, t = _concat(L, n.output[0], _per_channel(L, n, x, axis, one), axis)
+    name, t = _by_region(L, n, x.shape, sv, zv, axis, block, leaf)
     return [Act(name, t, True, signed, int_range=_int_range(bits, signed))]  # type: ignore[arg-type]
+
+
+def _real_input(L: Lowerer, x: Act) -> str | None:
+    """The real (f32) graph input that ``x`` encodes, if it is one: QuantizeLinear then encodes that input
+    straight into its own code type -- BSEEncode is QuantizeLinear's rule, so the integers are exact."""
+    by_name = {node.name: node for node in L.b.nodes}
+    node = by_name.get(x.name)
+    if not isinstance(node, BSEEncode):
+        return None
+    src = by_name.get(node.inputs[0])
+    ok = isinstance(src, Input) and isinstance(src.type, TensorType) and src.type.dtype == "f32"
+    return node.inputs[0] if ok and x.shape == tuple(src.type.shape) else None
+
+
+def _encode(L: Lowerer, stem: str, raw: str, t) -> Act:  # noqa: ANN001
+    name = L.b.fresh(stem)
+    L.b.add(BSEEncode(name=name, inputs=(raw,), type=t))
+    return Act(name, t)
 
 
 @register("DequantizeLinear", domain=MS)
@@ -181,19 +245,21 @@ def dequantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     if isinstance(x, Act):
         if not x.quantized:
             raise FrontendError("DequantizeLinear of a float activation (its input must be an integer tensor)")
-        sv, zv, axis, bits, _ = _params(L, n, ins, len(x.shape))
+        sv, zv, axis, block, bits, _ = _params(L, n, ins, x.shape)
         if bits != x.type.bits:
             raise FrontendError(f"DequantizeLinear reads {x.type.bits}-bit codes as {bits}-bit")
-        if axis is None:
-            return [retype(L, n.output[0], x, code_type(bits, float(sv[0]), int(zv[0]), x.shape)).as_float()]
+        if sv.size == 1:
+            t = code_type(bits, float(sv.reshape(-1)[0]), int(zv.reshape(-1)[0]), x.shape)
+            return [retype(L, n.output[0], x, t).as_float()]
         out = L.out_type(n.output[0], x.shape)
 
-        def one(k: int, xc: Act) -> Act:
-            r = retype(L, n.output[0] + f".dq{k}", xc, code_type(bits, float(sv[k]), int(zv[k]), xc.shape))
-            return L.b.requant_to(n.output[0] + f".r{k}", r, code_type(out.bits, out.scale[0], out.zero_point[0],
-                                                                       xc.shape))
+        def leaf(k: int, sel: list, s: float, z: int) -> Act:
+            xr = _select(L, n.output[0] + f".r{k}", x, sel)
+            r = retype(L, n.output[0] + f".dq{k}", xr, code_type(bits, s, z, xr.shape))
+            return L.b.requant_to(n.output[0] + f".o{k}", r, code_type(out.bits, out.scale[0], out.zero_point[0],
+                                                                       xr.shape))
 
-        name, t = _concat(L, n.output[0], _per_channel(L, n, x, axis, one), axis)
+        name, t = _by_region(L, n, x.shape, sv, zv, axis, block, leaf)
         return [Act(name, t)]  # type: ignore[arg-type]
     if isinstance(x, Const) and (attr(n, "block_size", 0) or x.value.dtype.kind not in "iu"):
         w = dequantize_weight(L, n, ins)  # int4/uint4 and/or block-wise (opset 21) weights: nbits
@@ -314,6 +380,20 @@ def _int_codes(L: Lowerer, stem: str, x: Val, zp: Val | None, what: str) -> tupl
         raise FrontendError(f"MatMulInteger {what} must be an integer tensor (quantized codes), got "
                             f"{type(x).__name__}")
     shift = (1 << (x.type.bits - 1)) if x.signed else 0
+    if isinstance(zp, Act) and zp.integer and zp.int_range is not None:
+        # a zero point given at run time (an integer input): x - zp by an exact 2-input Soma (broadcast)
+        if len(zp.shape) > 0 and int(np.prod(zp.shape)) != 1:
+            raise FrontendError(f"MatMulInteger with a per-row/per-column {what} zero point given at run time")
+        if zp.shape:
+            name = L.b.fresh(stem + ".zp")
+            tz = code_type(zp.type.bits, zp.scale, zp.zp, ())
+            L.b.add(Reshape(name=name, inputs=(zp.name,), type=tz))
+            zp = zp.moved(name, tz)
+        xi = retype(L, stem + ".int", x, code_type(x.type.bits, 1.0, shift, x.shape))
+        xlo, xhi = -shift, x.type.hi - shift
+        lo, hi = xlo - zp.int_range[1], xhi - zp.int_range[0]
+        r = int_result(L, stem, [xi, zp], [np.ones(1, np.int64), -np.ones(1, np.int64)], 0, lo, hi, x.shape)
+        return r, lo, hi
     if isinstance(zp, DynScale):
         z = x.zp  # DynamicQuantizeLinear's zero point: the code type's own
     else:
@@ -331,8 +411,12 @@ def matmul_integer(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     ins = list(ins) + [None] * (4 - len(ins))
     a, b, az, bz = ins[:4]
     for k in (2, 3):
-        if ins[k] is not None and not is_const(ins[k]) and not isinstance(ins[k], DynScale):
-            raise FrontendError(f"MatMulInteger zero point {n.input[k]!r} is computed at run time")
+        v = ins[k]
+        ok = v is None or is_const(v) or isinstance(v, DynScale) or (
+            isinstance(v, Act) and v.integer and (k == 2 or not isinstance(b, Const)))
+        if not ok:
+            raise FrontendError(f"MatMulInteger zero point {n.input[k]!r} is computed at run time "
+                                f"({type(v).__name__}); supported for A, and for B when B is not a constant")
     cons = L.consumers.get(n.output[0], [])
     outputs = {o.name for o in L.model.graph.output}
     if isinstance(a, Act) and a.quantized and not a.integer and isinstance(b, Const) \
