@@ -139,6 +139,27 @@ def test_blocked_quantize_dequantize_activation():
     _check(m, {"x": x}, ref={"y": y.astype(np.int16), "d": ((y - ze) * se).astype(np.float32)})
 
 
+def test_dequantize_with_scale_and_zero_point_given_at_run_time():
+    """Everything a graph input (ONNX's own node tests do this): (q - z) exactly, then a DecodeMAC by the scale."""
+    rng = np.random.default_rng(9)
+    q = rng.integers(-32768, 32768, size=(2, 3, 4)).astype(np.int16)
+    s = np.array([0.01, 0.5, 2.0], np.float32)
+    z = np.array([-5, 0, 300], np.int16)
+    m = _model([h.make_node("DequantizeLinear", ["q", "s", "z"], ["d"], axis=1)],
+               [h.make_tensor_value_info("q", T.INT16, [2, 3, 4]), h.make_tensor_value_info("s", T.FLOAT, [3]),
+                h.make_tensor_value_info("z", T.INT16, [3])], [h.make_tensor_value_info("d", T.FLOAT, [2, 3, 4])])
+    ref = ((q.astype(np.float32) - z.reshape(1, 3, 1)) * s.reshape(1, 3, 1)).astype(np.float32)
+    _check(m, {"q": q, "s": s, "z": z}, ref={"d": ref})
+
+
+def test_quantize_with_scale_given_at_run_time_is_refused():
+    m = _model([h.make_node("QuantizeLinear", ["x", "s"], ["y"])],
+               [h.make_tensor_value_info("x", T.FLOAT, [4]), h.make_tensor_value_info("s", T.FLOAT, [])],
+               [h.make_tensor_value_info("y", T.UINT8, [4])], opset=13)
+    with pytest.raises(FrontendError, match="scale 's' is computed at run time"):
+        _compile(m, {"x": np.ones(4, np.float32), "s": np.array(0.5, np.float32)})
+
+
 def test_qdq_graph_input_quantized_exactly():
     """A float input read only by QuantizeLinear is encoded straight into the Q type: exact integers."""
     x = np.array([[0.0, 2.0, 3.0, 1000.0, -254.0, -1000.0, 1.0, 5.0]], np.float32)

@@ -365,7 +365,7 @@ def as01(L: Lowerer, stem: str, x: Act) -> Act:
 
 # op type -> the inputs that are quantized codes (never a scale or zero point)
 CODE_OPERANDS: dict[str, tuple[int, ...]] = {
-    "DequantizeLinear": (0,), "QLinearMatMul": (0, 3), "MatMulInteger": (0, 1, 2, 3), "QLinearConv": (0, 3),
+    "DequantizeLinear": (0, 2), "QLinearMatMul": (0, 3), "MatMulInteger": (0, 1, 2, 3), "QLinearConv": (0, 3),
     "QGemm": (0, 3), "QLinearAdd": (0, 3), "QLinearMul": (0, 3), "QLinearSigmoid": (0,), "QLinearLeakyRelu": (0,),
     "QLinearSoftmax": (0,), "ConvInteger": (0, 1)}
 

@@ -242,6 +242,8 @@ def dequantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         return [x]
     if isinstance(x, Const) and isinstance(s, Act):
         return [_dequantize_by_scale(L, n, x, s, z)]
+    if isinstance(x, Act) and x.quantized and isinstance(s, Act):
+        return [_dequantize_dynamic(L, n, x, s, z)]
     if isinstance(x, Act):
         if not x.quantized:
             raise FrontendError("DequantizeLinear of a float activation (its input must be an integer tensor)")
@@ -274,6 +276,58 @@ def dequantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         return [QWeight(x.value, sv.reshape(-1), zv.reshape(-1), axis)]
     raise FrontendError(f"DequantizeLinear of {type(x).__name__} (an integer tensor: quantized codes or an integer "
                         "constant)")
+
+
+def _dequantize_dynamic(L: Lowerer, n: onnx.NodeProto, x: Act, s: Act, z: Val | None) -> Act:
+    """``(q - z) * scale`` with codes q and a scale given at run time (an activation): ``q - z`` exactly (a
+    retype, or an integer Soma for a zero point given at run time), then a DecodeMAC product with the scale
+    broadcast along ``axis`` (per axis) or repeated over each block (``block_size``) by data movement."""
+    rank = len(x.shape)
+    bits = x.type.bits
+    shift = (1 << (bits - 1)) if x.signed else 0
+    axis = int(attr(n, "axis", 1)) % max(rank, 1) if rank else 0
+    block = int(attr(n, "block_size", 0) or 0)
+
+    def expand(v: Act, what: str) -> Act:
+        if int(np.prod(v.shape)) == 1 and len(v.shape) <= 1:
+            shape: tuple[int, ...] = ()
+        elif block:
+            if len(v.shape) != rank or v.shape[axis] != -(-x.shape[axis] // block):
+                raise FrontendError(f"blocked DequantizeLinear: {what} {list(v.shape)} does not fit {list(x.shape)} "
+                                    f"with block_size {block}")
+            return take(L, n.output[0] + f".{what}", v, axis, np.arange(x.shape[axis]) // block)
+        elif len(v.shape) == 1 and v.shape[0] == x.shape[axis]:
+            shape = tuple(v.shape[0] if d == axis else 1 for d in range(rank))
+        else:
+            raise FrontendError(f"DequantizeLinear {what} of shape {list(v.shape)} for data {list(x.shape)}")
+        if shape == v.shape:
+            return v
+        name = L.b.fresh(n.output[0] + f".{what}")
+        t = code_type(v.type.bits, v.scale, v.zp, shape)
+        L.b.add(Reshape(name=name, inputs=(v.name,), type=t))
+        return v.moved(name, t)
+
+    xi = retype(L, n.output[0] + ".q", x, code_type(bits, 1.0, shift, x.shape))
+    xlo, xhi = -shift, x.type.hi - shift
+    if isinstance(z, Act) and z.integer and z.int_range is not None:
+        ze = expand(z, "zero_point")
+        lo, hi = xlo - z.int_range[1], xhi - z.int_range[0]
+        d = int_result(L, n.output[0] + ".d", [xi, ze], [np.ones(1, np.int64), -np.ones(1, np.int64)], 0, lo, hi,
+                       x.shape)
+    elif z is None or is_const(z):
+        zv = np.zeros((), np.int64) if z is None else widen_int(np.asarray(L.const_value(z, "zero point")))
+        zv = zv.astype(np.int64)
+        if zv.size != 1:
+            raise FrontendError("DequantizeLinear with a run-time scale and a per-axis constant zero point")
+        zc = int(zv.reshape(-1)[0])
+        d = retype(L, n.output[0] + ".d", xi, code_type(bits, 1.0, shift + zc, x.shape)) \
+            if 0 <= shift + zc <= x.type.hi else int_result(L, n.output[0] + ".d", [xi], [np.ones(1, np.int64)], -zc,
+                                                            xlo - zc, xhi - zc, x.shape)
+    else:
+        raise FrontendError(f"DequantizeLinear zero point of {type(z).__name__}")
+    se = expand(s, "scale")
+    out = L.out_type(n.output[0], x.shape)
+    return L.b.decode_mac(n.output[0], d, se, "mul", out)
 
 
 def _dequantize_by_scale(L: Lowerer, n: onnx.NodeProto, x: Const, s: Act, z: Val | None) -> Act:
