@@ -16,6 +16,7 @@ QOperator (QLinearMatMul, QGemm, QLinearAdd/Mul/Sigmoid/Softmax/Concat...), dyna
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -163,7 +164,9 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
             "onnx_nodes": len(m.graph.node), "opset": {o.domain or "ai.onnx": o.version for o in m.opset_import}}
     notes = [*widen_notes, *stats.notes, *low.notes]
     if notes:
-        info["notes"] = notes
+        info["notes"] = notes  # widening, calibration fallbacks, static DynamicQuantizeLinear scales
+    for note in (*widen_notes, *stats.notes):  # and on the log: they change what the compiled model computes
+        warnings.warn(note, stacklevel=2)
     return FrontendResult(graph, dict(low.tensor_map), dict(low.output_info), info)
 
 
