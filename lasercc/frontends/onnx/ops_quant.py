@@ -218,7 +218,11 @@ def quantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 def _real_input(L: Lowerer, x: Act) -> str | None:
     """The real (f32) graph input that ``x`` encodes, if it is one: QuantizeLinear then encodes that input
     straight into its own code type -- BSEEncode is QuantizeLinear's rule, so the integers are exact."""
-    by_name = {node.name: node for node in L.b.nodes}
+    by_name = {}
+    for node in L.b.nodes:  # graph inputs are lowered first: Input / BSEEncode nodes lead the list
+        if not isinstance(node, Input | BSEEncode):
+            break
+        by_name[node.name] = node
     node = by_name.get(x.name)
     if not isinstance(node, BSEEncode):
         return None
