@@ -1,9 +1,10 @@
 """ONNX frontend: a (quantized or float) ONNX model -> spiking IR ``Graph``.
 
-Steps: load (external data) -> pin dynamic input dims and run onnx shape inference (``load.py``)
+Steps: load (external data) -> float16/bfloat16 widened to float32 (``widen.py``)
+-> pin dynamic input dims and run onnx shape inference (``load.py``)
 -> calibration run in onnxruntime for the float tensors the model does not quantize
 (``calibrate.py``) -> one lowering pass over the nodes (``lower.py`` driver; handlers in
-``ops_linear.py``, ``ops_elementwise.py``, ``ops_move.py``, ``decompose.py``; fusions in
+``ops_linear.py``, ``ops_elementwise.py``, ``ops_move.py``, ``ops_quant.py``, ``decompose.py``; fusions in
 ``patterns.py``) -> a verified ``Graph``.
 
 Formats: static QDQ (8/16-bit, signed or unsigned activations, per-tensor or per-channel weights),
@@ -15,6 +16,7 @@ QOperator (QLinearMatMul, QGemm, QLinearAdd/Mul/Sigmoid/Softmax/Concat...), dyna
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,6 +30,7 @@ from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
     ops_linear,
     ops_move,
     ops_nbits,
+    ops_quant,
 )
 from lasercc.frontends.onnx.calibrate import (
     Stats,
@@ -38,6 +41,7 @@ from lasercc.frontends.onnx.calibrate import (
 )
 from lasercc.frontends.onnx.heap import release_freed_heap
 from lasercc.frontends.onnx.load import (
+    IN_MEMORY,
     FrontendError,
     initializers,
     input_specs,
@@ -48,6 +52,7 @@ from lasercc.frontends.onnx.load import (
 from lasercc.frontends.onnx.lower import Lowerer, Options
 from lasercc.frontends.onnx.registry import HANDLERS
 from lasercc.frontends.onnx.weights import load_split
+from lasercc.frontends.onnx.widen import widen_half
 from lasercc.ir.graph import Graph
 
 Progress = Callable[[str, int, int], None]
@@ -122,6 +127,7 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     # (memory-mapped from the file when possible): peak memory stays near one copy of them (weights.py).
     split = load_split(model)
     m, weights = split.model, split.weights
+    widen_notes = widen_half(m, weights, split.in_memory, IN_MEMORY)  # float16/bfloat16 -> float32 (widen.py)
     shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}
     cal_shapes = calibration_shapes(m, shapes)
     m_cal = pin_shapes(m, cal_shapes) if cal_shapes else None  # a copy of the light model: kilobytes
@@ -168,6 +174,11 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
             "act_bits": opts.act_bits, "internal_bits": opts.internal_bits, "weight_bits": opts.weight_bits,
             "norm_input_bits": opts.norm_input_bits,
             "onnx_nodes": len(m.graph.node), "opset": {o.domain or "ai.onnx": o.version for o in m.opset_import}}
+    notes = [*widen_notes, *stats.notes, *low.notes]
+    if notes:
+        info["notes"] = notes  # widening, calibration fallbacks, static DynamicQuantizeLinear scales
+    for note in (*widen_notes, *stats.notes):  # and on the log: they change what the compiled model computes
+        warnings.warn(note, stacklevel=2)
     return FrontendResult(graph, dict(low.tensor_map), dict(low.output_info), info)
 
 

@@ -246,8 +246,12 @@ def is_const(v: Val | None) -> bool:
 
 
 def q_input(L: Lowerer, x: Val, s: Val, z: Val | None) -> Val:
+    """A QLinear operand: a quantized tensor's codes under the operand's (scale, zero point) -- the same
+    integers, so the same codes (:func:`retype`); a float activation is requantized."""
     if isinstance(x, Act):
         t, _ = L.q_type(s, z, x.shape)
+        if x.quantized and x.type.bits == t.bits:
+            return retype(L, "qin", x, t).as_float()
         return (x if x.type.same_quant(t) else L.b.requant_to("qin", x, t)).as_float()
     if isinstance(x, Const) and x.value.dtype.kind in "iu":
         sv = np.asarray(L.const_value(s), np.float32).reshape(-1)
@@ -356,3 +360,80 @@ def as01(L: Lowerer, stem: str, x: Act) -> Act:
         return Act(x.name, x.type, boolean=True, int_range=(0, 1))
     r = L.b.asnc_lut(stem, x, "nonzero", (), code_type(2, 1.0, 0, x.shape), None)
     return Act(r.name, r.type, boolean=True, int_range=(0, 1))
+
+
+# ---- quantized codes as exact integers (QuantizeLinear outputs, integer inputs that are codes) -------------
+#
+# An ONNX integer tensor that holds quantized codes (the output of QuantizeLinear / a QLinear op, or a uint8 /
+# int8 graph input feeding DequantizeLinear or QLinearMatMul) is carried with the same codes under two views:
+# its quantization type code<bits, s, z + shift> (shift = 2^(bits-1) for signed types) where arithmetic reads
+# it, and its integer view code<bits, 1, shift> (real value = the ONNX integer) where the integers themselves
+# are the value -- a graph output, MatMulInteger. Switching views changes no code: a Gather of the identity
+# table (data movement, :func:`retype`).
+
+# op type -> the inputs that are quantized codes (never a scale or zero point)
+CODE_OPERANDS: dict[str, tuple[int, ...]] = {
+    "DequantizeLinear": (0, 2), "QLinearMatMul": (0, 3), "MatMulInteger": (0, 1, 2, 3), "QLinearConv": (0, 3),
+    "QGemm": (0, 3), "QLinearAdd": (0, 3), "QLinearMul": (0, 3), "QLinearSigmoid": (0,), "QLinearLeakyRelu": (0,),
+    "QLinearSoftmax": (0,), "ConvInteger": (0, 1)}
+
+
+def retype(L: Lowerer, stem: str, x: Act, t: CodeType) -> Act:
+    """The codes of ``x`` under code type ``t`` (same bits, per tensor): a Gather of the identity table."""
+    if x.type.same_quant(t):
+        return x
+    if x.type.bits != t.bits or not x.type.per_tensor or not t.per_tensor:
+        raise FrontendError(f"cannot view {x.type.bits}-bit codes as {t.bits}-bit codes")
+    name = L.b.fresh(stem)
+    tt = code_type(t.bits, t.scale[0], t.zero_point[0], x.shape)
+    L.b.add(Gather(name=name, inputs=(x.name,), type=tt,
+                   table=L.b.const(name + ".table", np.arange(1 << t.bits, dtype=np.int64))))
+    return x.moved(name, tt)
+
+
+def is_codes_input(L: Lowerer, name: str, dtype: np.dtype) -> bool:
+    """An 8/16-bit integer graph input that only quantized operations read, as codes."""
+    if np.dtype(dtype).kind not in "iu" or np.dtype(dtype).itemsize > 2:
+        return False
+    cons = L.consumers.get(name, [])
+    if not cons or name in {o.name for o in L.model.graph.output}:
+        return False
+    for c in cons:
+        slots = [k for k, i in enumerate(c.input) if i == name]
+        if not slots or any(k not in CODE_OPERANDS.get(c.op_type, ()) for k in slots):
+            return False
+    return True
+
+
+def codes_input(L: Lowerer, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> Act:
+    """An integer graph input that *is* quantized codes: a real input (the runtime takes the integers as
+    numbers) encoded exactly as ``q + shift`` -- the integer view -- by a BSEEncode of scale 1."""
+    from lasercc.ir.nodes import BSEEncode, Input
+    from lasercc.ir.types import TensorType
+
+    bits, signed = onnx_int_bits(dtype)
+    shift = (1 << (bits - 1)) if signed else 0
+    L.b.add(Input(name=name, type=TensorType(dtype="f32", shape=shape)))
+    t = code_type(bits, 1.0, shift, shape)
+    enc = L.b.fresh(name + ".codes")
+    L.b.add(BSEEncode(name=enc, inputs=(name,), type=t))
+    return Act(enc, t, True, signed, int_range=(-shift, (1 << bits) - 1 - shift))
+
+
+def integer_view(L: Lowerer, stem: str, x: Act) -> Act:
+    """A quantized activation (the ONNX integer tensor) as its integers: code<bits, 1, shift>."""
+    shift = (1 << (x.type.bits - 1)) if x.signed else 0
+    t = code_type(x.type.bits, 1.0, shift, x.shape)
+    r = retype(L, stem, x, t)
+    return Act(r.name, r.type, True, x.signed, int_range=(-shift, (1 << x.type.bits) - 1 - shift))
+
+
+def dynamic_qparams(lo: float, hi: float) -> tuple[float, int]:
+    """(scale, zero point) onnxruntime's DynamicQuantizeLinear computes for data in [lo, hi] (uint8, float32
+    arithmetic); a zero range gives scale 1 (a code type needs a positive scale; every code is then 0)."""
+    mn, mx = np.float32(min(lo, 0.0)), np.float32(max(hi, 0.0))
+    s = np.float32((mx - mn) / np.float32(255.0))
+    if not s > 0:
+        return 1.0, 0
+    z = int(np.clip(np.rint(np.float32(-mn) / s), 0, 255))
+    return float(s), z

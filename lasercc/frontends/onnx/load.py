@@ -77,9 +77,6 @@ def pin_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]] 
     missing = []
     for vi in ins:
         dims = vi.type.tensor_type.shape.dim
-        if vi.name not in shapes and any(d.HasField("dim_value") and d.dim_value == 0 for d in dims):
-            raise InputError(f"graph input {vi.name!r} [{_dims_str(dims)}] is empty (a dimension of size 0): lasercc "
-                             "does not carry empty tensors")
         if vi.name in shapes:
             want = shapes[vi.name]
             if len(want) != len(dims):
@@ -91,7 +88,7 @@ def pin_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]] 
                                      f"got {w}")
                 d.Clear()
                 d.dim_value = int(w)
-        elif any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims):
+        elif any(not d.HasField("dim_value") or d.dim_value < 0 for d in dims):  # 0: a zero-size tensor
             missing.append(f"{vi.name} [{_dims_str(dims)}]")
     if missing:
         raise InputError(f"dynamic dimensions must be pinned: {'; '.join(missing)}; pass --input-shape "

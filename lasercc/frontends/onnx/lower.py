@@ -22,7 +22,14 @@ import numpy as np
 import onnx
 
 from lasercc.frontends.onnx.calibrate import Stats
-from lasercc.frontends.onnx.common import id_bound, ids_as_codes
+from lasercc.frontends.onnx.common import (
+    codes_input,
+    dynamic_qparams,
+    id_bound,
+    ids_as_codes,
+    integer_view,
+    is_codes_input,
+)
 from lasercc.frontends.onnx.emit import Builder, sanitize
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.registry import HINT, domain_of, handler, sampled_inputs
@@ -74,6 +81,7 @@ class Lowerer:
     tensor_map: dict[str, str] = field(default_factory=dict)
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # initializers split off the proto (load.py)
     fused_samples: dict[int, tuple[str, ...]] = field(default_factory=dict)  # fused node -> tensors it samples
+    notes: list[str] = field(default_factory=list)  # what the compile info should tell the user (ops_quant)
     _prepared: bool = field(default=False, init=False)
     _sample_last: dict[str, int] = field(default_factory=dict, init=False)  # tensor -> last node reading its values
 
@@ -186,6 +194,9 @@ class Lowerer:
         name = self.b.fresh(vi.name)
         if name != vi.name:
             raise FrontendError(f"graph input name {vi.name!r} is not a legal IR value name; rename it in the model")
+        if is_codes_input(self, vi.name, dt):  # quantized codes given as integers (common.codes_input)
+            self.env[vi.name] = codes_input(self, name, dt, shape)
+            return
         if dt.kind in "iu":
             self.b.add(Input(name=name, type=TensorType(dtype="i64", shape=shape)))
             self.env[vi.name] = Ids(name, shape)
@@ -280,13 +291,20 @@ class Lowerer:
 
     def q_params_of(self, node: onnx.NodeProto) -> tuple | None:
         """Comparable (scale, zp, dtype) of a QuantizeLinear node, if its parameters are constants."""
+        if node.op_type == "DynamicQuantizeLinear":  # its scale, made static by calibration (ops_quant)
+            r = self.stats.range(node.input[0])
+            return None if r is None else (*dynamic_qparams(*r), "uint8")
         if node.op_type != "QuantizeLinear":
             return None
         s = self.env.get(node.input[1])
         z = self.env.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
         if not isinstance(s, Const) or (z is not None and not isinstance(z, Const)):
             return None
-        zv = np.zeros((), np.uint8) if z is None else z.value
+        od = next((a.i for a in node.attribute if a.name == "output_dtype"), 0)
+        zdt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(od)) if od else np.dtype(np.uint8)
+        zv = np.zeros((), zdt) if z is None else z.value
+        if zv.dtype.kind not in "iu":
+            return None
         if s.value.size != 1:
             return None
         return float(s.value.reshape(-1)[0]), int(zv.reshape(-1)[0]), str(zv.dtype)
@@ -326,6 +344,8 @@ class Lowerer:
 
 
                 v = ids_as_codes(self, o.name, v, id_bound(self, v))
+            if isinstance(v, Act) and v.quantized:  # an ONNX integer tensor: its real value is the integer
+                v = integer_view(self, o.name + ".int", v)
             if not isinstance(v, Act):
                 what = "a constant" if isinstance(v, Const | QWeight) else "computed integer ids"
                 raise FrontendError(f"graph output {o.name!r} is {what}, which has no spiking form; drop it from the "

@@ -1,9 +1,6 @@
-"""Quantize/Dequantize, arithmetic and unary nonlinearities.
+"""Arithmetic and unary nonlinearities (QuantizeLinear / DequantizeLinear and the QOperator ops other than
+QLinearAdd / QLinearMul live in ``ops_quant.py``).
 
-* ``QuantizeLinear`` of an activation is free when the activation already has that code type (the
-  usual QDQ case: the producer was lowered straight into the Q node's type), else an identity Soma.
-  ``DequantizeLinear`` of an activation is free (same codes, float view); of an integer constant it
-  keeps the integers (:class:`QWeight`).
 * Add/Sub of two activations -> 2-input mul-form Soma in a common scale (``emit.add_acts``);
   Add/Sub/Mul/Div by constants -> 1-input mul-form Soma (``emit.affine_const``); Mul of two
   activations -> DecodeMAC; Div by an activation -> ASNC reciprocal (rsqrt when the divisor is a
@@ -45,7 +42,6 @@ from lasercc.frontends.onnx.registry import MS, attr, register
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
 
-from lasercc.frontends.onnx.nbits import dequantize_weight
 from lasercc.frontends.onnx.values import (
     Act,
     Const,
@@ -53,57 +49,10 @@ from lasercc.frontends.onnx.values import (
     Ids,
     IntAcc,
     Masked,
-    QWeight,
     Val,
     code_type,
     range_type,
 )
-
-# ---- quantize / dequantize ---------------------------------------------------------------------
-
-
-@register("QuantizeLinear", domain=MS)
-@register("QuantizeLinear")
-def quantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    x, s = ins[0], ins[1]
-    z = ins[2] if len(ins) > 2 else None
-    if isinstance(x, Masked | DynMask):
-        return [x]  # a -inf mask is never quantized as data: the Q parameters (scale ~1e36) are ignored
-    if not isinstance(x, Act):
-        raise FrontendError(f"QuantizeLinear of {type(x).__name__} (only activations are quantized)")
-    dt = None
-    od = attr(n, "output_dtype", 0)
-    if od:
-        dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(od))
-    t, signed = L.q_type(s, z, x.shape, dt)
-    r = L.b.requant_to(n.output[0], x, t)
-    return [Act(r.name, r.type, True, signed)]
-
-
-@register("DequantizeLinear", domain=MS)
-@register("DequantizeLinear")
-def dequantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    x, s = ins[0], ins[1]
-    z = ins[2] if len(ins) > 2 else None
-    if isinstance(x, Masked | DynMask):
-        return [x]
-    if isinstance(x, Act):
-        t, _ = L.q_type(s, z, x.shape)
-        if not x.type.same_quant(t):
-            raise FrontendError(f"DequantizeLinear parameters differ from the quantization of {n.input[0]!r}")
-        return [x.as_float()]
-    if isinstance(x, Const) and (attr(n, "block_size", 0) or x.value.dtype.kind not in "iu"):
-        w = dequantize_weight(L, n, ins)  # int4/uint4 and/or block-wise (opset 21) weights: ops_nbits
-        if w is not None:
-            return [w]
-    if isinstance(x, Const) and x.value.dtype.kind in "iu":
-        sv = np.asarray(L.const_value(s), np.float32)
-        zv = np.zeros(sv.shape, x.value.dtype) if z is None else np.asarray(L.const_value(z))
-        axis = attr(n, "axis", 1) if sv.size > 1 else None
-        if axis is not None:
-            axis %= x.value.ndim
-        return [QWeight(x.value, sv.reshape(-1), zv.reshape(-1), axis)]
-    raise FrontendError("DequantizeLinear of something that is neither an activation nor an integer constant")
 
 
 @register("Identity", "Dropout")
@@ -434,18 +383,6 @@ def qlinear_binary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     out, signed = L.q_type(sc, zc, shape)
     r = add_sub(L, n, A, B, 1, out) if n.op_type == "QLinearAdd" else mul(L, n, A, B, out)
     assert isinstance(r, Act)
-    return [Act(r.name, r.type, True, signed)]
-
-
-@register("QLinearSigmoid", "QLinearLeakyRelu", domain=MS)
-def qlinear_unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    x, sx, zx, sy = ins[:4]
-    zy = ins[4] if len(ins) > 4 else None
-    X = q_input(L, x, sx, zx)
-    assert isinstance(X, Act)
-    out, signed = L.q_type(sy, zy, X.shape)
-    fn, params = ("sigmoid", ()) if n.op_type == "QLinearSigmoid" else ("leaky_relu", (float(attr(n, "alpha", 0.01)),))
-    r = L.b.asnc_lut(n.output[0], X, fn, params, out, None)
     return [Act(r.name, r.type, True, signed)]
 
 

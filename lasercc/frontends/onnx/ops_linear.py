@@ -20,11 +20,11 @@ from lasercc.frontends.onnx.common import broadcast_to, concat_acts, int_of, int
 from lasercc.frontends.onnx.cores import matmul_acts, soma_linear
 from lasercc.frontends.onnx.emit import ADD_FINE_BITS, ADD_MAX_WEIGHT, with_shape
 from lasercc.frontends.onnx.load import FrontendError
-from lasercc.frontends.onnx.registry import MS, attr, register
+from lasercc.frontends.onnx.registry import attr, register
 
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
-from lasercc.frontends.onnx.values import Act, Const, DynScale, Ids, IntAcc, QWeight, Val, code_type, range_type
+from lasercc.frontends.onnx.values import Act, Const, Ids, QWeight, Val, range_type
 from lasercc.ir.types import CodeType
 
 
@@ -274,93 +274,7 @@ def gemm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     return [_combine(L, n.output[0], terms, cv, out)]
 
 
-def _q_operand(L: Lowerer, x: Val, s: Val, z: Val | None, what: str) -> Val:
-    """A QLinear op operand as an activation (checked/requantized to the stated type) or integer weight."""
-    if isinstance(x, Act):
-        t, _ = L.q_type(s, z, x.shape)
-        return L.b.requant_to(what, x, t).as_float() if not x.type.same_quant(t) else x.as_float()
-    if isinstance(x, Const) and x.value.dtype.kind in "iu":
-        sv = np.asarray(L.const_value(s), np.float32).reshape(-1)
-        zv = np.zeros(sv.shape, x.value.dtype) if z is None else np.asarray(L.const_value(z)).reshape(-1)
-        axis = None if sv.size == 1 else x.value.ndim - 1
-        return QWeight(x.value, sv, zv, axis)
-    raise FrontendError(f"{what}: expected a quantized activation or integer constant")
-
-
-@register("QLinearMatMul")
-def qlinear_matmul(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    a, sa, za, b, sb, zb, sy, zy = ins
-    A = _q_operand(L, a, sa, za, n.output[0] + ".a")
-    B = _q_operand(L, b, sb, zb, n.output[0] + ".b")
-    assert isinstance(A, Act)
-    out, signed = L.q_type(sy, zy, ())
-    if isinstance(B, Act):
-        shape = tuple(np.broadcast_shapes(A.shape[:-2], B.shape[:-2])) + (A.shape[-2], B.shape[-1])
-        r = matmul_acts(L, A, B, n.output[0], code_type(out.bits, out.scale[0], out.zero_point[0], shape))
-    else:
-        shape = A.shape[:-1] + (B.q.shape[1],)  # type: ignore[union-attr]
-        r = soma_linear(L, n, A, B, None, n.output[0], out=code_type(out.bits, out.scale[0], out.zero_point[0], shape))
-    return [Act(r.name, r.type, True, signed)]
-
-
-@register("QGemm", domain=MS)
-def qgemm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    a, sa, za, b, sb, zb = ins[:6]
-    c = ins[6] if len(ins) > 6 else None
-    sy = ins[7] if len(ins) > 7 else None
-    zy = ins[8] if len(ins) > 8 else None
-    A = _q_operand(L, a, sa, za, n.output[0] + ".a")
-    trans_b = bool(attr(n, "transB", 0))
-    bv = b.value if isinstance(b, Const) else None
-    if bv is None:
-        raise FrontendError("QGemm B must be a constant")
-    sv = np.asarray(L.const_value(sb), np.float32).reshape(-1)
-    zv = np.asarray(L.const_value(zb)).reshape(-1) if zb is not None else np.zeros(sv.shape, bv.dtype)
-    B = QWeight(bv, sv, zv, None if sv.size == 1 else (0 if trans_b else 1))
-    if c is not None and isinstance(c, Const) and c.value.dtype.kind in "iu":
-        unit = (np.float32(A.scale) * sv).astype(np.float32)  # type: ignore[union-attr]
-        c = QWeight(c.value, unit, np.zeros(unit.shape, np.int64), None if unit.size == 1 else 0)
-    out = None
-    signed = False
-    if sy is not None:
-        t, signed = L.q_type(sy, zy, ())
-        n_out = bv.shape[0] if trans_b else bv.shape[1]
-        out = code_type(t.bits, t.scale[0], t.zero_point[0], A.shape[:-1] + (n_out,))  # type: ignore[union-attr]
-    alpha = float(attr(n, "alpha", 1.0))
-    r = soma_linear(L, n, A, B, c, n.output[0], out=out, trans_b=trans_b, alpha=alpha)  # type: ignore[arg-type]
-    return [Act(r.name, r.type, sy is not None, signed)]
-
-
 # ---- dynamic quantization: DynamicQuantizeLinear + MatMulInteger + Cast + Mul(scale) ----------------
-
-
-@register("DynamicQuantizeLinear")
-def dynamic_quantize(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """Runtime scales cannot exist in a static spiking graph: the scale onnxruntime would compute
-    from each input ((max(0,x) - min(0,x)) / 255) is computed once from the calibration range of x."""
-    (x,) = ins
-    if not isinstance(x, Act):
-        raise FrontendError("DynamicQuantizeLinear of a non-activation")
-    r = L.stats.range(n.input[0])
-    t = range_type(r[0], r[1], 8, x.shape) if r else x.type
-    q = L.b.requant_to(n.output[0], x, t)
-    act = Act(q.name, q.type, True, False)
-    return [act, DynScale(act, np.ones(()), "scale"), DynScale(act, np.zeros(()), "zero_point")]
-
-
-@register("MatMulInteger")
-def matmul_integer(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    a, b = ins[:2]
-    bz = ins[3] if len(ins) > 3 else None
-    if not isinstance(a, Act) or not isinstance(b, Const):
-        raise FrontendError("MatMulInteger needs a quantized activation and a constant integer weight")
-    w = b.value.astype(np.int64)
-    if bz is not None:
-        z = np.asarray(L.const_value(bz)).astype(np.int64)
-        w = w - (z.reshape(1, -1) if z.size > 1 else int(z.reshape(-1)[0]))
-    return [IntAcc(a, w)]
-
-
 
 
 # ---- Einsum: what reduces to diagonals, sums, transposes and one (batched) matmul -----------------------

@@ -36,14 +36,13 @@ from lasercc.frontends.onnx.common import (
     int_type,
     model_type,
     move,
-    q_input,
     take,
     union_type,
     val_shape,
 )
 from lasercc.frontends.onnx.emit import with_shape
 from lasercc.frontends.onnx.load import FrontendError
-from lasercc.frontends.onnx.registry import MS, attr, register
+from lasercc.frontends.onnx.registry import attr, register
 
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
@@ -308,16 +307,6 @@ def _part(L: Lowerer, n: onnx.NodeProto, v: Val, out, xs: list[Act], acts: list)
     if isinstance(v, Const | QWeight):
         return const_codes(L, n.output[0] + ".const", xs[0], np.asarray(L.const_value(v)), out)
     return xs[[id(a) for a in acts].index(id(v))]
-
-
-@register("QLinearConcat", domain=MS)
-def qlinear_concat(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    sy, zy = ins[0], ins[1]
-    xs = [q_input(L, ins[i], ins[i + 1], ins[i + 2]) for i in range(2, len(ins), 3)]
-    axis = attr(n, "axis") % len(xs[0].shape)  # type: ignore[union-attr]
-    out, signed = L.q_type(sy, zy, ())
-    r = concat_acts(L, n.output[0], xs, axis, out)  # type: ignore[arg-type]
-    return [Act(r.name, r.type, True, signed)]
 
 
 @register("Expand")
