@@ -24,6 +24,7 @@ from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
     decompose,
     ops_contrib,
     ops_elementwise,
+    ops_int,
     ops_linear,
     ops_move,
     ops_nbits,
@@ -155,7 +156,8 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
             "calibration_batch": 1 if cal_shapes else None,
             "act_bits": opts.act_bits, "internal_bits": opts.internal_bits, "weight_bits": opts.weight_bits,
             "norm_input_bits": opts.norm_input_bits,
-            "onnx_nodes": len(m.graph.node), "opset": {o.domain or "ai.onnx": o.version for o in m.opset_import}}
+            "onnx_nodes": len(m.graph.node), "notes": list(low.notes),
+            "opset": {o.domain or "ai.onnx": o.version for o in m.opset_import}}
     return FrontendResult(graph, dict(low.tensor_map), dict(low.output_info), info)
 
 

@@ -96,6 +96,14 @@ def check_inputs(data: dict[str, np.ndarray], specs: dict[str, tuple[np.dtype, t
     for name, (_, shape) in specs.items():
         a = data[name]
         b = shape[0] if shape else 1
+        if not shape:  # a scalar input: one value per run
+            if a.ndim:
+                raise InputError(f"{what} input {name!r}: expected a scalar, got shape {list(a.shape)}")
+            k = 1
+            if n is not None and k != n:
+                raise InputError(f"{what} inputs hold different numbers of rows")
+            n = k
+            continue
         if a.ndim != len(shape) or tuple(a.shape[1:]) != tuple(shape[1:]) or a.shape[0] % b:
             raise InputError(f"{what} input {name!r}: expected shape [n*{b}, {', '.join(map(str, shape[1:]))}], "
                              f"got {list(a.shape)}")
@@ -240,7 +248,7 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
         feed = {}
         for k, (dt, shape) in specs.items():
             b = shape[0] if shape else 1
-            feed[k] = np.asarray(data[k][c * b:(c + 1) * b]).astype(dt)
+            feed[k] = np.asarray(data[k][c * b:(c + 1) * b] if shape else data[k]).astype(dt)
         for k, v in feed.items():  # integer inputs too: a passthrough output sizes its code table by them
             if v.dtype.kind in "iu" and v.size:
                 st.lo[k] = min(st.lo.get(k, float(v.min())), float(v.min()))
