@@ -204,6 +204,10 @@ class Lowerer:
                 what = onnx.TensorProto.DataType.Name(et) if et else "unknown"
                 raise FrontendError(f"graph input {vi.name!r} has unsupported dtype {what.lower()} (inputs must be "
                                     "float16/32/64, integer or bool tensors)")
+        for vo in self.model.graph.output:
+            if vo.type.tensor_type.elem_type == onnx.TensorProto.BFLOAT16:
+                raise FrontendError(f"graph output {vo.name!r} has dtype bfloat16, which onnxruntime (calibration) "
+                                    "cannot return to NumPy; cast it to float32 in the model")
 
     def _input(self, vi: onnx.ValueInfoProto) -> None:
         """A graph input, by dtype (value classes: see :mod:`values`).

@@ -523,17 +523,22 @@ def _wrap(L: Lowerer, stem: str, x: Act, dt: np.dtype) -> Act:
 
 
 def _cast_to(L: Lowerer, n: onnx.NodeProto) -> np.dtype:
+    """The target dtype; bfloat16 (no NumPy dtype: ml_dtypes' is opaque) counts as a float like float16."""
     if n.op_type == "Cast":
-        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(attr(n, "to")))
+        to = attr(n, "to")
+        return np.dtype(np.float32) if to == onnx.TensorProto.BFLOAT16 else \
+            np.dtype(onnx.helper.tensor_dtype_to_np_dtype(to))
     v = L.env.get(n.input[1])
     if is_const(v):
-        return np.asarray(L.const_value(v)).dtype
-    from lasercc.frontends.onnx.load import tensor_dtypes
+        dt = np.asarray(L.const_value(v)).dtype
+    else:
+        from lasercc.frontends.onnx.load import tensor_dtypes
 
-    types = L.__dict__.setdefault("_dtypes", tensor_dtypes(L.model))
-    if n.input[1] not in types:
-        raise FrontendError(f"CastLike: the element type of {n.input[1]!r} is unknown")
-    return types[n.input[1]]
+        types = L.__dict__.setdefault("_dtypes", tensor_dtypes(L.model))
+        if n.input[1] not in types:
+            raise FrontendError(f"CastLike: the element type of {n.input[1]!r} is unknown")
+        dt = types[n.input[1]]
+    return np.dtype(np.float32) if dt.name == "bfloat16" else dt
 
 
 @register("Cast", "CastLike")
