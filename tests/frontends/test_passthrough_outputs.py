@@ -12,11 +12,9 @@ import warnings
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pytest
 from onnx import TensorProto, helper
 
 import lasercc
-from lasercc.errors import LasercError
 
 
 def _model(tmp_path, extra_nodes=(), extra_outputs=()):  # noqa: ANN001, ANN202

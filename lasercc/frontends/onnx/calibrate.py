@@ -96,13 +96,9 @@ def check_inputs(data: dict[str, np.ndarray], specs: dict[str, tuple[np.dtype, t
     for name, (_, shape) in specs.items():
         a = data[name]
         b = shape[0] if shape else 1
-        if not shape:  # a scalar input: one value per run
+        if not shape:  # a scalar input: the same value in every run
             if a.ndim:
                 raise InputError(f"{what} input {name!r}: expected a scalar, got shape {list(a.shape)}")
-            k = 1
-            if n is not None and k != n:
-                raise InputError(f"{what} inputs hold different numbers of rows")
-            n = k
             continue
         if a.ndim != len(shape) or tuple(a.shape[1:]) != tuple(shape[1:]) or a.shape[0] % b:
             raise InputError(f"{what} input {name!r}: expected shape [n*{b}, {', '.join(map(str, shape[1:]))}], "
