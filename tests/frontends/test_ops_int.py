@@ -187,3 +187,16 @@ def test_input_dependent_range_is_refused() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             lasercc.compile(m, target="numpy", bits=16, calibration=feeds, passes="", progress=False)
+
+
+def test_cast_of_a_quantized_tensor_reads_its_integers() -> None:
+    """Cast(QuantizeLinear(x)) is the integer q itself (code - shift), not the dequantized real value."""
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("Cast", ["q"], ["qf"], to=F32),
+             helper.make_node("Cast", ["q"], ["qi"], to=TensorProto.INT32)]
+    m = _model(nodes, [("x", F32, [1, 6])], [("qf", F32, [1, 6]), ("qi", TensorProto.INT32, [1, 6])],
+               [("s", np.array(0.05, np.float32)), ("z", np.array(-3, np.int8))])
+    x = np.random.default_rng(4).standard_normal((4, 6)).astype(np.float32)
+    ours, ref = _run(m, {"x": x}, {"x": x})
+    for k in ("qf", "qi"):
+        assert np.array_equal(ours[k], ref[k].astype(np.float64)), k

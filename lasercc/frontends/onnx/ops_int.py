@@ -569,12 +569,19 @@ def cast(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         return [x]  # ids stay ids in any integer type that holds them
     if not isinstance(x, Act):
         raise FrontendError(f"Cast of {type(x).__name__} to {dt} is not supported")
+    if x.quantized and not x.integer:
+        # the ONNX tensor is the integer tensor q itself (a QuantizeLinear output): code = q + shift, so its
+        # codes are exact integer data of scale 1 and zero point ``shift`` -- that is what a Cast reads
+        shift = (1 << (x.type.bits - 1)) if x.signed else 0
+        t = code_type(x.type.bits, 1.0, shift, x.shape)
+        r = L.b.soma_mul(stem + ".q", [Act(x.name, t)], [np.ones(1, np.int64)], 1.0, (1.0,), t)  # same codes, new type
+        x = Act(r.name, t, int_range=(t.lo - shift, t.hi - shift))
     if x.boolean and not (x.int_range is not None and x.int_range[0] >= 0 and x.int_range[1] <= 1):
         x = as01(L, stem + ".01", x)  # a bool is true where nonzero: exact 0/1 before it is used as a number
     if dt.kind == "b":
         return [x if x.boolean else _bool01(L, stem, x)]
     if dt.kind == "f":
-        return [Act(x.name, x.type, x.quantized and not x.integer, x.signed)]  # same codes, a float view
+        return [Act(x.name, x.type)]  # same codes, a float view
     if x.integer:
         r = _wrap(L, stem, x, dt)
         return [r if r is not x else Act(x.name, x.type, int_range=x.int_range)]
