@@ -33,7 +33,7 @@ def move(L: Lowerer, n: onnx.NodeProto, x: Val, shape: tuple[int, ...], perm: tu
         assert isinstance(inner, Act)
         return Masked(inner, m)
     if isinstance(x, Ids) and perm is None:
-        return Ids(x.name, tuple(shape), x.base or x.shape)
+        return Ids(x.name, tuple(shape), x.base if x.base is not None else x.shape)
     if isinstance(x, Ids):  # a transpose of integer input data: as exact integer codes (value class b)
         x = int_of(L, n.output[0] + ".ids", x)
     if isinstance(x, Masked) and isinstance(x.mask, Act):
@@ -68,7 +68,7 @@ def ids_as_codes(L: Lowerer, stem: str, x: Ids, hi: int = 3) -> Act:
 def ids_lookup(L: Lowerer, stem: str, x: Ids, table: np.ndarray, bits: int) -> Act:
     """``table[ids]`` for a 1-D table of ``bits``-bit codes (scale 1, zero point 0): a host Gather of the
     ids, reshaped to the viewed shape. Ids at or beyond the table's length are a run-time input error."""
-    base = x.base or x.shape
+    base = x.base if x.base is not None else x.shape
     name = L.b.fresh(stem)
     t = code_type(bits, 1.0, 0, base)
     L.b.add(Gather(name=name, inputs=(x.name,), type=t, table=L.b.const(name + ".table", np.asarray(table))))
@@ -402,6 +402,12 @@ def int_result(L: Lowerer, stem: str, xs: list[Act], ws: list[np.ndarray], bias:
     """``sum_i ws[i] * xs[i] + bias`` exactly: a mul-form Soma with integer weights, requant scale 1."""
 
 
+    if not shape:  # a Soma's result has rank >= 1: compute [1], then view it as a scalar
+        r = int_result(L, stem + ".1", xs, ws, bias, lo, hi, (1,), boolean)
+        name = L.b.fresh(stem)
+        t = int_type(lo, hi, ())
+        L.b.add(Reshape(name=name, inputs=(r.name,), type=t))
+        return r.moved(name, t)
     out = int_type(lo, hi, shape)
     ws = [np.asarray(w, np.int64) for w in ws]
     if tuple(np.broadcast_shapes(*(x.shape for x in xs), *(w.shape for w in ws))) != tuple(shape):

@@ -56,7 +56,7 @@ from lasercc.frontends.onnx.common import (
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.registry import attr, register
 from lasercc.frontends.onnx.values import Act, Const, DynMask, Ids, IntAcc, Masked, Val, code_type, range_type
-from lasercc.ir.nodes import Mask
+from lasercc.ir.nodes import Mask, Reshape
 
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
@@ -79,8 +79,16 @@ def _bool(r: Act) -> Act:
 
 
 def _fit(L: Lowerer, stem: str, x: Act, shape: tuple[int, ...]) -> Act:
-    """``x`` broadcast to ``shape`` (data movement) when an operation's result is larger than it."""
-    return x if tuple(x.shape) == tuple(shape) else broadcast_to(L, stem, x, tuple(shape))
+    """``x`` broadcast to ``shape`` (data movement) when an operation's result is larger than it; a one-element
+    result of a Soma (rank >= 1) viewed as the scalar it is."""
+    if tuple(x.shape) == tuple(shape):
+        return x
+    if int(np.prod(x.shape)) == 1 and not shape:
+        name = L.b.fresh(stem + ".scalar")
+        t = code_type(x.type.bits, x.scale, x.zp, ())
+        L.b.add(Reshape(name=name, inputs=(x.name,), type=t))
+        return x.moved(name, t)
+    return broadcast_to(L, stem, x, tuple(shape))
 
 
 def _const_is_int(c: np.ndarray) -> bool:
@@ -133,6 +141,7 @@ def compare(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
                                 "product) is not supported")
     shape = _bshape(L, a, b)
     stem = n.output[0]
+    sh1 = shape or (1,)  # Soma results have rank >= 1; _fit views a one-element result as the scalar
     if is_const(b):
         c = np.asarray(L.const_value(b))
         if c.dtype == bool:
@@ -150,19 +159,19 @@ def compare(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
                 raise FrontendError(f"{n.op_type} of integer data with a non-integer constant tensor")
             lo, hi = x.int_range  # type: ignore[misc]
             ci = c.astype(np.int64)
-            d = int_result(L, stem + ".diff", [x], [np.ones(1)], -ci, lo - int(ci.max()), hi - int(ci.min()), shape)
+            d = int_result(L, stem + ".diff", [x], [np.ones(1)], -ci, lo - int(ci.max()), hi - int(ci.min()), sh1)
         else:
             lo, hi = x.scale * (x.type.lo - x.zp), x.scale * (x.type.hi - x.zp)
             cf = c.astype(np.float64)
-            t = range_type(lo - cf.max(), hi - cf.min(), max(L.opts.internal_bits, x.type.bits), shape, True)
+            t = range_type(lo - cf.max(), hi - cf.min(), max(L.opts.internal_bits, x.type.bits), sh1, True)
             d = L.b.affine_const(stem + ".diff", x, None, -cf, t)
         return [_fit(L, stem, int_lut(L, stem, d, fn, (0.0,), boolean=True), shape)]
     if is_intlike(a) and is_intlike(b):
         x, y = int_of(L, stem + ".a", a), int_of(L, stem + ".b", b)
         (lo, hi), (ylo, yhi) = x.int_range, y.int_range  # type: ignore[misc]
-        d = int_result(L, stem + ".diff", [x, y], [np.ones(1), -np.ones(1)], 0, lo - yhi, hi - ylo, shape)
+        d = int_result(L, stem + ".diff", [x, y], [np.ones(1), -np.ones(1)], 0, lo - yhi, hi - ylo, sh1)
     elif isinstance(a, Act) and isinstance(b, Act):
-        d = _difference(L, stem + ".diff", a, b, shape)
+        d = _difference(L, stem + ".diff", a, b, sh1)
     else:
         raise FrontendError(f"{n.op_type} of {type(a).__name__} and {type(b).__name__} is not supported")
     return [_fit(L, stem, int_lut(L, stem, d, fn, (0.0,), boolean=True), shape)]
@@ -239,6 +248,9 @@ def _select(L: Lowerer, n: onnx.NodeProto, cond: Val, a: Val, b: Val) -> Act:
     """
     stem = n.output[0]
     shape = _bshape(L, cond, a, b)
+    if not shape:  # scalars: select on one-element vectors (Somas and DecodeMACs are rank >= 1), then view
+        one = [Const(np.reshape(L.const_value(v), (1,))) if is_const(v) else move(L, n, v, (1,)) for v in (cond, a, b)]
+        return _fit(L, stem, _select(L, n, *one), ())
     integer = all(is_intlike(v) or (is_const(v) and np.asarray(L.const_value(v)).dtype.kind in "biu")
                   for v in (a, b))
     if integer:
