@@ -99,10 +99,31 @@ def _const_is_int(c: np.ndarray) -> bool:
 # ---- identity ------------------------------------------------------------------------------------------
 
 
-@register("Identity", "Dropout")
+@register("Identity")
 def identity(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """Any value class passes through (Dropout is the identity at inference; its mask output is unused)."""
-    return [ins[0]] + [None] * (len(n.output) - 1)
+    """Any value class passes through."""
+    return [ins[0]]
+
+
+@register("Dropout")
+def dropout(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """The identity at inference, its mask output constant true. In training mode (``training_mode`` true, or
+    computed from the inputs) with a nonzero ratio the output is random: refused."""
+    mode = ins[2] if len(ins) > 2 else None
+    ratio = ins[1] if len(ins) > 1 else None
+    if mode is not None:
+        if not is_const(mode):
+            raise FrontendError("Dropout with training_mode computed from the inputs (random in training) is not "
+                                "supported")
+        training = bool(np.asarray(L.const_value(mode)).reshape(-1)[0])
+        r = 0.5 if ratio is None else float(np.asarray(L.const_value(ratio, "ratio")).reshape(-1)[0])
+        if training and r != 0.0:
+            raise FrontendError("Dropout in training mode is random; export the model for inference")
+    x = ins[0]
+    outs = [x]
+    if len(n.output) > 1:
+        outs.append(Const(np.ones(_shape(L, x), bool)))
+    return outs
 
 
 # ---- comparisons --------------------------------------------------------------------------------------
@@ -321,10 +342,15 @@ def _select(L: Lowerer, n: onnx.NodeProto, cond: Val, a: Val, b: Val) -> Act:
         hi = max([_real_range(x)[1] for x in act_br] + [float(v.max()) for v in cvals if v.size])
         bits = max([L.opts.act_bits] + [x.type.bits for x in act_br])
         out = range_type(lo, hi, bits, shape)
-        sc = min([x.scale for x in act_br if not x.boolean and not x.integer] or [out.scale[0]]) / (1 << ADD_FINE_BITS)
-    # weights in units of sc: an input of scale s with real weight w contributes w * s / sc per code
-    big = max([float(np.abs(w).max()) * x.scale for x, w in terms] + [float(np.abs(bias).max())]) if terms else 0.0
-    sc = float(np.float32(max(sc, big / (1 << 24))))
+        scales = sorted({x.scale for x in act_br})
+        # one branch scale: its grid (weight 1, exact); two: a common fine grid (as emit.add_acts); none: the
+        # output's grid refined (a condition-weighted constant)
+        sc = scales[0] if len(scales) == 1 else (scales[0] / (1 << ADD_FINE_BITS) if scales
+                                                  else out.scale[0] / (1 << ADD_FINE_BITS))
+    # weights in units of sc: an input of scale s with real weight w contributes w * s / sc per code; the
+    # accumulator must stay well inside the Soma's limit (2^46)
+    big = max([float(np.abs(w).max()) * x.scale * x.type.hi for x, w in terms] + [float(np.abs(bias).max())])
+    sc = float(np.float32(max(sc, big / (1 << 40))))
     ws = [np.rint(np.asarray(w, np.float64) * x.scale / sc).astype(np.int64) for x, w in terms]
     if tuple(np.broadcast_shapes(*(x.shape for x in acts), *(w.shape for w in ws))) != tuple(shape):
         ws[0] = np.broadcast_to(ws[0], np.broadcast_shapes(ws[0].shape, shape)).copy()  # the bias sets the shape
