@@ -173,6 +173,10 @@ def test_activation_comparisons_where_and_casts() -> None:
     y = x + rng.choice([-1.0, 1.0], x.shape).astype(np.float32)
     feeds = {"x": x, "y": y, "k": np.array(-1, np.int64)}  # a scalar input: one row per run
     ours, ref = _run(m, feeds, feeds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        art = lasercc.compile(m, target="numpy", bits=16, calibration=feeds, passes="", progress=False)
+    assert any("IsNaN" in note for note in art.manifest["frontend"]["notes"])
     for k in ("gt", "le", "xi", "nan"):
         assert np.array_equal(ours[k], ref[k].astype(np.float64)), k
     for k in ("w", "tri", "cy"):

@@ -8,8 +8,9 @@
   Add/Sub/Mul/Div by constants -> 1-input mul-form Soma (``emit.affine_const``); Mul of two
   activations -> DecodeMAC; Div by an activation -> ASNC reciprocal (rsqrt when the divisor is a
   Sqrt) + DecodeMAC; ``Pow(x, 2)`` -> DecodeMAC(x, x).
-* Additive masks (constants with entries <= -1e4, e.g. ``finfo.min``) and ``Where(cond, x, -big)``
-  become a :class:`Masked` value that Softmax applies as a Mask node: never quantized as data.
+* Additive masks (constants with entries <= -1e4, e.g. ``finfo.min``) become a :class:`Masked` value that
+  Softmax applies as a Mask node: never quantized as data (``Where(cond, x, -big)``: ``ops_int.py``).
+* Add/Sub/Mul of integer data are exact (``common.int_binary``); the integer/bool ops are in ``ops_int.py``.
 * Unary functions -> ASNCSegment in exact lookup-table form (``emit.asnc_lut``), named by a
   registered function so the ``asnc-fit`` pass can refit them.
 """
