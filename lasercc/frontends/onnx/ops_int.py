@@ -91,6 +91,18 @@ def _fit(L: Lowerer, stem: str, x: Act, shape: tuple[int, ...]) -> Act:
     return broadcast_to(L, stem, x, tuple(shape))
 
 
+def _qints(L: Lowerer, stem: str, v: Val) -> Val:
+    """A quantized tensor (the ONNX uint8/int8/... output of QuantizeLinear or a QLinear op) is integer data:
+    its ONNX value is q = code - shift, not the dequantized real value. As exact integer codes (scale 1, zero
+    point ``shift``: the same codes under a new type, one identity Soma); any other value unchanged."""
+    if not (isinstance(v, Act) and v.quantized and not v.integer):
+        return v
+    shift = (1 << (v.type.bits - 1)) if v.signed else 0
+    t = code_type(v.type.bits, 1.0, shift, v.shape)
+    r = L.b.soma_mul(stem + ".q", [Act(v.name, t)], [np.ones(1, np.int64)], 1.0, (1.0,), t)  # same codes, new type
+    return Act(r.name, t, int_range=(t.lo - shift, t.hi - shift))
+
+
 def _const_is_int(c: np.ndarray) -> bool:
     c = np.asarray(c)
     return c.dtype.kind in "biu" or bool(np.all(np.isfinite(c)) and np.all(c == np.rint(c)))
@@ -152,7 +164,7 @@ def _difference(L: Lowerer, stem: str, a: Act, b: Act, shape: tuple[int, ...]) -
 
 @register(*CMP)
 def compare(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    a, b = ins
+    a, b = (_qints(L, f"{n.output[0]}.in{i}", v) for i, v in enumerate(ins))
     fn = CMP[n.op_type]
     if is_const(a) and not is_const(b):
         a, b, fn = b, a, MIRROR[fn]
@@ -364,7 +376,7 @@ def where(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     data -- with a constant condition the result is a :class:`Masked` activation, with a bool condition from
     the inputs a :class:`DynMask` (constant branches) or a Masked with an input-dependent mask; Softmax applies
     them. Every other combination is a selection (:func:`_select`)."""
-    cond, a, b = ins
+    cond, a, b = (_qints(L, f"{n.output[0]}.in{i}", v) for i, v in enumerate(ins))
     for v in (cond, a, b):
         if isinstance(v, Masked | DynMask | IntAcc):
             raise FrontendError(f"Where of a {type(v).__name__} value is not supported")
@@ -412,7 +424,7 @@ def trilu(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     With a constant ``k`` the kept triangle is a constant: a ``Mask`` node sets the other codes to the zero
     point (data movement, exact for every value class). With ``k`` from the inputs the triangle is an exact
     comparison ``j - i >= k`` (upper) / ``j - i <= k`` (lower) on integer codes, then a selection."""
-    x = ins[0]
+    x = _qints(L, n.output[0] + ".in", ins[0])
     if isinstance(x, Ids):
         x = int_of(L, n.output[0] + ".in", x)
     if not isinstance(x, Act):
@@ -483,7 +495,7 @@ def cumsum(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     An axis computed from the inputs: of a rank-1 tensor it can only be 0 (or -1); otherwise the sum along
     every axis is computed and the one the axis names is selected by exact 0/1 conditions ``axis == a`` (or
     ``a - rank``) -- each a DecodeMAC that keeps its candidate's codes or zeroes them, summed exactly."""
-    x = ins[0]
+    x = _qints(L, n.output[0] + ".in", ins[0])
     if is_intlike(x):
         x = int_of(L, n.output[0] + ".in", x)
     if not isinstance(x, Act):
@@ -607,13 +619,7 @@ def cast(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         return [x]  # ids stay ids in any integer type that holds them
     if not isinstance(x, Act):
         raise FrontendError(f"Cast of {type(x).__name__} to {dt} is not supported")
-    if x.quantized and not x.integer:
-        # the ONNX tensor is the integer tensor q itself (a QuantizeLinear output): code = q + shift, so its
-        # codes are exact integer data of scale 1 and zero point ``shift`` -- that is what a Cast reads
-        shift = (1 << (x.type.bits - 1)) if x.signed else 0
-        t = code_type(x.type.bits, 1.0, shift, x.shape)
-        r = L.b.soma_mul(stem + ".q", [Act(x.name, t)], [np.ones(1, np.int64)], 1.0, (1.0,), t)  # same codes, new type
-        x = Act(r.name, t, int_range=(t.lo - shift, t.hi - shift))
+    x = _qints(L, stem, x)  # type: ignore[assignment]
     if x.boolean and not (x.int_range is not None and x.int_range[0] >= 0 and x.int_range[1] <= 1):
         x = as01(L, stem + ".01", x)  # a bool is true where nonzero: exact 0/1 before it is used as a number
     if dt.kind == "b":
