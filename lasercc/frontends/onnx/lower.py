@@ -275,7 +275,7 @@ class Lowerer:
                     self.tensor_map.setdefault(o, v.name)
 
     def _foldable(self, n: onnx.NodeProto, ins: list) -> bool:
-        if n.op_type in ("Shape", "Size") and ins and isinstance(ins[0], Act | Masked | Ids):
+        if n.op_type in ("Shape", "Size") and ins and isinstance(ins[0], Act | Masked | Ids | DynMask):
             return True
         if n.op_type == "DequantizeLinear":
             return False
@@ -286,7 +286,7 @@ class Lowerer:
     def _fold(self, n: onnx.NodeProto, ins: list) -> list[np.ndarray]:
         if n.op_type in ("Shape", "Size") and not isinstance(ins[0], Const | QWeight):
             v = ins[0]
-            shape = v.act.shape if isinstance(v, Masked) else tuple(v.shape)
+            shape = v.act.shape if isinstance(v, Masked) else v.src.shape if isinstance(v, DynMask) else tuple(v.shape)
             if n.op_type == "Size":
                 return [np.array(int(np.prod(shape)), np.int64)]
             start = next((a.i for a in n.attribute if a.name == "start"), 0)
