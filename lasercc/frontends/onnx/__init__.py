@@ -27,6 +27,7 @@ from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
     decompose,
     ops_contrib,
     ops_elementwise,
+    ops_int,
     ops_linear,
     ops_move,
     ops_nbits,
