@@ -55,6 +55,9 @@ class Options:
 
 NORM_OPS = frozenset({"LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization", "ReduceMean",
                       "SkipLayerNormalization", "SkipSimplifiedLayerNormalization"})
+# ArgMax/ArgMin read their input at the same wider width: their result is exact integer data, and inputs that
+# differ by less than one code step tie (decided by index). 8-bit logits tie often; 16-bit ones rarely do.
+NORM_OPS = NORM_OPS | {"ArgMax", "ArgMin"}
 
 
 @dataclass
