@@ -117,3 +117,28 @@ def test_runtime_axes_are_refused_not_crashed() -> None:
     with pytest.raises(LasercError, match="axes"):
         lasercc.compile(m, target="numpy", bits=16, calibration={"x": X, "axes": np.array([1], np.int64)},
                         passes="", progress=False)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+@pytest.mark.parametrize("axis", [1, -1])
+def test_masked_softmax_any_axis_and_fully_masked_rows(dynamic: bool, axis: int) -> None:
+    """An additive -1e9 mask (constant, or from an integer mask input) broadcast along axis 1: softmax along
+    axis 1 meets rows masked throughout, where ONNX gives the uniform 1/K."""
+    x = RNG.normal(size=(2, 5, 4)).astype(np.float32)
+    keep = np.array([[[1, 1, 1, 0]], [[1, 1, 0, 0]]], np.int64)
+    nodes = [helper.make_node("Sub", ["one", "mf"], ["inv"]), helper.make_node("Mul", ["inv", "big"], ["add"]),
+             helper.make_node("Add", ["x", "add"], ["s"]), helper.make_node("Softmax", ["s"], ["y"], axis=axis)]
+    inits = [numpy_helper.from_array(np.float32(1.0).reshape(()), "one"),
+             numpy_helper.from_array(np.float32(-1e9).reshape(()), "big")]
+    ins = [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)]
+    feeds = {"x": x}
+    if dynamic:
+        nodes.insert(0, helper.make_node("Cast", ["m"], ["mf"], to=TensorProto.FLOAT))
+        ins.append(helper.make_tensor_value_info("m", TensorProto.INT64, keep.shape))
+        feeds["m"] = keep
+    else:
+        inits.append(numpy_helper.from_array(keep.astype(np.float32), "mf"))
+    g = helper.make_graph(nodes, "g", ins, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    _check(m, feeds)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from lasercc.frontends.onnx.common import MASK_THRESHOLD
+from lasercc.frontends.onnx.common import MASK_THRESHOLD, as01, logical_not
 from lasercc.frontends.onnx.emit import with_shape
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.values import Act, Const, DynScale, IntAcc, Masked, QWeight, Val, code_type, range_type
@@ -162,13 +162,20 @@ def exp_shifted(L: Lowerer, stem: str, x: Act | Masked, samples: np.ndarray | No
         e = ASNC exp(d)          e in (0, 1], internal_bits, scale 1/(2^b - 1); masked entries -> 0
         S = Soma(e @ ones[K, 1]) S in [1, K] (planned from the calibration samples when there are some)
 
-    Returns ``(m, d, e, S, ssamp)``; ``ssamp`` are the calibration values of S (or None).
+    A row masked throughout gives the uniform 1/K that ONNX computes for ``x + finfo.min`` (every entry rounds
+    to the same value): its exps are left unzeroed (:func:`_partly_dropped`). Returns ``(m, d, e, S, ssamp)``;
+    ``ssamp`` are the calibration values of S (or None).
     """
     mask = x.mask if isinstance(x, Masked) else None
     xa = x.act if isinstance(x, Masked) else x
     if not xa.shape:
         raise FrontendError("Softmax of a scalar")
     k = xa.shape[-1]
+    zero_mask = mask
+    if isinstance(mask, np.ndarray) and k:
+        every = np.all(np.broadcast_to(mask, xa.shape), axis=-1, keepdims=True)
+        if np.any(every):  # rows masked throughout: uniform, as for input-dependent masks (_partly_dropped)
+            zero_mask = np.broadcast_to(mask, xa.shape) & ~every
     ib = L.opts.internal_bits
     n_bits = xa.type.bits
     shape1 = xa.shape[:-1] + (1,)
@@ -187,7 +194,8 @@ def exp_shifted(L: Lowerer, stem: str, x: Act | Masked, samples: np.ndarray | No
         dead = (s <= MASK_THRESHOLD) | ~np.isfinite(s)
         if isinstance(mask, np.ndarray) and mask.ndim == s.ndim and s.shape[0] % mask.shape[0] == 0:
             dead |= np.tile(mask, (s.shape[0] // mask.shape[0],) + (1,) * (mask.ndim - 1))
-        s = np.where(dead, -np.inf, s)
+        every = np.all(dead, axis=-1, keepdims=True)  # rows masked throughout: uniform (see _partly_dropped)
+        s = np.where(every, 0.0, np.where(dead, -np.inf, s))
         mx = np.max(s, axis=-1, keepdims=True)
         dd = s - np.where(np.isfinite(mx), mx, 0.0)
         dsamp = dd[np.isfinite(dd)]
@@ -195,7 +203,8 @@ def exp_shifted(L: Lowerer, stem: str, x: Act | Masked, samples: np.ndarray | No
         smax = float(np.max(ssamp)) if ssamp.size else None
     e = L.b.asnc_lut(stem + ".exp", d, "exp", (), e_t, dsamp)
     if mask is not None:
-        e = mask_node(L, stem + ".zero", e, mask)
+        e = mask_node(L, stem + ".zero", e,
+                      zero_mask if isinstance(mask, np.ndarray) else _partly_dropped(L, stem, mask))
     s_hi = float(min(k, 1.25 * smax)) if smax else float(k)
     s_t = range_type(0.0, max(s_hi, 1.0), ib, shape1)
     ssum = L.b.soma_matmul(stem + ".sum", e, np.ones((k, 1), np.int64), (1.0,), s_t)
@@ -227,6 +236,32 @@ def check_softmax_input(xa: Act, out: CodeType, log: bool, what: str = "Softmax"
             f"{s:.3g}, so rounding the input alone moves the result by up to {err:.3g}, more than "
             f"{SOFTMAX_INPUT_STEPS} steps of a {bits}-bit result. {what} ignores a common offset of each row but the "
             "codes must carry it: narrow the input's range (rows offset by large constants) or use more bits")
+
+
+def _partly_dropped(L: Lowerer, stem: str, drop: Act) -> Act:
+    """``drop`` (an input-dependent mask: true where the real value is positive) kept only in rows (last axis)
+    that keep at least one entry, as exact 0/1 codes; computed once per mask tensor.
+
+    Why: in a row where every entry is masked, ONNX's ``x + finfo.min`` rounds every entry to the same value,
+    so its softmax is uniform (1/K); zeroing every exp would give 0 (left-padded causal LMs have such rows at the
+    padding positions). Here the masked codes are all 0, so the row's max is 0 and every exp is 1: leaving them
+    unzeroed gives 1/K. (A -1e4 mask would keep ``softmax(x)`` there; finfo.min and -1e9 are what exporters use.)
+    ``drop01 * max_row(1 - drop01)``: an ASNC nonzero table, a Soma, a WTAMax and a DecodeMAC on the mask tensor
+    (typically [batch, 1, 1, keys]: small).
+    """
+    cache = L.__dict__.setdefault("_partly_dropped", {})
+    if drop.name in cache:
+        return cache[drop.name]
+    d01 = as01(L, stem + ".drop01", drop)
+    keep = logical_not(L, stem + ".keep", d01)
+    if keep.shape and keep.shape[-1] > 1:
+        t = with_shape(keep.type, keep.shape[:-1] + (1,))
+        name = L.b.fresh(stem + ".anykeep")
+        L.b.add(WTAMax(name=name, inputs=(keep.name,), type=t, axis=len(keep.shape) - 1))
+        keep = Act(name, t)
+    r = L.b.decode_mac(stem + ".dropkept", d01, keep, "mul", code_type(2, 1.0, 0, d01.shape))
+    cache[drop.name] = r
+    return r
 
 
 def softmax_core(L: Lowerer, stem: str, x: Act | Masked, out, samples: np.ndarray | None) -> Act:  # noqa: ANN001
