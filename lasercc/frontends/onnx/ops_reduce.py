@@ -195,7 +195,16 @@ def _activation(n: onnx.NodeProto, x: Val) -> Act:
         raise FrontendError(f"{n.op_type} of a masked (-inf) tensor is not supported (only Softmax applies masks)")
     if not isinstance(x, Act):
         raise FrontendError(f"{n.op_type} of {type(x).__name__} is not supported")
+    _not_empty(n, x.shape)
     return x
+
+
+def _not_empty(n: onnx.NodeProto, shape: tuple[int, ...]) -> None:
+    """An empty tensor (a zero-size dimension) has no values to compute on: its reduction is a constant
+    (0, +-inf or NaN) or another empty tensor, neither of which a spiking graph produces."""
+    if 0 in tuple(shape):
+        raise FrontendError(f"{n.op_type} of an empty tensor (shape {list(shape)}): its result does not depend on "
+                            "any input value, so there is nothing to compute as spikes")
 
 
 # ---- reductions ----------------------------------------------------------------------------------------
@@ -405,6 +414,7 @@ def _softmax_input(n: onnx.NodeProto, x: Val) -> Act | Masked:
         raise FrontendError(f"{n.op_type} of integer data (ONNX defines it for floats only)")
     if not isinstance(xa, Act):
         raise FrontendError(f"{n.op_type} of {type(xa).__name__} is not supported")
+    _not_empty(n, xa.shape)
     return x  # type: ignore[return-value]
 
 
@@ -514,6 +524,7 @@ def arg_max_min(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 def _operands(n: onnx.NodeProto, ins: list) -> list[Val]:
     vals = [v for v in ins if v is not None]
     for v in vals:
+        _not_empty(n, _shape(v))
         if isinstance(v, Masked):
             raise FrontendError(f"{n.op_type} of a masked (-inf) tensor is not supported")
         if not isinstance(v, Act | Ids | Const | QWeight):
