@@ -105,6 +105,7 @@ def test_integer_max_min_are_exact() -> None:
     b = np.array([1, 4, 4], np.int64)
     for op in ("Max", "Min"):
         _check(_model(op, {"a": a, "b": b}, out_dtype=TensorProto.INT64), {"a": a, "b": b})
+        _check(_model(op, {"a": a}, inits={"c": np.array(4, np.int64)}, out_dtype=TensorProto.INT64), {"a": a})
 
 
 def test_sum_variadic_with_constant() -> None:

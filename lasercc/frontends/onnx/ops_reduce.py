@@ -592,6 +592,15 @@ def max_min(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         t = with_shape(acts[0].type, shape)  # one type already: the result is one of its codes, exactly
     else:
         t = range_type(lo, hi, max(a.type.bits for a in acts), shape)
+    if len(acts) == 1 and all(isinstance(v, Act) or np.size(L.const_value(v)) == 1 for v in vals):
+        # one activation against scalar constants (a clamp, F.normalize's max(norm, eps)): one exact lookup
+        # table on its codes -- the same single rounding, one node instead of a stack
+        cs = [float(np.asarray(L.const_value(v)).reshape(-1)[0]) for v in vals if not isinstance(v, Act)]
+        c = max(cs) if is_max else min(cs)
+        a = acts[0]
+        a = a if a.shape == shape else broadcast_to(L, f"{stem}.b", a, shape)
+        r = L.b.asnc_lut(stem, a, "clip", (c, np.inf) if is_max else (-np.inf, c), with_shape(t, shape), None)
+        return [Act(r.name, r.type, int_range=(int(lo), int(hi))) if integer else r]
     work = t if is_max else mirror_type(t)  # Min = -max(-a, -b): operands negated into the mirrored type
     ref = acts[0]
     ops = []
