@@ -143,3 +143,16 @@ def test_masked_softmax_any_axis_and_fully_masked_rows(dynamic: bool, axis: int)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
     m.ir_version = 8
     _check(m, feeds)
+
+
+def test_expanded_softmax_of_large_row_offsets_is_refused() -> None:
+    """x - ReduceMax(x) of rows offset by 10^4: the Sub's operands round by more than its result spans."""
+    x = np.array([[0, 1, 2, 3], [10000, 10001, 10002, 10003]], np.float32)
+    nodes = [helper.make_node("ReduceMax", ["x", "ax"], ["m"], keepdims=1), helper.make_node("Sub", ["x", "m"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.array([1], np.int64), "ax")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    with pytest.raises(LasercError, match="loses its precision"):
+        lasercc.compile(m, target="numpy", bits=16, calibration={"x": x}, passes="", progress=False)
