@@ -55,9 +55,10 @@ class Options:
 
 NORM_OPS = frozenset({"LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization", "ReduceMean",
                       "SkipLayerNormalization", "SkipSimplifiedLayerNormalization"})
-# ArgMax/ArgMin read their input at the same wider width: their result is exact integer data, and inputs that
-# differ by less than one code step tie (decided by index). 8-bit logits tie often; 16-bit ones rarely do.
-NORM_OPS = NORM_OPS | {"ArgMax", "ArgMin"}
+# Max/min reductions read their input at the same wider width: they return one of its codes, so their error is
+# the input's step while their own range can be far narrower (one extreme value); ArgMax/ArgMin return exact
+# integers, and inputs closer than one code step tie (decided by index): 8-bit logits tie often, 16-bit rarely.
+NORM_OPS = NORM_OPS | {"ArgMax", "ArgMin", "ReduceMax", "ReduceMin"}
 
 
 @dataclass
