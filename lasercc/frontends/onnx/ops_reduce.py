@@ -38,8 +38,8 @@ operands in one node, no table. Min is ``-max(-a, -b)``, the negation folded int
 type covers ``[max_i lo_i, max_i hi_i]`` (Min: ``[min_i lo_i, min_i hi_i]``) from the operands' own code
 ranges -- interval arithmetic, nothing calibrated can saturate -- or the model's type in a QDQ model.
 
-Sum (variadic): one multi-input Soma in a common fine scale (as ``emit.add_acts`` for two), constants in
-its bias; integer operands exactly.
+Sum (variadic): one multi-input Soma in a common fine scale (``_sum_acts``: finer than ``emit.add_acts``),
+constants in its bias; integer operands exactly.
 """
 
 from __future__ import annotations
@@ -275,7 +275,7 @@ def reduce(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     lg = L.b.asnc_lut(n.output[0] + ".log", ssum, "log", (), range_type(0.0, max(np.log(max(k, 2)), 1e-3),
                                                                        L.opts.internal_bits, shape1), ssamp)
     out = _out_type(L, n, out_shape, shape1)
-    return [_result(L, n, L.b.add_acts(n.output[0], m, lg, 1, out), out_shape)]
+    return [_result(L, n, _sum_acts(L, n.output[0], [m, lg], [1, 1], out), out_shape)]
 
 
 def _perm(rank: int, axes: list[int]) -> tuple[int, ...]:
@@ -446,9 +446,11 @@ def log_softmax(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         k = xm.shape[-1]
         shape1 = xm.shape[:-1] + (1,)
         _, d, _, ssum, ssamp = exp_shifted(L, stem, xm, samples)
+        if k == 1:  # one entry per row: x - max(x) = 0 exactly, and so is the result
+            return L.b.requant_to(stem, d, out)
         lg = L.b.asnc_lut(stem + ".log", ssum, "log", (), range_type(0.0, max(np.log(max(k, 2)), 1e-3),
                                                                      L.opts.internal_bits, shape1), ssamp)
-        return L.b.add_acts(stem, d, lg, -1, out)
+        return _sum_acts(L, stem, [d, lg], [1, -1], out)
 
     def out_of(shape):  # noqa: ANN001, ANN202
         return with_shape(L.out_type(stem, _shape(ins[0])), shape)
@@ -654,18 +656,29 @@ def sum_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     if len(vals) == 1:
         return [acts[0]]
     out = L.out_type(stem, shape)
+    acts[0] = _broadened(L, f"{stem}.b", acts, shape)
+    return [_sum_acts(L, stem, acts, [1] * len(acts), out, csum)]
+
+
+def _sum_acts(L: Lowerer, stem: str, acts: list[Act], signs: list[int], out: CodeType,
+              const: np.ndarray | None = None) -> Act:
+    """``sum_i signs[i] * acts[i] + const`` in one mul-form Soma.
+
+    Activations of one scale add exactly (weights +-1). Otherwise each gets the integer weight
+    ``round(s_i / s_c)`` in a common scale ``s_c = max_i s_i / 2^24`` (:data:`emit.ADD_MAX_WEIGHT`): the weight
+    of the coarsest operand is 2^24, so its relative error is 2^-25 and any operand's rounding stays below
+    ``2^-9`` of the coarsest input step -- far under one result step. (``emit.add_acts`` uses ``min_i s_i / 2^10``,
+    a relative error of 2^-11 of each operand's value: up to dozens of 16-bit result steps.) Accumulator:
+    ``sum_i 2^24 * 2^N_i`` stays below the Soma's 2^46 bound for a handful of 16-bit operands."""
     scales = [a.scale for a in acts]
     if len(set(scales)) == 1:
-        sc, ws = scales[0], [1] * len(acts)
+        sc, ws = scales[0], list(signs)
     else:
-        sc = min(scales) / (1 << ADD_FINE_BITS)
-        if max(scales) / sc > ADD_MAX_WEIGHT:
-            sc = max(scales) / ADD_MAX_WEIGHT
-        sc = float(np.float32(sc))
-        ws = [int(round(s / sc)) for s in scales]
-    bias = None
-    if csum is not None:
-        bias = np.rint(csum / float(np.float32(sc))).astype(np.int64)
-    acts[0] = _broadened(L, f"{stem}.b", acts, shape)
-    r = L.b.soma_mul(stem, acts, [np.array([w], np.int64) for w in ws], sc, (1.0,), out, bias)
-    return [r]
+        sc = float(np.float32(max(scales) / ADD_MAX_WEIGHT))
+        ws = [sg * int(round(s / sc)) for sg, s in zip(signs, scales)]
+        bound = sum(abs(w) * max(a.zp, a.type.hi - a.zp) for w, a in zip(ws, acts))
+        if bound >= 1 << 45:  # many wide operands: a coarser common scale
+            sc = float(np.float32(min(scales) / (1 << ADD_FINE_BITS)))
+            ws = [sg * int(round(s / sc)) for sg, s in zip(signs, scales)]
+    bias = None if const is None else np.rint(np.asarray(const, np.float64) / sc).astype(np.int64)
+    return L.b.soma_mul(stem, acts, [np.array([w], np.int64) for w in ws], sc, (1.0,), out, bias)
