@@ -4,7 +4,8 @@ Steps: load (external data) -> float16/bfloat16 widened to float32 (``widen.py``
 -> pin dynamic input dims and run onnx shape inference (``load.py``)
 -> calibration run in onnxruntime for the float tensors the model does not quantize
 (``calibrate.py``) -> one lowering pass over the nodes (``lower.py`` driver; handlers in
-``ops_linear.py``, ``ops_elementwise.py``, ``ops_move.py``, ``ops_quant.py``, ``decompose.py``; fusions in
+``ops_linear.py``, ``ops_elementwise.py``, ``ops_int.py``, ``ops_move.py``, ``ops_quant.py``, ``ops_reduce.py``,
+``decompose.py``; fusions in
 ``patterns.py``) -> a verified ``Graph``.
 
 Formats: static QDQ (8/16-bit, signed or unsigned activations, per-tensor or per-channel weights),
@@ -32,6 +33,7 @@ from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
     ops_move,
     ops_nbits,
     ops_quant,
+    ops_reduce,
 )
 from lasercc.frontends.onnx.calibrate import (
     Stats,

@@ -1,14 +1,5 @@
-"""Softmax, LayerNormalization and reductions, decomposed into the four spiking kinds (DESIGN.md section 3).
-
-Softmax(x) along the last axis, K entries::
-
-    m = WTAMax(x)                      (masked entries first set to code 0 by a Mask node)
-    d = Soma(x - m)                    exact: same scale, code = x - m + 2^N - 1
-    e = ASNC exp(d)                    e in (0, 1], internal_bits, scale 1/(2^b - 1)
-    e = Mask(e, 0)                     masked entries contribute nothing
-    S = Soma(e @ ones[K, 1])           S in [1, K]
-    r = ASNC reciprocal(S)             r in (0, 1]
-    y = DecodeMAC(e * r)               in the output code type
+"""LayerNormalization, decomposed into the four spiking kinds (DESIGN.md section 3). Softmax, LogSoftmax
+and the reductions live in :mod:`ops_reduce` (their cores, shared with onnxruntime's fused ops, in :mod:`cores`).
 
 LayerNorm(x) = gamma * (x - mean) * rsqrt(var + eps) + beta::
 
@@ -28,46 +19,14 @@ from typing import TYPE_CHECKING
 
 import onnx
 
-from lasercc.frontends.onnx.common import q_input
-from lasercc.frontends.onnx.cores import layernorm_core, reduce_last, softmax_core
+from lasercc.frontends.onnx.cores import layernorm_core
 from lasercc.frontends.onnx.load import FrontendError
-from lasercc.frontends.onnx.registry import MS, attr, register
-from lasercc.frontends.onnx.values import Ids, MaskLengths
+from lasercc.frontends.onnx.registry import attr, register
 
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
 
-from lasercc.frontends.onnx.values import Act, Masked
-
-
-def _softmax_axis(n: onnx.NodeProto, rank: int, opset: int) -> None:
-    axis = attr(n, "axis", -1 if opset >= 13 else 1) % rank
-    if axis != rank - 1:
-        raise FrontendError(f"Softmax along axis {axis} of a rank-{rank} tensor: only the last axis is supported")
-
-
-@register("Softmax")
-def softmax(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    x = ins[0]
-    xa = x.act if isinstance(x, Masked) else x
-    if not isinstance(xa, Act):
-        raise FrontendError("Softmax of a non-activation")
-    _softmax_axis(n, len(xa.shape), L.opset.get("", 17))
-    out = L.out_type(n.output[0], xa.shape)
-    return [softmax_core(L, n.output[0], x, out, L.stats.values(n.input[0]))]
-
-
-@register("QLinearSoftmax", domain=MS)
-def qlinear_softmax(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    x, sx, zx, sy = ins[:4]
-    zy = ins[4] if len(ins) > 4 else None
-    X = x if isinstance(x, Masked) else q_input(L, x, sx, zx)  # a masked input keeps its pre-mask codes
-    xa = X.act if isinstance(X, Masked) else X
-    assert isinstance(xa, Act)
-    _softmax_axis(n, len(xa.shape), int(attr(n, "opset", 13)))
-    out, signed = L.q_type(sy, zy, xa.shape)
-    r = softmax_core(L, n.output[0], X, out, None)
-    return [Act(r.name, r.type, True, signed)]
+from lasercc.frontends.onnx.values import Act
 
 
 @register("LayerNormalization")
@@ -82,22 +41,3 @@ def layernorm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     out = L.out_type(n.output[0], x.shape)
     y = layernorm_core(L, n.output[0], x, gamma, beta, float(attr(n, "epsilon", 1e-5)), out, L.stats.values(n.input[0]))
     return [y] + [None] * (len(n.output) - 1)
-
-
-register("ReduceMean")(reduce_last)
-
-
-@register("ReduceSum")
-def reduce_sum(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """``ReduceSum(Cast(attention_mask), axes=[1], keepdims=0)``: the 1-D mask_index onnxruntime's
-    BERT fusion feeds to Attention, kept symbolic (:class:`MaskLengths`). Everything else: the
-    decomposition's ReduceSum."""
-    x = ins[0]
-    if isinstance(x, Ids):
-        axes = [int(a) for a in L.const_value(ins[1]).reshape(-1)] if len(ins) > 1 and ins[1] is not None \
-            else list(attr(n, "axes", []) or [])
-        if len(x.shape) != 2 or [a % 2 for a in axes] != [1] or attr(n, "keepdims", 1):
-            raise FrontendError("ReduceSum of integer inputs is supported only as an attention mask_index "
-                                "(a [batch, seq] mask summed over axis 1, keepdims=0)")
-        return [MaskLengths(x)]
-    return reduce_last(L, n, ins)

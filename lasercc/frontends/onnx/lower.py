@@ -79,6 +79,11 @@ class Options:
 
 NORM_OPS = frozenset({"LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization", "ReduceMean",
                       "SkipLayerNormalization", "SkipSimplifiedLayerNormalization"})
+# Every reduction reads its input at the same wider width: its result carries the input's rounding while its own
+# range can be far narrower (one extreme value, a sum that cancels); ArgMax/ArgMin return exact integers, and
+# inputs closer than one code step tie (decided by index): 8-bit logits tie often, 16-bit ones rarely do.
+NORM_OPS = NORM_OPS | {"ArgMax", "ArgMin", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceSumSquare", "ReduceL2",
+                       "ReduceLogSumExp"}
 
 
 @dataclass
