@@ -22,6 +22,7 @@ import onnx
 
 from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
     decompose,
+    ops_attention,
     ops_contrib,
     ops_elementwise,
     ops_linear,

@@ -251,7 +251,10 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
             # fancy indexing reads only those rows (np.take of a memmap read all of it: measured)
             looked.append((out, t[i.reshape(-1)].reshape(*i.shape, *t.shape[1:])))
             drop_pages(tables[table])
-        outs = sess.run(names, {k: v for k, v in (*feed.items(), *looked) if k in session_inputs})
+        try:
+            outs = sess.run(names, {k: v for k, v in (*feed.items(), *looked) if k in session_inputs})
+        except Exception as e:  # noqa: BLE001 - onnxruntime rejecting the model or its inputs
+            raise InputError(f"onnxruntime cannot run the model for calibration: {str(e).splitlines()[0]}") from None
         for name, v in (*zip(names, outs), *((k, v) for k, v in looked if k in wanted)):
             if not isinstance(v, np.ndarray) or v.dtype.kind != "f" or v.size == 0:
                 continue

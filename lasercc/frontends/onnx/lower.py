@@ -183,7 +183,7 @@ class Lowerer:
         name = self.b.fresh(vi.name)
         if name != vi.name:
             raise FrontendError(f"graph input name {vi.name!r} is not a legal IR value name; rename it in the model")
-        if dt.kind in "iu":
+        if dt.kind in "iub":  # integer and bool inputs (ids, masks): exact integer data
             self.b.add(Input(name=name, type=TensorType(dtype="i64", shape=shape)))
             self.env[vi.name] = Ids(name, shape)
             return
