@@ -28,6 +28,7 @@ from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
     ops_linear,
     ops_move,
     ops_nbits,
+    ops_norm,
 )
 from lasercc.frontends.onnx.calibrate import (
     Stats,

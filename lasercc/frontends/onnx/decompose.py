@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import onnx
 
 from lasercc.frontends.onnx.common import q_input
-from lasercc.frontends.onnx.cores import layernorm_core, reduce_last, softmax_core
+from lasercc.frontends.onnx.cores import reduce_last, softmax_core
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.registry import MS, attr, register
 from lasercc.frontends.onnx.values import Ids, MaskLengths
@@ -68,20 +68,6 @@ def qlinear_softmax(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     out, signed = L.q_type(sy, zy, xa.shape)
     r = softmax_core(L, n.output[0], X, out, None)
     return [Act(r.name, r.type, True, signed)]
-
-
-@register("LayerNormalization")
-def layernorm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    x = ins[0]
-    if not isinstance(x, Act):
-        raise FrontendError("LayerNormalization of a non-activation")
-    if attr(n, "axis", -1) % len(x.shape) != len(x.shape) - 1:
-        raise FrontendError("LayerNormalization only over the last axis is supported")
-    gamma = L.const_value(ins[1], "scale") if len(ins) > 1 and ins[1] is not None else None
-    beta = L.const_value(ins[2], "bias") if len(ins) > 2 and ins[2] is not None else None
-    out = L.out_type(n.output[0], x.shape)
-    y = layernorm_core(L, n.output[0], x, gamma, beta, float(attr(n, "epsilon", 1e-5)), out, L.stats.values(n.input[0]))
-    return [y] + [None] * (len(n.output) - 1)
 
 
 register("ReduceMean")(reduce_last)

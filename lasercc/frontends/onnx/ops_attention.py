@@ -104,7 +104,7 @@ def _as_act(L: Lowerer, stem: str, v: Val | None, like: Act, what: str) -> Act |
         return v
     if isinstance(v, Const | QWeight):
         return const_codes(L, stem, np.asarray(L.const_value(v), np.float64), like,
-                           max(L.opts.act_bits, like.type.bits))
+                           max(L.opts.act_bits, L.opts.internal_bits, like.type.bits))
     raise FrontendError(f"{what} of {type(v).__name__} is not supported")
 
 
@@ -174,6 +174,7 @@ def attention(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     bits = L.opts.act_bits
 
     # ---- Q, K, V as [B, H, S, D] codes
+    v_in = _drop_dead_values(L, n, v_in, mask_in, pk_in, rank)
     k_act = _as_act(L, stem + ".K", k_in, q_in, "Attention K")
     v_act = _as_act(L, stem + ".V", v_in, q_in, "Attention V")
     assert k_act is not None and v_act is not None
@@ -369,6 +370,34 @@ def attention(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         y = L.b.decode_mac(stem + ".context", probs, v, "matmul", L.out_type(n.output[0], (bsz, hq, sq, dv)))
     outs[0] = y
     return outs
+
+
+def _drop_dead_values(L: Lowerer, n: onnx.NodeProto, v_in: Val | None, mask_in: Val | None, pk_in: Val | None,
+                      rank: int) -> Val | None:
+    """A constant V with the rows of keys that a constant mask drops for every query set to 0.
+
+    Why: those rows are multiplied by probability 0, so their values cannot matter; left in, an outlier
+    there (a padding value) would set V's code range and coarsen every attended value."""
+    if not isinstance(v_in, Const | QWeight) or not isinstance(mask_in, Const) or pk_in is not None:
+        return v_in
+    if len(n.output) > 2 and n.output[2]:
+        return v_in  # present_value is V itself: keep it whole
+    vv = np.asarray(L.const_value(v_in), np.float64)
+    m = np.asarray(mask_in.value)
+    skv = vv.shape[2 if rank == 4 else 1]
+    if m.ndim == 0 or m.shape[-1] > skv:
+        return v_in
+    dead = ~m if m.dtype == np.bool_ else (~np.isfinite(m.astype(np.float64)) | (m <= MASK_THRESHOLD))
+    cols = np.ones(skv, bool)
+    cols[:m.shape[-1]] = dead.reshape(-1, m.shape[-1]).all(axis=0)
+    if not cols.any():
+        return v_in
+    vv = vv.copy()
+    if rank == 4:
+        vv[:, :, cols, :] = 0.0
+    else:
+        vv[:, cols, :] = 0.0
+    return Const(vv.astype(np.float32))
 
 
 def _attn_mask(L: Lowerer, n: onnx.NodeProto, m: Val, sshape: tuple[int, ...],
