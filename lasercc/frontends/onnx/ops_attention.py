@@ -42,6 +42,7 @@ from lasercc.frontends.onnx.common import (
     int_of,
     logical_not,
     move,
+    rows_by_ids,
     take,
     union_type,
 )
@@ -568,3 +569,133 @@ def _score_samples(L: Lowerer, n: onnx.NodeProto, vals: list, mask_in: Val | Non
     if dead is None:
         return None
     return np.where(dead, -np.inf, sc)
+
+
+# ---- RotaryEmbedding ---------------------------------------------------------------------------------
+
+
+def _rope_cache(L: Lowerer, n: onnx.NodeProto, cache: Val, pos: Val | None, like: Act, half: int,
+                what: str) -> np.ndarray | Act:
+    """The cos or sin rows for each (batch, position): [B, S, half], a constant or codes."""
+    stem = f"{n.output[0]}.{what}"
+    if isinstance(cache, Const | QWeight):
+        c = np.asarray(L.const_value(cache), np.float64)
+        if pos is None:
+            return c
+        if isinstance(pos, Const | QWeight):
+            p = np.asarray(L.const_value(pos)).astype(np.int64)
+            return c[p]
+        ib = max(L.opts.internal_bits, like.type.bits)
+        t = range_type(float(c.min()), float(c.max()), ib, ())
+        table = np.clip(np.rint(c / float(t.scale[0])) + t.zero_point[0], 0, t.hi).astype(np.int64)
+        if isinstance(pos, Ids):
+            from lasercc.ir.nodes import Gather
+
+            base = pos.base or pos.shape
+            name = L.b.fresh(stem)
+            gt = code_type(ib, float(t.scale[0]), int(t.zero_point[0]), tuple(base) + (c.shape[-1],))
+            L.b.add(Gather(name=name, inputs=(pos.name,), type=gt, table=L.b.const(name + ".table", table)))
+            r = Act(name, gt)
+            if tuple(base) != tuple(pos.shape):
+                r = move(L, _mv(stem + ".view"), r, tuple(pos.shape) + (c.shape[-1],))  # type: ignore[assignment]
+            return r
+        if isinstance(pos, Act) and pos.integer:
+            from lasercc.frontends.onnx.common import gather_by_codes
+
+            return gather_by_codes(L, _mv(stem), Const(c.astype(np.float32)), pos)
+        raise FrontendError(f"RotaryEmbedding position_ids of {type(pos).__name__} is not supported")
+    if not isinstance(cache, Act) or cache.integer or cache.boolean:
+        raise FrontendError(f"RotaryEmbedding {what}_cache of {type(cache).__name__} is not supported")
+    if pos is None:
+        return cache
+    if isinstance(pos, Const | QWeight):
+        p = np.asarray(L.const_value(pos)).astype(np.int64)
+        rows = take(L, stem + ".rows", cache, 0, p.reshape(-1) % cache.shape[0])
+        return move(L, _mv(stem), rows, tuple(p.shape) + tuple(cache.shape[1:]))  # type: ignore[return-value]
+    if isinstance(pos, Ids):
+        return rows_by_ids(L, stem, cache, pos)
+    raise FrontendError(f"RotaryEmbedding position_ids of {type(pos).__name__} with an activation cache is not "
+                        "supported")
+
+
+@register("RotaryEmbedding", sampled=(0,))
+def rotary_embedding(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """``y = x * cos + rotate(x) * sin`` on the first ``rotary_embedding_dim`` features of each head.
+
+    Input [B, H, S, D] (4-D) or [B, S, H*D] (3-D, ``num_heads``); caches [max_pos, R/2] indexed by
+    ``position_ids`` [B, S], or [B, S, R/2] without them. The halves (or even/odd features, ``interleaved``)
+    are Takes of x; with constant cos/sin each output half is one two-input Soma whose per-element weights
+    are the cos/sin values (``real = cos*x1 - sin*x2``, ``imag = sin*x1 + cos*x2``); with cos/sin as codes
+    (caches fed as inputs, or gathered by input ids) the products are DecodeMACs and the sums Somas. The
+    halves are put back by a Concat (and a Take to interleave); unrotated features pass through.
+    """
+    get = lambda i: ins[i] if len(ins) > i else None  # noqa: E731
+    x, cos_c, sin_c, pos = get(0), get(1), get(2), get(3)
+    if not isinstance(x, Act) or x.integer or x.boolean:
+        raise FrontendError("RotaryEmbedding input must be a float activation")
+    if cos_c is None or sin_c is None:
+        raise FrontendError("RotaryEmbedding needs cos_cache and sin_cache")
+    shape = x.shape
+    stem = n.output[0]
+    interleaved = bool(attr(n, "interleaved", 0))
+    if len(shape) == 4:
+        bsz, heads, seq, d = shape
+        x4 = x
+    elif len(shape) == 3:
+        heads = int(attr(n, "num_heads", 0) or 0)
+        if heads <= 0 or shape[2] % heads:
+            raise FrontendError(f"RotaryEmbedding of a 3-D input {list(shape)} needs num_heads dividing the "
+                                "hidden size")
+        bsz, seq, d = shape[0], shape[1], shape[2] // heads
+        x4 = move(L, _mv(stem + ".heads"), x, (bsz, seq, heads, d))
+        assert isinstance(x4, Act)
+    else:
+        raise FrontendError(f"RotaryEmbedding input must be 3-D or 4-D, got {list(shape)}")
+    rdim = int(attr(n, "rotary_embedding_dim", 0) or 0) or d
+    if rdim > d or rdim % 2:
+        raise FrontendError(f"RotaryEmbedding rotary_embedding_dim={rdim} does not fit head size {d}")
+    half = rdim // 2
+    cos = _rope_cache(L, n, cos_c, pos, x4, half, "cos")
+    sin = _rope_cache(L, n, sin_c, pos, x4, half, "sin")
+    for c in (cos, sin):
+        cs = c.shape
+        if tuple(cs) != (bsz, seq, half):
+            raise FrontendError(f"RotaryEmbedding cos/sin rows of shape {list(cs)}; expected {[bsz, seq, half]}")
+    # cos/sin broadcast against x4: [B, 1, S, half] (4-D input) or [B, S, 1, half] (3-D input)
+    cshape = (bsz, 1, seq, half) if len(shape) == 4 else (bsz, seq, 1, half)
+    i1 = np.arange(0, rdim, 2) if interleaved else np.arange(half)
+    i2 = np.arange(1, rdim, 2) if interleaved else np.arange(half, rdim)
+    x1 = take(L, stem + ".x1", x4, 3, i1)
+    x2 = take(L, stem + ".x2", x4, 3, i2)
+    out = L.out_type(n.output[0], shape)
+    pshape = x1.shape
+    if isinstance(cos, np.ndarray) and isinstance(sin, np.ndarray):
+        from lasercc.frontends.onnx.emit import quantize_const_symmetric
+
+        w, sw = quantize_const_symmetric(np.stack([cos.reshape(cshape), sin.reshape(cshape)]))
+        wc, ws = w[0], w[1]
+        real = L.b.soma_mul(stem + ".real", [x1, x2], [wc, -ws], x4.scale, (sw,), with_shape(out, pshape))
+        imag = L.b.soma_mul(stem + ".imag", [x1, x2], [ws, wc], x4.scale, (sw,), with_shape(out, pshape))
+    else:
+        ca = cos if isinstance(cos, Act) else const_codes(L, stem + ".cosc", cos, x4, L.opts.internal_bits)
+        sa = sin if isinstance(sin, Act) else const_codes(L, stem + ".sinc", sin, x4, L.opts.internal_bits)
+        ca = move(L, _mv(stem + ".cosv"), ca, cshape)
+        sa = move(L, _mv(stem + ".sinv"), sa, cshape)
+        assert isinstance(ca, Act) and isinstance(sa, Act)
+        ib = max(L.opts.internal_bits, x4.type.bits)
+        (xl, xh), (cl, ch), (sl, sh) = _span(x4), _span(ca), _span(sa)
+        mc = max(abs(xl), abs(xh)) * max(abs(cl), abs(ch))
+        ms = max(abs(xl), abs(xh)) * max(abs(sl), abs(sh))
+        tc = range_type(-mc, mc, ib, pshape, symmetric=True)
+        ts = range_type(-ms, ms, ib, pshape, symmetric=True)
+        c1, s2 = L.b.decode_mac(stem + ".c1", x1, ca, "mul", tc), L.b.decode_mac(stem + ".s2", x2, sa, "mul", ts)
+        s1, c2 = L.b.decode_mac(stem + ".s1", x1, sa, "mul", ts), L.b.decode_mac(stem + ".c2", x2, ca, "mul", tc)
+        real = L.b.add_acts(stem + ".real", c1, s2, -1, with_shape(out, pshape))
+        imag = L.b.add_acts(stem + ".imag", s1, c2, 1, with_shape(out, pshape))
+    rot = concat_acts(L, stem + ".rot", [real, imag], 3, out)
+    if interleaved:  # [r0..r_{h-1}, i0..i_{h-1}] -> [r0, i0, r1, i1, ...]
+        rot = take(L, stem + ".interleave", rot, 3, np.stack([np.arange(half), half + np.arange(half)], 1).reshape(-1))
+    if rdim < d:
+        rest = take(L, stem + ".pass", x4, 3, np.arange(rdim, d))
+        rot = concat_acts(L, stem + ".full", [rot, rest], 3, out)
+    return [move(L, _mv(stem), rot, shape)]
