@@ -123,3 +123,20 @@ def test_rmsnorm_axis0() -> None:
     model = _model(node, [helper.make_tensor_value_info("X", F, x.shape)],
                    [helper.make_tensor_value_info("Y", F, x.shape)], {"W": scale})
     _check(model, {"X": x})
+
+
+def test_attention_mask_computed_from_integer_input() -> None:
+    """``(1 - Cast(mask)) * finfo.min`` from an integer input, unsqueezed: input-dependent masking."""
+    rng = np.random.default_rng(6)
+    q = rng.standard_normal((2, 1, 3, 4)).astype(np.float32)
+    mask = np.array([[[1, 1, 0]] * 3, [[1, 1, 1], [1, 0, 1], [0, 1, 1]]], np.int64)
+    nodes = [helper.make_node("Cast", ["mask"], ["mf"], to=F), helper.make_node("Sub", ["one", "mf"], ["inv"]),
+             helper.make_node("Mul", ["inv", "big"], ["add"]), helper.make_node("Unsqueeze", ["add", "ax"], ["add4"]),
+             helper.make_node("Attention", ["Q", "Q", "Q", "add4"], ["Y"])]
+    inits = {"one": np.array(1, np.float32), "big": np.array(-3.4e38, np.float32), "ax": np.array([1], np.int64)}
+    g = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("Q", F, q.shape),
+                                       helper.make_tensor_value_info("mask", TensorProto.INT64, mask.shape)],
+                          [helper.make_tensor_value_info("Y", F, q.shape)],
+                          [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 23)], ir_version=10)
+    _check(model, {"Q": q, "mask": mask})

@@ -17,7 +17,18 @@ import onnx
 
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.registry import attr
-from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, QWeight, Val, code_type, onnx_int_bits, range_type
+from lasercc.frontends.onnx.values import (
+    Act,
+    Const,
+    DynMask,
+    Ids,
+    Masked,
+    QWeight,
+    Val,
+    code_type,
+    onnx_int_bits,
+    range_type,
+)
 from lasercc.frontends.onnx.weights import quantize_rows, table_range
 from lasercc.ir.nodes import Concat, Gather, Reshape, Take, Transpose
 from lasercc.ir.types import CodeType
@@ -27,6 +38,10 @@ if TYPE_CHECKING:
 
 
 def move(L: Lowerer, n: onnx.NodeProto, x: Val, shape: tuple[int, ...], perm: tuple[int, ...] | None = None) -> Val:
+    if isinstance(x, DynMask):  # a mask computed from an input moves with its source
+        src = move(L, n, x.src, shape, perm)
+        assert isinstance(src, Act)
+        return DynMask(src, x.factor)
     if isinstance(x, Masked):
         m = np.transpose(x.mask, perm) if perm else np.reshape(x.mask, shape)
         inner = move(L, n, x.act, shape, perm)
@@ -52,6 +67,8 @@ def move(L: Lowerer, n: onnx.NodeProto, x: Val, shape: tuple[int, ...], perm: tu
 
 
 def val_shape(x: Val) -> tuple[int, ...]:
+    if isinstance(x, DynMask):
+        return x.src.shape
     return x.act.shape if isinstance(x, Masked) else x.shape  # type: ignore[union-attr]
 
 

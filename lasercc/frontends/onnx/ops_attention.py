@@ -36,11 +36,13 @@ import onnx
 
 from lasercc.frontends.onnx.common import (
     MASK_THRESHOLD,
+    as01,
     broadcast_to,
     concat_acts,
     ids_as_codes,
     int_of,
     logical_not,
+    model_type,
     move,
     rows_by_ids,
     take,
@@ -50,7 +52,7 @@ from lasercc.frontends.onnx.cores import softmax_core
 from lasercc.frontends.onnx.emit import with_shape
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.registry import attr, register
-from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, QWeight, Val, code_type, range_type
+from lasercc.frontends.onnx.values import Act, Const, DynMask, Ids, Masked, QWeight, Val, code_type, range_type
 from lasercc.ir.types import CodeType
 
 if TYPE_CHECKING:
@@ -353,9 +355,11 @@ def attention(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     ssamp = None
     if plan is not None and not isinstance(drop, Act):
         ssamp = _score_samples(L, n, [q_in, k_in, pk_in], mask_in, scale, softcap, rank, hq, hk, dq, drop_c)
+    # probabilities lie in [0, 1] whatever calibration saw (onnxruntime's causal offset with a past differs from
+    # the spec's when K is longer than Q): the fixed grid, unless a QDQ model chose the output's type
     probs_t = code_type(max(bits, 8), 1.0 / ((1 << max(bits, 8)) - 1), 0, sshape)
-    if mode == 3 and qk_out and L.stats.range(qk_out) is not None:
-        probs_t = L.out_type(qk_out, sshape)
+    if mode == 3 and qk_out:
+        probs_t = model_type(L, qk_out, sshape) or probs_t
     probs = softmax_core(L, stem + ".softmax", sm_in, probs_t, ssamp)
     if mode == 3 and qk_out:
         outs[3] = probs
@@ -418,6 +422,17 @@ def _attn_mask(L: Lowerer, n: onnx.NodeProto, m: Val, sshape: tuple[int, ...],
         dead = ~np.isfinite(c) | (c <= MASK_THRESHOLD)
         add = np.where(dead, 0.0, c)
         return _bcast(drop_c, dead, sshape), (add if np.any(add) else None), None, None
+    if isinstance(m, DynMask):  # (1 - mask) * finfo.min computed from an input: src > 0 marks dropped keys
+        if m.factor >= 0:
+            raise FrontendError("Attention attn_mask is a large positive multiple of an input; only -inf style "
+                                "masks (large negative factors) are supported")
+        src = as01(L, n.output[0] + ".drop", m.src)
+        if src.shape[-1] != skv:
+            raise FrontendError(f"Attention attn_mask from an input with {src.shape[-1]} keys for {skv} keys "
+                                "(padding an input mask is not supported)")
+        if len(src.shape) < 4:
+            src = move(L, _mv(n.output[0] + ".dropr"), src, (1,) * (4 - len(src.shape)) + src.shape)  # type: ignore
+        return drop_c, None, None, src
     if isinstance(m, Ids) or (isinstance(m, Act) and (m.boolean or m.integer)):
         shape = m.shape
         if shape[-1] != skv:
