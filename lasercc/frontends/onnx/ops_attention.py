@@ -366,15 +366,56 @@ def attention(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 
     # ---- context
     dv = v.shape[3]
+    yshape = (bsz, sq, hq * dv) if rank == 3 else (bsz, hq, sq, dv)
+    yt = model_type(L, n.output[0], yshape)
+    if yt is None:
+        yt = _covering(L.out_type(n.output[0], yshape), _y_range(L, n, ssamp, v_in, pv_in, rank, hq, hk))
     if rank == 3:
-        yt = L.out_type(n.output[0], (bsz, sq, hq * dv))
         ctx = L.b.decode_mac(stem + ".context", probs, v, "matmul", with_shape(yt, (bsz, hq, sq, dv)))
         ctx = move(L, _mv(stem + ".ctxT"), ctx, (bsz, sq, hq, dv), (0, 2, 1, 3))
         y = move(L, _mv(stem), ctx, (bsz, sq, hq * dv))
     else:
-        y = L.b.decode_mac(stem + ".context", probs, v, "matmul", L.out_type(n.output[0], (bsz, hq, sq, dv)))
+        y = L.b.decode_mac(stem + ".context", probs, v, "matmul", yt)
     outs[0] = y
     return outs
+
+
+def _y_range(L: Lowerer, n: onnx.NodeProto, ssamp: np.ndarray | None, v_in: Val | None, pv_in: Val | None,
+             rank: int, hq: int, hk: int) -> tuple[float, float] | None:
+    """The output's range by the spec's float attention on the samples (softmax of the planned score samples
+    times V), or None. Why: calibration runs onnxruntime, whose causal offset with a past differs from the spec
+    when K is longer than Q; a type from its range alone could saturate the spec's values."""
+    if ssamp is None:
+        return None
+    vs = _samples(L, n.input[2], v_in)
+    if vs is None:
+        return None
+    vh = _float_heads(_rows(vs, ssamp.shape[0]), rank, hk)
+    if pv_in is not None:
+        pvs = _samples(L, n.input[5], pv_in)
+        if pvs is None:
+            return None
+        vh = np.concatenate([_rows(pvs, vh.shape[0]), vh], axis=2)
+    vh = np.repeat(vh, hq // max(vh.shape[1], 1), axis=1)
+    mx = np.max(ssamp, axis=-1, keepdims=True)
+    e = np.where(np.isfinite(ssamp), np.exp(ssamp - np.where(np.isfinite(mx), mx, 0.0)), 0.0)
+    tot = e.sum(axis=-1, keepdims=True)
+    try:
+        y = (e / np.where(tot > 0, tot, 1.0)) @ vh
+    except ValueError:
+        return None
+    return float(y.min()), float(y.max())
+
+
+def _covering(t: CodeType, r: tuple[float, float] | None) -> CodeType:
+    """``t`` widened (same bits) to cover the real range ``r``."""
+    if r is None:
+        return t
+    s, z = float(t.scale[0]), int(t.zero_point[0])
+    lo, hi = s * (t.lo - z), s * (t.hi - z)
+    if r[0] >= lo and r[1] <= hi:
+        return t
+    return range_type(min(lo, r[0]), max(hi, r[1]), t.bits, tuple(t.shape))
 
 
 def _drop_dead_values(L: Lowerer, n: onnx.NodeProto, v_in: Val | None, mask_in: Val | None, pk_in: Val | None,
