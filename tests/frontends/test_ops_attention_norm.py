@@ -140,3 +140,13 @@ def test_attention_mask_computed_from_integer_input() -> None:
                           [numpy_helper.from_array(v, k) for k, v in inits.items()])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 23)], ir_version=10)
     _check(model, {"Q": q, "mask": mask})
+
+
+def test_layernorm_group_of_one_element_is_beta() -> None:
+    """Normalising a single element gives exactly 0, so Y = B: the internal types must stay sane."""
+    x = np.random.default_rng(7).standard_normal((3, 1)).astype(np.float32)
+    node = helper.make_node("LayerNormalization", ["X", "W", "B"], ["Y"], axis=-1)
+    model = _model(node, [helper.make_tensor_value_info("X", F, x.shape)],
+                   [helper.make_tensor_value_info("Y", F, x.shape)],
+                   {"W": np.array([2.0], np.float32), "B": np.array([3.0], np.float32)})
+    _check(model, {"X": x})

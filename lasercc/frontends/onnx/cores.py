@@ -216,6 +216,8 @@ def layernorm_core(L: Lowerer, stem: str, x: Act, gamma, beta, eps: float, out, 
             else x.scale * x.type.hi
         qmax = vmax = cmax * cmax
         vmin, nmax, vsamp = 0.0, float(np.sqrt(k)), None
+    # floors: a group of one element (or constant rows) normalises to exactly 0; its types must still be sane
+    cmax, nmax = max(cmax, x.scale), max(nmax, 0.1)
     if rms:
         c_a = x
     else:
