@@ -186,6 +186,8 @@ class Lowerer:
         if dt.kind in "iub":  # integer and bool inputs (ids, masks): exact integer data
             self.b.add(Input(name=name, type=TensorType(dtype="i64", shape=shape)))
             self.env[vi.name] = Ids(name, shape)
+            if dt.kind == "b" and self.stats.range(vi.name) is None:  # a bool input holds 0 and 1 (common.id_bound)
+                self.stats.lo[vi.name], self.stats.hi[vi.name] = 0.0, 1.0
             return
         if dt.kind != "f":
             raise FrontendError(f"graph input {vi.name!r} has unsupported dtype {dt}")
