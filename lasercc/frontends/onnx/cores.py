@@ -286,35 +286,54 @@ def softmax_core(L: Lowerer, stem: str, x: Act | Masked, out, samples: np.ndarra
     return L.b.decode_mac(stem, e, r, "mul", with_shape(out, xa.shape))
 
 
-def layernorm_core(L: Lowerer, stem: str, x: Act, gamma, beta, eps: float, out, samples) -> Act:  # noqa: ANN001
+def layernorm_core(L: Lowerer, stem: str, x: Act, gamma, beta, eps: float, out, samples, *,  # noqa: ANN001
+                   rms: bool = False, parts: dict | None = None) -> Act:
+    """LayerNorm (``rms=False``) or RMSNorm (``rms=True``: no centring, ``x * rsqrt(mean(x^2) + eps)``) of ``x``
+    over its last axis, then ``gamma`` / ``beta`` (constants or None). ``out`` None: the normalised value in its
+    planned internal type. ``parts`` (a dict) receives the internals ``mean`` (LayerNorm only), ``rsqrt`` (the
+    inverse standard deviation / RMS) and ``norm`` for ops that output them."""
     k = x.shape[-1]
     ib = max(L.opts.internal_bits, x.type.bits)
     shape1 = x.shape[:-1] + (1,)
-    up = ib - x.type.bits
-    mean_t = code_type(ib, x.scale / (1 << up), x.zp << up, shape1)
     ones = np.ones((k, 1), np.int64)
-    mu = L.b.soma_matmul(stem + ".mean", x, ones, (1.0 / k,), mean_t)
     if samples is not None:
-        s = np.asarray(samples, np.float64)
-        c = s - s.mean(axis=-1, keepdims=True)
+        s = np.asarray(samples, np.float64).reshape(-1, k)
+        c = s if rms else s - s.mean(axis=-1, keepdims=True)
         v = (c * c).mean(axis=-1, keepdims=True)
         cmax, qmax, vmax, vmin = float(np.abs(c).max()), float((c * c).max()), float(v.max()), float(v.min())
         nmax = float(np.abs(c / np.sqrt(v + eps)).max())
         vsamp = v.reshape(-1)
     else:
-        cmax = x.scale * x.type.hi
+        cmax = max(abs(x.scale * (x.type.lo - x.zp)), abs(x.scale * (x.type.hi - x.zp))) if rms \
+            else x.scale * x.type.hi
         qmax = vmax = cmax * cmax
         vmin, nmax, vsamp = 0.0, float(np.sqrt(k)), None
-    c_t = range_type(-1.1 * cmax, 1.1 * cmax, ib, x.shape, symmetric=True)
-    c_a = L.b.add_acts(stem + ".centre", x, mu, -1, c_t)
+    # floors: a group of one element (or constant rows) normalises to exactly 0; its types must still be sane,
+    # and x - mean must pass emit.check_cancellation: the centred range spans at least 128 input steps
+    cmax, nmax = max(cmax, 128 * x.scale), max(nmax, 0.1)
+    if rms:
+        c_a = x
+    else:
+        up = ib - x.type.bits
+        mean_t = code_type(ib, x.scale / (1 << up), x.zp << up, shape1)
+        mu = L.b.soma_matmul(stem + ".mean", x, ones, (1.0 / k,), mean_t)
+        if parts is not None:
+            parts["mean"] = mu
+        c_t = range_type(-1.1 * cmax, 1.1 * cmax, ib, x.shape, symmetric=True)
+        c_a = L.b.add_acts(stem + ".centre", x, mu, -1, c_t)
     q = L.b.decode_mac(stem + ".sq", c_a, c_a, "mul", range_type(0.0, 1.21 * qmax, ib, x.shape))
-    var = L.b.soma_matmul(stem + ".var", q, ones, (1.0 / k,), range_type(0.0, 1.25 * vmax, ib, shape1))
+    var = L.b.soma_matmul(stem + (".ms" if rms else ".var"), q, ones, (1.0 / k,),
+                          range_type(0.0, 1.25 * vmax, ib, shape1))
     r_hi = 1.0 / np.sqrt(0.5 * vmin + eps)
     r = L.b.asnc_lut(stem + ".rsqrt", var, "rsqrt", (float(eps),), range_type(0.0, r_hi, ib, shape1), vsamp)
     nrm = L.b.decode_mac(stem + ".norm", c_a, r, "mul", range_type(-1.1 * nmax, 1.1 * nmax, ib, x.shape,
                                                                     symmetric=True))
+    if parts is not None:
+        parts["rsqrt"], parts["norm"] = r, nrm
     g = None if gamma is None else np.asarray(gamma, np.float64)
     bta = None if beta is None or not np.any(beta) else np.asarray(beta, np.float64)
+    if out is None:
+        return nrm
     if g is None and bta is None:
         return L.b.requant_to(stem, nrm, with_shape(out, x.shape))
     return L.b.affine_const(stem, nrm, g, bta, with_shape(out, x.shape))

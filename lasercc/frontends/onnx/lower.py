@@ -3,7 +3,7 @@
 Each ONNX tensor is mapped to a :mod:`values` record. A node whose inputs are all constant is
 folded (``onnx.reference`` evaluates it; ``Shape`` of an activation is its pinned static shape), so
 exporters' shape subgraphs disappear. Every other node goes to its handler in :mod:`registry` (keyed by
-domain and op type; ``ops_*.py`` and ``decompose.py`` register them). Handlers get the node and its input records and
+domain and op type; the ``ops_*.py`` modules register them). Handlers get the node and its input records and
 return output records, emitting IR through :class:`~lasercc.frontends.onnx.emit.Builder`.
 
 Code types of float results (the quantization policy, :meth:`Lowerer.out_type`):

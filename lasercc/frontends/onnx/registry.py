@@ -6,7 +6,7 @@ operations with different handlers. A handler receives the :class:`~lasercc.fron
 the node and its input values (:mod:`values` records: one of the three value classes -- constant, exact
 integer data, activation codes) and returns one value per output.
 
-Handler modules (``ops_*.py``, ``decompose.py``) register here and import only this module and the shared
+Handler modules (``ops_*.py``) register here and import only this module and the shared
 ones (:mod:`common`, :mod:`cores`, :mod:`values`, :mod:`emit`); they never import each other, so a new op
 is one function in one module.
 """
