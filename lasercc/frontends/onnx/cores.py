@@ -159,7 +159,8 @@ def dyn_mask(L: Lowerer, stem: str, x: Act, drop: Act) -> Act:
     return L.b.soma_mul(stem, [x, drop], [np.ones(1, np.int64), big], x.scale, (1.0,), x.type)
 
 
-def exp_shifted(L: Lowerer, stem: str, x: Act | Masked, samples: np.ndarray | None) -> tuple:
+def exp_shifted(L: Lowerer, stem: str, x: Act | Masked, samples: np.ndarray | None,
+                masked_rows: str = "uniform") -> tuple:
     """The shared front of Softmax / LogSoftmax / ReduceLogSumExp along the last axis, K entries::
 
         m = WTAMax(x)            (masked entries first set to code 0 by a Mask node)
@@ -169,15 +170,18 @@ def exp_shifted(L: Lowerer, stem: str, x: Act | Masked, samples: np.ndarray | No
 
     A row masked throughout gives the uniform 1/K that ONNX computes for ``x + finfo.min`` (every entry rounds
     to the same value): its exps are left unzeroed (:func:`_partly_dropped`). Returns ``(m, d, e, S, ssamp)``;
-    ``ssamp`` are the calibration values of S (or None).
+    ``ssamp`` are the calibration values of S (or None). ``masked_rows="zero"`` gives such rows zero
+    probabilities instead: what the standard Attention (opset 23) and onnxruntime's fused attention define.
     """
+    if masked_rows not in ("uniform", "zero"):
+        raise ValueError(f"masked_rows must be 'uniform' or 'zero', got {masked_rows!r}")
     mask = x.mask if isinstance(x, Masked) else None
     xa = x.act if isinstance(x, Masked) else x
     if not xa.shape:
         raise FrontendError("Softmax of a scalar")
     k = xa.shape[-1]
     zero_mask = mask
-    if isinstance(mask, np.ndarray) and k:
+    if isinstance(mask, np.ndarray) and k and masked_rows == "uniform":
         every = np.all(np.broadcast_to(mask, xa.shape), axis=-1, keepdims=True)
         if np.any(every):  # rows masked throughout: uniform, as for input-dependent masks (_partly_dropped)
             zero_mask = np.broadcast_to(mask, xa.shape) & ~every
@@ -200,6 +204,8 @@ def exp_shifted(L: Lowerer, stem: str, x: Act | Masked, samples: np.ndarray | No
         if isinstance(mask, np.ndarray) and mask.ndim == s.ndim and s.shape[0] % mask.shape[0] == 0:
             dead |= np.tile(mask, (s.shape[0] // mask.shape[0],) + (1,) * (mask.ndim - 1))
         every = np.all(dead, axis=-1, keepdims=True)  # rows masked throughout: uniform (see _partly_dropped)
+        if masked_rows == "zero":
+            every = np.zeros_like(every)
         s = np.where(every, 0.0, np.where(dead, -np.inf, s))
         mx = np.max(s, axis=-1, keepdims=True)
         dd = s - np.where(np.isfinite(mx), mx, 0.0)
@@ -208,8 +214,8 @@ def exp_shifted(L: Lowerer, stem: str, x: Act | Masked, samples: np.ndarray | No
         smax = float(np.max(ssamp)) if ssamp.size else None
     e = L.b.asnc_lut(stem + ".exp", d, "exp", (), e_t, dsamp)
     if mask is not None:
-        e = mask_node(L, stem + ".zero", e,
-                      zero_mask if isinstance(mask, np.ndarray) else _partly_dropped(L, stem, mask))
+        e = mask_node(L, stem + ".zero", e, zero_mask if isinstance(mask, np.ndarray) or masked_rows == "zero"
+                      else _partly_dropped(L, stem, mask))
     s_hi = float(min(k, 1.25 * smax)) if smax else float(k)
     s_t = range_type(0.0, max(s_hi, 1.0), ib, shape1)
     ssum = L.b.soma_matmul(stem + ".sum", e, np.ones((k, 1), np.int64), (1.0,), s_t)
@@ -271,16 +277,17 @@ def _partly_dropped(L: Lowerer, stem: str, drop: Act) -> Act:
     return r
 
 
-def softmax_core(L: Lowerer, stem: str, x: Act | Masked, out, samples: np.ndarray | None) -> Act:  # noqa: ANN001
+def softmax_core(L: Lowerer, stem: str, x: Act | Masked, out, samples: np.ndarray | None,  # noqa: ANN001
+                 masked_rows: str = "uniform") -> Act:
     """Softmax along the last axis: :func:`exp_shifted`, then r = ASNC reciprocal(S) in (0, 1] and
-    y = DecodeMAC(e * r) in the output code type."""
+    y = DecodeMAC(e * r) in the output code type (``masked_rows``: see :func:`exp_shifted`)."""
     xa = x.act if isinstance(x, Masked) else x
     if not xa.shape:
         raise FrontendError("Softmax of a scalar")
     check_softmax_input(xa, out, log=False)
     ib = L.opts.internal_bits
     shape1 = xa.shape[:-1] + (1,)
-    _, _, e, ssum, ssamp = exp_shifted(L, stem, x, samples)
+    _, _, e, ssum, ssamp = exp_shifted(L, stem, x, samples, masked_rows)
     unit = 1.0 / ((1 << ib) - 1)
     r = L.b.asnc_lut(stem + ".recip", ssum, "reciprocal", (0.0,), code_type(ib, unit, 0, shape1), ssamp)
     return L.b.decode_mac(stem, e, r, "mul", with_shape(out, xa.shape))

@@ -360,7 +360,7 @@ def attention(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     probs_t = code_type(max(bits, 8), 1.0 / ((1 << max(bits, 8)) - 1), 0, sshape)
     if mode == 3 and qk_out:
         probs_t = model_type(L, qk_out, sshape) or probs_t
-    probs = softmax_core(L, stem + ".softmax", sm_in, probs_t, ssamp)
+    probs = softmax_core(L, stem + ".softmax", sm_in, probs_t, ssamp, masked_rows="zero")
     if mode == 3 and qk_out:
         outs[3] = probs
 

@@ -540,7 +540,7 @@ def attention(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     sm_in: Act | Masked = scores if drop is None else Masked(scores, drop)
     samples = None if isinstance(drop, Act) else sf  # an input-dependent mask: no faithful score samples
     probs_t = code_type(bits, 1.0 / ((1 << bits) - 1), 0, scores.shape)
-    probs = softmax_core(L, stem + ".softmax", sm_in, probs_t, samples)
+    probs = softmax_core(L, stem + ".softmax", sm_in, probs_t, samples, masked_rows="zero")
     out = L.out_type(n.output[0], (bsz, seq, sizes[2]))
     ctx = L.b.decode_mac(stem + ".context", probs, vh, "matmul", with_shape(out, (bsz, heads, seq, vd)))
     ctx = move(L, n, ctx, (bsz, seq, heads, vd), (0, 2, 1, 3))
