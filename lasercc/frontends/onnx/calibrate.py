@@ -96,6 +96,8 @@ def check_inputs(data: dict[str, np.ndarray], specs: dict[str, tuple[np.dtype, t
     for name, (_, shape) in specs.items():
         a = data[name]
         b = shape[0] if shape else 1
+        if not shape and a.ndim == 0:
+            continue  # a 0-d input (a scalar such as Clip's min): the same value for every row
         if a.ndim != len(shape) or tuple(a.shape[1:]) != tuple(shape[1:]) or a.shape[0] % b:
             raise InputError(f"{what} input {name!r}: expected shape [n*{b}, {', '.join(map(str, shape[1:]))}], "
                              f"got {list(a.shape)}")
@@ -207,9 +209,14 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
     # outputs are appended for the session and removed again: no copy of the weights
     n_out = len(m.graph.output)
     have = {o.name for o in m.graph.output}
+    from lasercc.frontends.onnx.load import tensor_dtypes
+
+    types = tensor_dtypes(m)  # float16/float64 tensors (Cast round trips) are exposed in their own type
     for t in tensors:
         if t not in have:
-            m.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
+            et = onnx.helper.np_dtype_to_tensor_dtype(types[t]) if t in types and types[t].kind == "f" \
+                else onnx.TensorProto.FLOAT
+            m.graph.output.append(onnx.helper.make_tensor_value_info(t, et, None))
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 3
@@ -240,7 +247,7 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
         feed = {}
         for k, (dt, shape) in specs.items():
             b = shape[0] if shape else 1
-            feed[k] = np.asarray(data[k][c * b:(c + 1) * b]).astype(dt)
+            feed[k] = np.asarray(data[k][c * b:(c + 1) * b] if shape else data[k]).astype(dt)
         for k, v in feed.items():  # integer inputs too: a passthrough output sizes its code table by them
             if v.dtype.kind in "iu" and v.size:
                 st.lo[k] = min(st.lo.get(k, float(v.min())), float(v.min()))
