@@ -3,8 +3,8 @@
 Steps: load (external data) -> pin dynamic input dims and run onnx shape inference (``load.py``)
 -> calibration run in onnxruntime for the float tensors the model does not quantize
 (``calibrate.py``) -> one lowering pass over the nodes (``lower.py`` driver; handlers in
-``ops_linear.py``, ``ops_elementwise.py``, ``ops_move.py``, ``decompose.py``; fusions in
-``patterns.py``) -> a verified ``Graph``.
+``ops_linear.py``, ``ops_elementwise.py``, ``ops_move.py``, ``decompose.py``; unary elementwise
+chains evaluated into one table each by ``chains.py``) -> a verified ``Graph``.
 
 Formats: static QDQ (8/16-bit, signed or unsigned activations, per-tensor or per-channel weights),
 QOperator (QLinearMatMul, QGemm, QLinearAdd/Mul/Sigmoid/Softmax/Concat...), dynamic quantization
@@ -156,6 +156,8 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
             "act_bits": opts.act_bits, "internal_bits": opts.internal_bits, "weight_bits": opts.weight_bits,
             "norm_input_bits": opts.norm_input_bits,
             "onnx_nodes": len(m.graph.node), "opset": {o.domain or "ai.onnx": o.version for o in m.opset_import}}
+    if low.__dict__.get("notes"):
+        info["notes"] = list(low.__dict__["notes"])  # what the lowering folded or mapped (chains.py)
     return FrontendResult(graph, dict(low.tensor_map), dict(low.output_info), info)
 
 

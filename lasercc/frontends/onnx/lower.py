@@ -93,12 +93,12 @@ class Lowerer:
         """
         if self._prepared:
             return
-        from lasercc.frontends.onnx import patterns  # noqa: F401 - fusions (GELU)
+        from lasercc.frontends.onnx import chains
         from lasercc.frontends.onnx.load import initializers
 
         for k, v in initializers(self.model, self.weights).items():
             self.env[k] = Const(v)
-        patterns.find_fusions(self)
+        chains.find_chains(self)  # unary elementwise chains -> one ASNC table each (chains.py)
         self._check_supported()
         self._prepared = True
 
@@ -155,6 +155,8 @@ class Lowerer:
         bad: dict[str, list[str]] = {}
         for n in self.model.graph.node:
             key = n.op_type if not domain_of(n) else f"{n.domain}.{n.op_type}"
+            if id(n) in self.skip or id(n) in self.fused:
+                continue  # inside a fused region (an elementwise chain evaluated as one table)
             if handler(n) is None and not self._maybe_const(n):
                 bad.setdefault(key, []).append(n.name or n.output[0])
         if bad:

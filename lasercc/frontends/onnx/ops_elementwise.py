@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
+from lasercc.frontends.onnx.chains import planned_table, reciprocal_table, values_table
 from lasercc.frontends.onnx.common import (
     MASK_THRESHOLD,
     as01,
@@ -40,6 +41,7 @@ from lasercc.frontends.onnx.common import (
     q_input,
 )
 from lasercc.frontends.onnx.cores import mul_dynamic
+from lasercc.frontends.onnx.emit import with_shape
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.registry import MS, attr, register
 
@@ -107,9 +109,40 @@ def dequantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     raise FrontendError("DequantizeLinear of something that is neither an activation nor an integer constant")
 
 
-@register("Identity", "Dropout")
+@register("Identity")
 def identity(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    return [ins[0]] + [None] * (len(n.output) - 1)
+    return [ins[0]]
+
+
+@register("Dropout")
+def dropout(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """Inference Dropout is the identity, its optional mask output all true.
+
+    ``training_mode`` true with a ratio above 0 is random (no two runs agree): refused. A ``training_mode``
+    that is a graph input cannot be known at compile time: refused too (make it a constant false).
+    """
+    x = ins[0]
+    if len(ins) > 2 and ins[2] is not None:
+        if not is_const(ins[2]):
+            raise FrontendError("Dropout's training_mode is computed at run time (a graph input); inference "
+                                "compiles Dropout as the identity: make training_mode a constant false")
+        if bool(np.asarray(L.const_value(ins[2])).reshape(-1)[0]):
+            ratio = 0.5
+            if len(ins) > 1 and ins[1] is not None:
+                if not is_const(ins[1]):
+                    raise FrontendError("Dropout in training mode with a ratio computed at run time is random")
+                ratio = float(np.asarray(L.const_value(ins[1])).reshape(-1)[0])
+            if ratio != 0.0:
+                raise FrontendError(f"Dropout in training mode (training_mode=true, ratio={ratio:g}) drops random "
+                                    "elements; only inference (or ratio 0) has one answer")
+    outs: list = [x]
+    if len(n.output) > 1 and n.output[1]:
+        if not isinstance(x, Act):
+            raise FrontendError(f"Dropout's mask output of {type(x).__name__} is not supported")
+        # all true: exact 0/1 codes, a Soma with weight 0 and bias 1 (one code per element of x)
+        m = L.b.affine_const(n.output[1], x, np.zeros(1), np.ones(1), code_type(2, 1.0, 0, x.shape))
+        outs.append(Act(m.name, m.type, boolean=True, int_range=(0, 1)))
+    return outs
 
 
 @register("Cast", "CastLike")
@@ -239,10 +272,7 @@ def mul(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, out=None) -> Val:  # noqa
         shape = tuple(np.broadcast_shapes(a.shape, np.shape(c)))
         return L.b.affine_const(n.output[0], a, c, None, _out(L, n, shape, out))
     if isinstance(a, Act) and isinstance(b, Act):
-        silu = _silu_source(L, n)
         shape = tuple(np.broadcast_shapes(a.shape, b.shape))
-        if silu is not None:
-            return L.b.asnc_lut(n.output[0], silu, "silu", (), _out(L, n, shape, out), _samples(L, _silu_in(L, n)))
         return L.b.decode_mac(n.output[0], a, b, "mul", _out(L, n, shape, out))
     raise FrontendError(f"Mul of {type(a).__name__} and {type(b).__name__} is not supported")
 
@@ -254,21 +284,6 @@ def _masked_scaled_type(L: Lowerer, n: onnx.NodeProto, x: Act, c: np.ndarray, sh
     return range_type(lo, hi, x.type.bits, shape)
 
 
-def _silu_in(L: Lowerer, n: onnx.NodeProto) -> str:
-    return next(i for i in n.input if L.sources.get(i, ("", None))[0] != "Sigmoid")
-
-
-def _silu_source(L: Lowerer, n: onnx.NodeProto) -> Act | None:
-    """x * Sigmoid(x) (the sigmoid read by nothing else) -> one SiLU table on x."""
-    for i, j in ((0, 1), (1, 0)):
-        op, src = L.sources.get(n.input[j], ("", None))
-        if op == "Sigmoid" and src is not None and src.input[0] == n.input[i] \
-                and len(L.consumers.get(n.input[j], [])) == 1:
-            v = L.env.get(n.input[i])
-            return v if isinstance(v, Act) else None
-    return None
-
-
 @register("Mul")
 def mul_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     return [mul(L, n, ins[0], ins[1])]
@@ -276,33 +291,51 @@ def mul_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 
 @register("Div")
 def div(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """``a / c`` -> ``a * (1/c)`` (a Soma); ``a / b`` of activations -> a reciprocal table on b, then a
+    DecodeMAC product. A divisor that is an elementwise chain of one activation (``sqrt(v + eps)``) is
+    already a table of 1/f(v) (``chains.py``); another divisor gets a table of 1/b (rsqrt when b is a
+    Sqrt): a positive divisor the registered ``reciprocal``, one that can be negative IEEE's 1/b."""
     a, b = ins
+    recip = L.__dict__.get("chain_recips", {}).get(n.input[1])
+    if recip is not None:
+        shape = tuple(np.broadcast_shapes(_shape_of(a), recip.shape))
+        if isinstance(a, Act):
+            return [L.b.decode_mac(n.output[0], a, recip, "mul", L.out_type(n.output[0], shape))]
+        if is_const(a):
+            return [L.b.affine_const(n.output[0], recip, L.const_value(a), None, L.out_type(n.output[0], shape))]
+        raise FrontendError(f"Div of {type(a).__name__} by an activation is not supported")
     if is_const(b):
         return [mul(L, n, a, Const(1.0 / L.const_value(b).astype(np.float64)))]
-    if isinstance(a, Act) and isinstance(b, Act):
+    if isinstance(b, Act) and not b.integer and isinstance(a, Act | Const | QWeight) and not is_int(a):
         r = reciprocal_of(L, n.input[1], b, n.output[0] + ".recip")
-        shape = tuple(np.broadcast_shapes(a.shape, b.shape))
-        return [L.b.decode_mac(n.output[0], a, r, "mul", L.out_type(n.output[0], shape))]
-    if is_const(a) and isinstance(b, Act):
-        c = L.const_value(a)
-        r = reciprocal_of(L, n.input[1], b, n.output[0] + ".recip")
-        shape = tuple(np.broadcast_shapes(b.shape, np.shape(c)))
-        return [L.b.affine_const(n.output[0], r, c, None, L.out_type(n.output[0], shape))]
-    raise FrontendError("unsupported Div operands")
+        shape = tuple(np.broadcast_shapes(_shape_of(a), b.shape))
+        if isinstance(a, Act):
+            return [L.b.decode_mac(n.output[0], a, r, "mul", L.out_type(n.output[0], shape))]
+        return [L.b.affine_const(n.output[0], r, L.const_value(a), None, L.out_type(n.output[0], shape))]
+    raise FrontendError(f"Div of {type(a).__name__} by {type(b).__name__} is not supported")
 
 
 def reciprocal_of(L: Lowerer, tensor: str, b: Act, stem: str) -> Act:
-    """1/b as an ASNC table; 1/Sqrt(v) becomes one rsqrt(v) table (the Sqrt node is then dead)."""
+    """1/b as an ASNC table; 1/Sqrt(v) becomes one rsqrt(v) table (the Sqrt node is then dead); a divisor
+    whose calibrated range reaches 0 or below gets IEEE's signed reciprocal (``chains.reciprocal_table``)."""
     op, src = L.sources.get(tensor, ("", None))
     v = L.env.get(src.input[0]) if op == "Sqrt" and src is not None else None
-    if isinstance(v, Act):
+    if isinstance(v, Act) and _positive(L, src.input[0], v):
         samples = _samples(L, src.input[0])
         lo = _positive_floor(L, src.input[0], v)
         out = range_type(0.0, 1.0 / np.sqrt(lo), L.opts.internal_bits, v.shape)
         return L.b.asnc_lut(stem, v, "rsqrt", (0.0,), out, samples)
+    if not _positive(L, tensor, b):
+        return reciprocal_table(L, tensor, b, stem)
     lo = _positive_floor(L, tensor, b)
     out = range_type(0.0, 1.0 / lo, L.opts.internal_bits, b.shape)
     return L.b.asnc_lut(stem, b, "reciprocal", (0.0,), out, _samples(L, tensor))
+
+
+def _positive(L: Lowerer, tensor: str, x: Act) -> bool:
+    """Is the divisor planned positive: calibrated above 0, or (uncalibrated) a type with no negative codes?"""
+    r = L.stats.range(tensor)
+    return r[0] > 0 if r is not None else x.zp <= 0
 
 
 def _positive_floor(L: Lowerer, tensor: str, x: Act) -> float:
@@ -354,8 +387,10 @@ def negate(L: Lowerer, tensor: str, x: Act) -> Act:
 
 
 @register("Gelu", domain=MS)  # onnxruntime's contrib Gelu is the standard (erf) GELU
-@register(*UNARY, "Gelu", "LeakyRelu", "HardSigmoid", "Clip")
+@register(*UNARY, "Gelu", "LeakyRelu", "HardSigmoid")
 def unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """A unary function of an activation -> an exact lookup table. (A float activation's unary op normally
+    arrives here only when ``chains.py`` could not evaluate it: one-op chains are tables there.)"""
     x = ins[0]
     if not isinstance(x, Act):
         raise FrontendError(f"{n.op_type} of a non-activation")
@@ -365,18 +400,142 @@ def unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     return [L.b.asnc_lut(n.output[0], x, fn, params, L.out_type(n.output[0], x.shape), _samples(L, n.input[0]))]
 
 
+def _bound(L: Lowerer, n: onnx.NodeProto, ins: list, k: int, name: str, default: float):  # noqa: ANN202
+    """Clip's min (k=1) or max (k=2): a float, or an activation (a bound computed at run time)."""
+    v = ins[k] if len(ins) > k else None
+    if v is None:
+        return float(attr(n, name, default))
+    if isinstance(v, Act) and not v.integer and not v.boolean:
+        if int(np.prod(v.shape)) != 1:
+            raise FrontendError(f"Clip's {name} must be a scalar, got shape {list(v.shape)}")
+        return v
+    c = np.asarray(L.const_value(v, f"Clip {name}"))
+    if c.size != 1:
+        raise FrontendError(f"Clip's {name} must be a scalar, got shape {list(c.shape)}")
+    return float(c.reshape(-1)[0])
+
+
+def _real_range(x: Act) -> tuple[float, float]:
+    return x.scale * (x.type.lo - x.zp), x.scale * (x.type.hi - x.zp)
+
+
+def max_acts(L: Lowerer, stem: str, a: Act, b: Act, out, sign: int = 1) -> Act:  # noqa: ANN001
+    """``max(a, b)`` (sign 1) or ``min(a, b)`` (sign -1) of two activations: ``a + relu(b - a)`` /
+    ``a - relu(a - b)``: a 2-input Soma, an exact relu table, a 2-input Soma (internal_bits wide)."""
+    (alo, ahi), (blo, bhi) = _real_range(a), _real_range(b)
+    dlo, dhi = (blo - ahi, bhi - alo) if sign > 0 else (alo - bhi, ahi - blo)
+    shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+    ib = L.opts.internal_bits
+    d = L.b.add_acts(stem + ".diff", b, a, -1, range_type(dlo, dhi, ib, shape)) if sign > 0 else \
+        L.b.add_acts(stem + ".diff", a, b, -1, range_type(dlo, dhi, ib, shape))
+    r = L.b.asnc_lut(stem + ".relu", d, "relu", (), range_type(0.0, max(dhi, 0.0), ib, shape), None)
+    return L.b.add_acts(stem, a, r, sign, out)
+
+
+@register("Clip")
+def clip(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """Clip of a float activation. Constant bounds (inputs, or the attributes before opset 11; an omitted
+    bound is +-inf) -> one exact clip table (a one-op chain, normally lowered by ``chains.py``); a bound that
+    is an activation (computed at run time) -> ``max(x, lo)`` / ``min(., hi)`` by :func:`max_acts`.
+    ``min > max`` gives ``max`` everywhere, as ONNX says."""
+    x = ins[0]
+    if not isinstance(x, Act) or x.integer or x.boolean:
+        raise FrontendError(f"Clip of {type(x).__name__} (exact integer data) is not supported here")
+    lo, hi = _bound(L, n, ins, 1, "min", -np.inf), _bound(L, n, ins, 2, "max", np.inf)
+    out = L.out_type(n.output[0], x.shape)
+    if not isinstance(lo, Act) and not isinstance(hi, Act):
+        return [L.b.asnc_lut(n.output[0], x, "clip", (lo, hi), out, _samples(L, n.input[0]))]
+    y = x
+    clo = lo if not isinstance(lo, Act) else -np.inf
+    chi = hi if not isinstance(hi, Act) else np.inf
+    ib = max(L.opts.internal_bits, x.type.bits)
+    if np.isfinite(clo) or np.isfinite(chi):
+        y = L.b.asnc_lut(n.output[0] + ".const", x, "clip", (clo, chi), x.type, None)
+    if isinstance(lo, Act):
+        (ylo, yhi), (llo, lhi) = _real_range(y), _real_range(lo)
+        t = out if not isinstance(hi, Act) else range_type(max(ylo, llo), max(yhi, lhi), ib, x.shape)
+        y = max_acts(L, n.output[0] + (".max" if isinstance(hi, Act) else ""), y, lo, t)
+    if isinstance(hi, Act):
+        y = max_acts(L, n.output[0], y, hi, out, sign=-1)
+    return [y]
+
+
 @register("Pow")
 def pow_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """``x ** p`` of a float activation.
+
+    * constant scalar p: 2 -> DecodeMAC(x, x), 1 -> x, else one exact table (normally a one-op chain);
+    * constant tensor p (per element): one table per distinct exponent (at most ``POW_MAX_TABLES``), each
+      element selecting its own by a Soma with 0/1 weights -- exact, since every table has the output's
+      code type;
+    * p an activation: ``exp(p * log(x))`` (a log table, a DecodeMAC, an exp table) when calibration saw
+      only x > 0; otherwise refused (a negative base needs p's parity, which codes do not carry);
+    * constant base c > 0 and activation p: ``exp(log(c) * p)`` (a Soma and an exp table).
+    Integer base and exponent (exact integer data) are refused here.
+    """
     x, p = ins
-    if not isinstance(x, Act) or not is_const(p):
-        raise FrontendError("Pow needs an activation base and a constant exponent")
-    e = float(np.asarray(L.const_value(p)).reshape(-1)[0])
-    out = L.out_type(n.output[0], x.shape)
-    if e == 2.0:
-        return [L.b.decode_mac(n.output[0], x, x, "mul", out)]
-    if e == 1.0:
-        return [L.b.requant_to(n.output[0], x, out)]
-    return [L.b.asnc_lut(n.output[0], x, "pow", (e,), out, _samples(L, n.input[0]))]
+    if is_int(x):
+        raise FrontendError("Pow of an integer base (exact integer data) is not supported")
+    if is_int(p) and isinstance(x, Act):
+        p = int_of(L, n.output[0] + ".exp", p)  # an integer exponent tensor: exact codes, then exp(p * log x)
+    if isinstance(x, Act) and is_const(p):
+        pv = np.asarray(L.const_value(p), np.float64)
+        shape = tuple(np.broadcast_shapes(x.shape, pv.shape))
+        out = L.out_type(n.output[0], shape)
+        vals = np.unique(pv)
+        if vals.size == 1:
+            e = float(vals[0])
+            if e == 2.0:
+                r = L.b.decode_mac(n.output[0], x, x, "mul", with_shape(out, x.shape))
+            elif e == 1.0:
+                r = L.b.requant_to(n.output[0], x, with_shape(out, x.shape))
+            else:
+                r = _pow_table(L, n.output[0], x, n.input[0], e, with_shape(out, x.shape))
+            return [r if r.shape == shape else broadcast_to(L, n.output[0] + ".bcast", r, shape)]
+        if vals.size > POW_MAX_TABLES:
+            raise FrontendError(f"Pow by a constant tensor with {vals.size} distinct exponents: at most "
+                                f"{POW_MAX_TABLES} (one table each)")
+        ts = [_pow_table(L, f"{n.output[0]}.p{k}", x, n.input[0], float(e), with_shape(out, x.shape))
+              for k, e in enumerate(vals)]
+        ws = [np.broadcast_to(pv == e, shape).astype(np.int64) for e in vals]
+        return [L.b.soma_mul(n.output[0], ts, ws, out.scale[0], (1.0,), out)]
+    if isinstance(x, Act) and isinstance(p, Act):
+        r = L.stats.range(n.input[0])
+        if r is None or r[0] <= 0:
+            raise FrontendError("Pow of two activations needs a positive base (exp(p * log x)); calibration saw "
+                                f"base values down to {r[0] if r else 'unknown'}")
+        lg = planned_table(L, n.input[0], x, np.log, n.output[0] + ".log", "log")
+        (glo, ghi), (plo, phi) = _real_range(lg), _real_range(p)
+        ends = [glo * plo, glo * phi, ghi * plo, ghi * phi]
+        shape = tuple(np.broadcast_shapes(x.shape, p.shape))
+        prod = L.b.decode_mac(n.output[0] + ".mul", p, lg, "mul",
+                              range_type(min(ends), max(ends), L.opts.internal_bits, shape))
+        return [L.b.asnc_lut(n.output[0], prod, "exp", (), L.out_type(n.output[0], shape), None)]
+    if is_const(x) and isinstance(p, Act):
+        c = np.asarray(L.const_value(x), np.float64)
+        if np.any(c <= 0):
+            raise FrontendError("Pow of a constant base with an activation exponent needs a positive base")
+        shape = tuple(np.broadcast_shapes(c.shape, p.shape))
+        (plo, phi) = _real_range(p)
+        lc = np.log(c)
+        ends = [float(lc.min()) * plo, float(lc.min()) * phi, float(lc.max()) * plo, float(lc.max()) * phi]
+        e = L.b.affine_const(n.output[0] + ".mul", p, lc, None,
+                             range_type(min(ends), max(ends), L.opts.internal_bits, shape))
+        return [L.b.asnc_lut(n.output[0], e, "exp", (), L.out_type(n.output[0], shape), None)]
+    raise FrontendError(f"Pow of {type(x).__name__} by {type(p).__name__} is not supported")
+
+
+POW_MAX_TABLES = 8
+
+
+def _pow_table(L: Lowerer, stem: str, x: Act, tensor: str, e: float, out) -> Act:  # noqa: ANN001
+    """x ** e on every code, IEEE (a negative base with a fractional e has no real value: code of 0)."""
+    from lasercc.semantics.quant import dequantize
+
+    xs = np.asarray(dequantize(np.arange(1 << x.type.bits), x.scale, x.zp), np.float32)
+    with np.errstate(all="ignore"):
+        y = np.power(xs, np.float32(e)).astype(np.float64)
+    return values_table(L, stem, x, y, out, _samples(L, tensor), extra=[("pow", (e,))])
 
 
 @register("And")
