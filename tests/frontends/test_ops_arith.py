@@ -186,3 +186,18 @@ def test_dropout_inference_and_mask_output():
                 [_c("r", 0.5), numpy_helper.from_array(np.array(True), "t")])
     with pytest.raises(lasercc.LasercError, match="training mode"):
         lasercc.compile(m2, target="numpy", bits=16, calibration=X, passes="", progress=False)
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div"])
+def test_binary_broadcasting_every_direction(op: str):
+    """Activation-constant (the constant may broadcast the activation up), constant-activation and
+    activation-activation, with 0-d, leading and inner size-1 axes."""
+    rng = np.random.default_rng(6)
+    for sa, sb in [((3, 1), (1, 4)), ((4,), (2, 3, 4)), ((), (2, 3))]:
+        a = np.asarray(rng.standard_normal(sa), np.float32)
+        b = np.asarray((np.abs(rng.standard_normal(sb)) + 0.5) * rng.choice([-1, 1], sb), np.float32)
+        for live in ("ab", "a", "b"):
+            ins = [_f(k, s) for k, s in (("a", sa), ("b", sb)) if k in live]
+            inits = [_c(k, v) for k, v in (("a", a), ("b", b)) if k not in live]
+            m = _model([helper.make_node(op, ["a", "b"], ["y"])], ins, [_f("y", np.broadcast_shapes(sa, sb))], inits)
+            _run(m, {k: v for k, v in (("a", a), ("b", b)) if k in live})

@@ -73,6 +73,7 @@ class Cone:
     nodes: list[onnx.NodeProto]
     consts: list[str] = field(default_factory=list)
     recip: bool = False  # the exit is only ever a Div divisor: emit 1 / f(x)
+    const_values: dict[str, float] = field(default_factory=dict)  # filled when the cone is evaluated
 
 
 def _const_array(L: Lowerer, name: str) -> np.ndarray | None:
@@ -246,6 +247,8 @@ def evaluate(L: Lowerer, c: Cone, xs: np.ndarray) -> np.ndarray | None:
         if a.size != 1:
             return None
         inits.append(numpy_helper.from_array(a, k))
+        if a.dtype.kind in "fiub":
+            c.const_values[k] = float(a.reshape(-1)[0])
     out_t = onnx.helper.make_tensor_value_info(c.exit, onnx.TensorProto.UNDEFINED, None)
     g = onnx.helper.make_graph(
         list(c.nodes), "chain",
@@ -427,13 +430,20 @@ _CANDIDATES: tuple[tuple[str, tuple[float, ...]], ...] = (
 
 
 def _own_candidates(c: Cone) -> list[tuple[str, tuple[float, ...]]]:
-    """What a one-node cone's op names itself (with its attributes), tried first."""
+    """What a one-node cone's op names itself (with its attributes and scalar constants), tried first."""
     if len(c.nodes) != 1:
         return []
     from lasercc.frontends.onnx.registry import attr
 
     n = c.nodes[0]
     t = n.op_type
+    k = c.const_values
+    if t == "Pow" and len(n.input) > 1 and n.input[1] in k:
+        return [("pow", (k[n.input[1]],))]
+    if t == "Clip":
+        lo = k.get(n.input[1], -np.inf) if len(n.input) > 1 and n.input[1] else float(attr(n, "min", -np.inf))
+        hi = k.get(n.input[2], np.inf) if len(n.input) > 2 and n.input[2] else float(attr(n, "max", np.inf))
+        return [("clip", (float(lo), float(hi)))]
     if t == "Gelu":
         return [("gelu_tanh" if attr(n, "approximate", "none") in ("tanh", b"tanh") else "gelu", ())]
     if t == "LeakyRelu":
@@ -460,11 +470,16 @@ def recognise(c: Cone | None, xs: np.ndarray, y: np.ndarray, out_scale: float,
         if np.isfinite(y[k]) and y[k] > 0 and u[k] == 0.0:
             eps = float(1.0 / (y[k] * y[k]))
             cands += [("rsqrt", (float(f"{eps:.5g}"),)), ("rsqrt", (eps,))]  # the model's round eps first
+    probe = np.linspace(0, u.size - 1, min(u.size, 257)).astype(np.int64)  # a cheap first look
     for name, params in cands:
         spec = FUNCTIONS.get(name)
         if spec is None:
             continue
         with np.errstate(all="ignore"):
+            fp, yp = spec(u[probe], params), y[probe]
+            ok = np.isfinite(yp) & (np.abs(yp) < 1e29) & (np.abs(fp) < 1e29)
+            if np.any(np.abs(yp[ok] - fp[ok]) > 0.01 * out_scale + 1e-6 * np.abs(fp[ok])):
+                continue
             f = spec(u, params)
         big = (np.abs(f) >= 1e29) | ~np.isfinite(f)
         ybig = (np.abs(y) >= 1e29) & ~np.isnan(y)

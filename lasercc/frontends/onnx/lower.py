@@ -107,7 +107,7 @@ class Lowerer:
 
         Why: calibration keeps these for ``KEEP_ROWS`` rows -- they are the largest memory cost of a
         compile -- so the set is exactly what the handlers ask :meth:`Stats.values` for: the input of an
-        ASNC table (unary ops, Pow, the SiLU/GELU multiplications), of a Softmax or LayerNorm
+        ASNC table (unary ops, Pow, an elementwise chain's root), of a Softmax or LayerNorm
         decomposition, and a divisor (or the input of the Sqrt it is). Nodes inside a fused chain are
         skipped; a fusion names its own input (``fused_samples``). ``Stats.asked`` records what the
         lowering did ask, so tests check this set covers it.
@@ -123,8 +123,6 @@ class Lowerer:
             elif n.op_type == "Div" and len(n.input) > 1:
                 op, src = self.sources.get(n.input[1], ("", None))
                 want = (n.input[1], src.input[0]) if op == "Sqrt" and src is not None else (n.input[1],)
-            elif n.op_type == "Mul":
-                want = tuple(i for i in n.input if i)
             elif sampled_inputs(n):
                 want = tuple(n.input[i] for i in sampled_inputs(n) if i < len(n.input) and n.input[i])
             for t in want:

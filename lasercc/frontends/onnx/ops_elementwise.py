@@ -227,10 +227,14 @@ def add_sub(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, sign: int, out=None) 
             if shape != a.shape:
                 raise FrontendError("an additive mask may not broadcast the activation")
             return Masked(a, np.broadcast_to(m, shape))
+        if shape != a.shape:  # the constant broadcasts the activation up: copy it first (data movement)
+            a = broadcast_to(L, n.output[0] + ".bcast", a, shape)
         return L.b.affine_const(n.output[0], a, None, c, _out(L, n, shape, out))
     if is_const(a) and isinstance(b, Act):  # c - x
         c = L.const_value(a)
         shape = tuple(np.broadcast_shapes(b.shape, np.shape(c)))
+        if shape != b.shape:
+            b = broadcast_to(L, n.output[0] + ".bcast", b, shape)
         return L.b.affine_const(n.output[0], b, -np.ones(1), c, _out(L, n, shape, out))
     if isinstance(a, Act) and isinstance(b, Act):
         shape = tuple(np.broadcast_shapes(a.shape, b.shape))
