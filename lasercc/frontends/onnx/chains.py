@@ -120,6 +120,8 @@ def _plain(L: Lowerer, n: onnx.NodeProto, consts: set[str]) -> bool:
 def _member(L: Lowerer, n: onnx.NodeProto, consts: set[str]) -> bool:
     if n.domain not in ("", "ai.onnx") or n.op_type not in ELEMENTWISE:
         return False
+    if id(n) in L.skip or id(n) in L.fused:
+        return False  # claimed by a prepare-time fusion that ran first
     if n.op_type == "Dropout" and (len([i for i in n.input if i]) > 1 or len([o for o in n.output if o]) > 1):
         return False  # ratio / training_mode inputs or the mask output: the Dropout handler
     for i in n.input:
@@ -131,7 +133,11 @@ def _member(L: Lowerer, n: onnx.NodeProto, consts: set[str]) -> bool:
 
 
 def find_chains(L: Lowerer) -> None:
-    """Find the regions (see the module docstring) and register their emitters on the Lowerer."""
+    """Find the regions (see the module docstring) and register their emitters on the Lowerer.
+
+    Runs last in ``Lowerer.prepare``: nodes another prepare-time fusion already claimed (``L.skip``,
+    ``L.fused``) are not chain members.
+    """
     consts = L.__dict__.setdefault("_static_consts", L._static_const_tensors())
     outputs = {o.name for o in L.model.graph.output}
     root_of: dict[str, str] = {}

@@ -5,13 +5,17 @@
   ``DequantizeLinear`` of an activation is free (same codes, float view); of an integer constant it
   keeps the integers (:class:`QWeight`).
 * Add/Sub of two activations -> 2-input mul-form Soma in a common scale (``emit.add_acts``);
-  Add/Sub/Mul/Div by constants -> 1-input mul-form Soma (``emit.affine_const``); Mul of two
-  activations -> DecodeMAC; Div by an activation -> ASNC reciprocal (rsqrt when the divisor is a
-  Sqrt) + DecodeMAC; ``Pow(x, 2)`` -> DecodeMAC(x, x).
+  Add/Sub/Mul/Div by constants -> 1-input mul-form Soma (``emit.affine_const``; a constant that
+  broadcasts the activation up copies it first); Mul of two activations -> DecodeMAC; Div by an
+  activation -> ASNC reciprocal table (rsqrt when the divisor is a Sqrt; IEEE's signed 1/b when the
+  divisor can be <= 0; one 1/f table when the divisor is an elementwise chain) + DecodeMAC;
+  ``Pow(x, 2)`` -> DecodeMAC(x, x); Pow by a constant tensor, an activation exponent, Clip with
+  activation bounds, Dropout: see their handlers.
 * Additive masks (constants with entries <= -1e4, e.g. ``finfo.min``) and ``Where(cond, x, -big)``
   become a :class:`Masked` value that Softmax applies as a Mask node: never quantized as data.
-* Unary functions -> ASNCSegment in exact lookup-table form (``emit.asnc_lut``), named by a
-  registered function so the ``asnc-fit`` pass can refit them.
+* Unary functions of a float activation -- and any chain of elementwise ops on one activation -- are
+  evaluated into one exact lookup table by ``chains.py`` before they reach a handler here; the unary
+  handler serves what chains cannot evaluate (activations that are exact integer data).
 """
 
 from __future__ import annotations
