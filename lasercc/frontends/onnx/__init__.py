@@ -156,8 +156,6 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
             "act_bits": opts.act_bits, "internal_bits": opts.internal_bits, "weight_bits": opts.weight_bits,
             "norm_input_bits": opts.norm_input_bits,
             "onnx_nodes": len(m.graph.node), "opset": {o.domain or "ai.onnx": o.version for o in m.opset_import}}
-    if low.__dict__.get("notes"):
-        info["notes"] = list(low.__dict__["notes"])  # what the lowering folded or mapped (chains.py)
     return FrontendResult(graph, dict(low.tensor_map), dict(low.output_info), info)
 
 

@@ -96,8 +96,10 @@ def check_inputs(data: dict[str, np.ndarray], specs: dict[str, tuple[np.dtype, t
     for name, (_, shape) in specs.items():
         a = data[name]
         b = shape[0] if shape else 1
-        if not shape and a.ndim == 0:
-            continue  # a 0-d input (a scalar such as Clip's min): the same value for every row
+        if not shape:  # a scalar input: the same value in every run
+            if a.ndim:
+                raise InputError(f"{what} input {name!r}: expected a scalar, got shape {list(a.shape)}")
+            continue
         if a.ndim != len(shape) or tuple(a.shape[1:]) != tuple(shape[1:]) or a.shape[0] % b:
             raise InputError(f"{what} input {name!r}: expected shape [n*{b}, {', '.join(map(str, shape[1:]))}], "
                              f"got {list(a.shape)}")

@@ -113,11 +113,12 @@ def dequantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     raise FrontendError("DequantizeLinear of something that is neither an activation nor an integer constant")
 
 
-@register("Identity")
+@register("Identity", "Dropout")
 def identity(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    return [ins[0]]
+    return [ins[0]] + [None] * (len(n.output) - 1)
 
 
+# NOTE for the merge: branch fe-int moves Identity/Dropout to ops_int.py with the same Dropout rules; keep one.
 @register("Dropout")
 def dropout(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     """Inference Dropout is the identity, its optional mask output all true.
