@@ -5,17 +5,20 @@
   ``DequantizeLinear`` of an activation is free (same codes, float view); of an integer constant it
   keeps the integers (:class:`QWeight`).
 * Add/Sub of two activations -> 2-input mul-form Soma in a common scale (``emit.add_acts``);
-  Add/Sub/Mul/Div by constants -> 1-input mul-form Soma (``emit.affine_const``; a constant that
-  broadcasts the activation up copies it first); Mul of two activations -> DecodeMAC; Div by an
-  activation -> ASNC reciprocal table (rsqrt when the divisor is a Sqrt; IEEE's signed 1/b when the
-  divisor can be <= 0; one 1/f table when the divisor is an elementwise chain) + DecodeMAC;
-  ``Pow(x, 2)`` -> DecodeMAC(x, x); Pow by a constant tensor, an activation exponent, Clip with
-  activation bounds, Dropout: see their handlers.
+  Add/Sub/Mul/Div by constants -> 1-input mul-form Soma (``emit.affine_const``); Mul of two
+  activations -> DecodeMAC; Div by an activation -> ASNC reciprocal (rsqrt when the divisor is a
+  Sqrt) + DecodeMAC; ``Pow(x, 2)`` -> DecodeMAC(x, x).
 * Additive masks (constants with entries <= -1e4, e.g. ``finfo.min``) and ``Where(cond, x, -big)``
   become a :class:`Masked` value that Softmax applies as a Mask node: never quantized as data.
-* Unary functions of a float activation -- and any chain of elementwise ops on one activation -- are
-  evaluated into one exact lookup table by ``chains.py`` before they reach a handler here; the unary
-  handler serves what chains cannot evaluate (activations that are exact integer data).
+* Unary functions -> ASNCSegment in exact lookup-table form (``emit.asnc_lut``), named by a
+  registered function so the ``asnc-fit`` pass can refit them.
+
+Float arithmetic in detail: a constant that broadcasts the activation up copies it first (data
+movement); a divisor that can be <= 0 gets IEEE's signed 1/b table, one that is an elementwise chain a
+single 1/f table (``chains.py``); Pow by a constant tensor, by an activation, Clip with activation bounds
+and Dropout: see their handlers. Unary functions of a float activation -- and any chain of elementwise
+ops on one activation -- are evaluated into one exact table by ``chains.py`` before they reach a handler
+here; the unary handler serves what chains cannot evaluate (activations that are exact integer data).
 """
 
 from __future__ import annotations
@@ -116,38 +119,6 @@ def dequantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 @register("Identity", "Dropout")
 def identity(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     return [ins[0]] + [None] * (len(n.output) - 1)
-
-
-# NOTE for the merge: branch fe-int moves Identity/Dropout to ops_int.py with the same Dropout rules; keep one.
-@register("Dropout")
-def dropout(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """Inference Dropout is the identity, its optional mask output all true.
-
-    ``training_mode`` true with a ratio above 0 is random (no two runs agree): refused. A ``training_mode``
-    that is a graph input cannot be known at compile time: refused too (make it a constant false).
-    """
-    x = ins[0]
-    if len(ins) > 2 and ins[2] is not None:
-        if not is_const(ins[2]):
-            raise FrontendError("Dropout's training_mode is computed at run time (a graph input); inference "
-                                "compiles Dropout as the identity: make training_mode a constant false")
-        if bool(np.asarray(L.const_value(ins[2])).reshape(-1)[0]):
-            ratio = 0.5
-            if len(ins) > 1 and ins[1] is not None:
-                if not is_const(ins[1]):
-                    raise FrontendError("Dropout in training mode with a ratio computed at run time is random")
-                ratio = float(np.asarray(L.const_value(ins[1])).reshape(-1)[0])
-            if ratio != 0.0:
-                raise FrontendError(f"Dropout in training mode (training_mode=true, ratio={ratio:g}) drops random "
-                                    "elements; only inference (or ratio 0) has one answer")
-    outs: list = [x]
-    if len(n.output) > 1 and n.output[1]:
-        if not isinstance(x, Act):
-            raise FrontendError(f"Dropout's mask output of {type(x).__name__} is not supported")
-        # all true: exact 0/1 codes, a Soma with weight 0 and bias 1 (one code per element of x)
-        m = L.b.affine_const(n.output[1], x, np.zeros(1), np.ones(1), code_type(2, 1.0, 0, x.shape))
-        outs.append(Act(m.name, m.type, boolean=True, int_range=(0, 1)))
-    return outs
 
 
 @register("Cast", "CastLike")
@@ -467,6 +438,38 @@ def clip(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     if isinstance(hi, Act):
         y = max_acts(L, n.output[0], y, hi, out, sign=-1)
     return [y]
+
+
+# NOTE for the merge: branch fe-int moves Identity/Dropout to ops_int.py with the same Dropout rules; keep one.
+@register("Dropout")
+def dropout(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """Inference Dropout is the identity, its optional mask output all true.
+
+    ``training_mode`` true with a ratio above 0 is random (no two runs agree): refused. A ``training_mode``
+    that is a graph input cannot be known at compile time: refused too (make it a constant false).
+    """
+    x = ins[0]
+    if len(ins) > 2 and ins[2] is not None:
+        if not is_const(ins[2]):
+            raise FrontendError("Dropout's training_mode is computed at run time (a graph input); inference "
+                                "compiles Dropout as the identity: make training_mode a constant false")
+        if bool(np.asarray(L.const_value(ins[2])).reshape(-1)[0]):
+            ratio = 0.5
+            if len(ins) > 1 and ins[1] is not None:
+                if not is_const(ins[1]):
+                    raise FrontendError("Dropout in training mode with a ratio computed at run time is random")
+                ratio = float(np.asarray(L.const_value(ins[1])).reshape(-1)[0])
+            if ratio != 0.0:
+                raise FrontendError(f"Dropout in training mode (training_mode=true, ratio={ratio:g}) drops random "
+                                    "elements; only inference (or ratio 0) has one answer")
+    outs: list = [x]
+    if len(n.output) > 1 and n.output[1]:
+        if not isinstance(x, Act):
+            raise FrontendError(f"Dropout's mask output of {type(x).__name__} is not supported")
+        # all true: exact 0/1 codes, a Soma with weight 0 and bias 1 (one code per element of x)
+        m = L.b.affine_const(n.output[1], x, np.zeros(1), np.ones(1), code_type(2, 1.0, 0, x.shape))
+        outs.append(Act(m.name, m.type, boolean=True, int_range=(0, 1)))
+    return outs
 
 
 @register("Pow")
