@@ -122,6 +122,12 @@ def test_guard_alone_folds_away():
                [_f("x", (4, 32)), _f("b", (4, 32))], [_f("y", (4, 32))], [_c("zero", 0)])
     art = _run(m, {"x": X["x"], "b": X["x"][::-1].copy()})
     assert not _asnc(art)  # the guard is the identity on every finite code: folded away
+    m = _model([helper.make_node("IsInf", ["x"], ["inf"]),
+                helper.make_node("Cast", ["inf"], ["f"], to=TensorProto.FLOAT),
+                helper.make_node("Add", ["f", "b"], ["y"])],
+               [_f("x", (4, 32)), _f("b", (4, 32))], [_f("y", (4, 32))])
+    art = _run(m, {"x": X["x"], "b": X["x"][::-1].copy()})
+    assert not _asnc(art)  # IsInf of finite codes is the constant false
 
 
 def test_reciprocal_sqrt_log_of_signed_and_small_inputs():

@@ -33,7 +33,8 @@ evaluator cannot run the subgraph, the cone's nodes are lowered one by one by th
 Values the float subgraph gives on codes: +-inf saturate to the end codes (IEEE sign kept); NaN has no
 code and becomes the output zero point (real 0) -- a note in the compile log says so when a NaN falls
 inside the calibrated input range. A table equal to the identity (guards like
-``Where(IsNaN(x), 0, x)`` that cannot fire on finite codes) folds away, with a note.
+``Where(IsNaN(x), 0, x)`` that cannot fire on finite codes) folds away, and one that is the same value
+on every code (``IsNaN(x)`` itself) becomes a constant, each with a note (``Lowerer.notes``).
 """
 
 from __future__ import annotations
@@ -306,6 +307,10 @@ def _table(L: Lowerer, c: Cone, x: Act, final: onnx.NodeProto):  # noqa: ANN202
     notes = L.__dict__.setdefault("notes", [])
     where = f"elementwise chain {' -> '.join(n.op_type for n in c.nodes)} on {c.root!r} (output {c.exit!r})"
     samples = L.stats.values(c.root)
+    if not c.recip and y.size and np.all(y == y[0]) and (y.dtype.kind != "f" or np.isfinite(y[0])):
+        # the same value on every code (an IsNaN/IsInf guard of finite codes, x * 0): a constant
+        notes.append(f"{where}: the constant {y[0]!r} on every finite code; folded to a constant")
+        return Const(np.full(shape, y[0], y.dtype))
     if y.dtype.kind == "b" or y.dtype.kind in "iu":
         if c.recip:
             return None
