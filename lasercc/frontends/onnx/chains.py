@@ -307,7 +307,9 @@ def _table(L: Lowerer, c: Cone, x: Act, final: onnx.NodeProto):  # noqa: ANN202
     notes = L.__dict__.setdefault("notes", [])
     where = f"elementwise chain {' -> '.join(n.op_type for n in c.nodes)} on {c.root!r} (output {c.exit!r})"
     samples = L.stats.values(c.root)
-    if not c.recip and y.size and np.all(y == y[0]) and (y.dtype.kind != "f" or np.isfinite(y[0])):
+    outputs = {o.name for o in L.model.graph.output}
+    if not c.recip and c.exit not in outputs and y.size and np.all(y == y[0]) \
+            and (y.dtype.kind != "f" or np.isfinite(y[0])):
         # the same value on every code (an IsNaN/IsInf guard of finite codes, x * 0): a constant
         notes.append(f"{where}: the constant {y[0]!r} on every finite code; folded to a constant")
         return Const(np.full(shape, y[0], y.dtype))
