@@ -419,8 +419,10 @@ def clip(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     is an activation (computed at run time) -> ``max(x, lo)`` / ``min(., hi)`` by :func:`max_acts`.
     ``min > max`` gives ``max`` everywhere, as ONNX says."""
     x = ins[0]
-    if not isinstance(x, Act) or x.integer or x.boolean:
-        raise FrontendError(f"Clip of {type(x).__name__} (exact integer data) is not supported here")
+    if is_int(x):
+        return [_clip_int(L, n, ins)]
+    if not isinstance(x, Act) or x.boolean:
+        raise FrontendError(f"Clip of {type(x).__name__} is not supported")
     lo, hi = _bound(L, n, ins, 1, "min", -np.inf), _bound(L, n, ins, 2, "max", np.inf)
     out = L.out_type(n.output[0], x.shape)
     if not isinstance(lo, Act) and not isinstance(hi, Act):
@@ -470,6 +472,26 @@ def dropout(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         m = L.b.affine_const(n.output[1], x, np.zeros(1), np.ones(1), code_type(2, 1.0, 0, x.shape))
         outs.append(Act(m.name, m.type, boolean=True, int_range=(0, 1)))
     return outs
+
+
+def _clip_int(L: Lowerer, n: onnx.NodeProto, ins: list) -> Act:
+    """Clip of exact integer data by constant bounds: an exact table on the integer codes (scale 1), its
+    result type the clipped interval -- value class (b), never calibrated."""
+    x = int_of(L, n.output[0] + ".in", ins[0])
+    bounds = []
+    for k, name, default in ((1, "min", -np.inf), (2, "max", np.inf)):
+        v = ins[k] if len(ins) > k else None
+        if v is not None and not is_const(v):
+            raise FrontendError(f"Clip of integer data with a {name} computed at run time is not supported")
+        bounds.append(float(np.asarray(L.const_value(v)).reshape(-1)[0]) if v is not None
+                      else float(attr(n, name, default)))
+    clo, chi = bounds
+    a, b = x.int_range  # type: ignore[misc]
+    lo, hi = int(np.clip(np.clip(a, clo, np.inf), -np.inf, chi)), int(np.clip(np.clip(b, clo, np.inf), -np.inf, chi))
+    if x.type.bits > 16:
+        raise FrontendError(f"Clip of {x.type.bits}-bit integer data: a table takes at most 16-bit codes")
+    r = L.b.asnc_lut(n.output[0], x, "clip", (clo, chi), int_type(lo, hi, x.shape), None)
+    return Act(r.name, r.type, int_range=(lo, hi))
 
 
 @register("Pow")
