@@ -276,6 +276,8 @@ def div(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     already a table of 1/f(v) (``chains.py``); another divisor gets a table of 1/b (rsqrt when b is a
     Sqrt): a positive divisor the registered ``reciprocal``, one that can be negative IEEE's 1/b."""
     a, b = ins
+    if is_int(a) and is_const(b):
+        return [_div_int(L, n, a, b)]
     recip = L.__dict__.get("chain_recips", {}).get(n.input[1])
     if recip is not None:
         shape = tuple(np.broadcast_shapes(_shape_of(a), recip.shape))
@@ -293,6 +295,42 @@ def div(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
             return [L.b.decode_mac(n.output[0], a, r, "mul", L.out_type(n.output[0], shape))]
         return [L.b.affine_const(n.output[0], r, L.const_value(a), None, L.out_type(n.output[0], shape))]
     raise FrontendError(f"Div of {type(a).__name__} by {type(b).__name__} is not supported")
+
+
+def _div_int(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val) -> Act:
+    """Integer data divided by a constant integer tensor: ONNX's integer Div truncates toward zero. One exact
+    table on the integer codes per distinct divisor (at most ``DIV_MAX_TABLES``), each element selecting its
+    own by a Soma with 0/1 weights; the result typed by the quotient's interval (value class b)."""
+    c = np.asarray(L.const_value(b))
+    if c.dtype.kind not in "iu" and not np.all(c == np.rint(c)):
+        raise FrontendError("Div of integer data by a non-integer constant is not supported")
+    c = c.astype(np.int64)
+    if np.any(c == 0):
+        raise FrontendError("integer Div by the constant 0")
+    x = int_of(L, n.output[0] + ".in", a)
+    if x.type.bits > 16:
+        raise FrontendError(f"Div of {x.type.bits}-bit integer data: a table takes at most 16-bit codes")
+    ds = np.unique(c)
+    if ds.size > DIV_MAX_TABLES:
+        raise FrontendError(f"integer Div by a constant with {ds.size} distinct divisors: at most {DIV_MAX_TABLES}")
+    v = np.arange(1 << x.type.bits, dtype=np.int64) - x.zp
+    lo, hi = x.int_range  # type: ignore[misc]
+    inside = (v >= lo) & (v <= hi)
+    qs = [np.trunc(v / d).astype(np.int64) for d in ds]
+    qlo, qhi = min(int(q[inside].min()) for q in qs), max(int(q[inside].max()) for q in qs)
+    shape = tuple(np.broadcast_shapes(x.shape, c.shape))
+    out = int_type(qlo, qhi, shape)
+    ts = [values_table(L, f"{n.output[0]}.d{k}" if ds.size > 1 else n.output[0], x, q.astype(np.float64),
+                       int_type(qlo, qhi, x.shape), None) for k, q in enumerate(qs)]
+    if ds.size == 1:
+        r = ts[0] if shape == x.shape else broadcast_to(L, n.output[0] + ".bcast", ts[0], shape)
+    else:
+        ws = [np.broadcast_to(c == d, shape).astype(np.int64) for d in ds]
+        r = L.b.soma_mul(n.output[0], ts, ws, 1.0, (1.0,), out)
+    return Act(r.name, r.type, int_range=(qlo, qhi))
+
+
+DIV_MAX_TABLES = 32
 
 
 def reciprocal_of(L: Lowerer, tensor: str, b: Act, stem: str) -> Act:
