@@ -215,3 +215,14 @@ def test_binary_broadcasting_every_direction(op: str):
             inits = [_c(k, v) for k, v in (("a", a), ("b", b)) if k not in live]
             m = _model([helper.make_node(op, ["a", "b"], ["y"])], ins, [_f("y", np.broadcast_shapes(sa, sb))], inits)
             _run(m, {k: v for k, v in (("a", a), ("b", b)) if k in live})
+
+
+def test_integer_div_and_pow_by_constants_are_exact():
+    ids = helper.make_tensor_value_info("i", TensorProto.INT64, [2, 3])
+    feeds = {"i": np.array([[0, 5, 9], [13, 20, 23]], np.int64)}
+    for op, c in (("Div", np.array([1, 4, 7], np.int64)), ("Pow", np.array([2], np.int64))):
+        m = _model([helper.make_node(op, ["i", "c"], ["y"])], [ids],
+                   [helper.make_tensor_value_info("y", TensorProto.INT64, [2, 3])], [numpy_helper.from_array(c, "c")])
+        art = lasercc.compile(m, target="numpy", bits=16, calibration=feeds, passes="", progress=False)
+        ref = InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+        assert np.array_equal(np.asarray(art.run(feeds)["y"]).astype(np.int64), ref), op

@@ -298,30 +298,42 @@ def div(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 
 
 def _div_int(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val) -> Act:
-    """Integer data divided by a constant integer tensor: ONNX's integer Div truncates toward zero. One exact
-    table on the integer codes per distinct divisor (at most ``DIV_MAX_TABLES``), each element selecting its
-    own by a Soma with 0/1 weights; the result typed by the quotient's interval (value class b)."""
-    c = np.asarray(L.const_value(b))
-    if c.dtype.kind not in "iu" and not np.all(c == np.rint(c)):
-        raise FrontendError("Div of integer data by a non-integer constant is not supported")
-    c = c.astype(np.int64)
+    """Integer data divided by a constant integer tensor: ONNX's integer Div truncates toward zero."""
+    c = _int_const(L, b, "Div")
     if np.any(c == 0):
         raise FrontendError("integer Div by the constant 0")
+    return _int_tables(L, n, a, c, lambda v, d: np.trunc(v / d).astype(np.int64), "Div")
+
+
+def _int_const(L: Lowerer, b: Val, op: str) -> np.ndarray:
+    c = np.asarray(L.const_value(b))
+    if c.dtype.kind not in "iu" and not np.all(c == np.rint(c)):
+        raise FrontendError(f"{op} of integer data by a non-integer constant is not supported")
+    return c.astype(np.int64)
+
+
+def _int_tables(L: Lowerer, n: onnx.NodeProto, a: Val, c: np.ndarray, f, op: str) -> Act:  # noqa: ANN001
+    """``f(x, c)`` for exact integer data x and a constant integer tensor c: one exact table on x's integer
+    codes per distinct value of c (at most ``DIV_MAX_TABLES``), each element selecting its own by a Soma
+    with 0/1 weights (exact: every table has the result's type, the requantization scale is 1); the
+    result typed by the interval of the values (value class b, never calibrated)."""
     x = int_of(L, n.output[0] + ".in", a)
     if x.type.bits > 16:
-        raise FrontendError(f"Div of {x.type.bits}-bit integer data: a table takes at most 16-bit codes")
+        raise FrontendError(f"{op} of {x.type.bits}-bit integer data: a table takes at most 16-bit codes")
     ds = np.unique(c)
     if ds.size > DIV_MAX_TABLES:
-        raise FrontendError(f"integer Div by a constant with {ds.size} distinct divisors: at most {DIV_MAX_TABLES}")
+        raise FrontendError(f"{op} of integer data by a constant with {ds.size} distinct values: at most "
+                            f"{DIV_MAX_TABLES} (one table each)")
     v = np.arange(1 << x.type.bits, dtype=np.int64) - x.zp
     lo, hi = x.int_range  # type: ignore[misc]
     inside = (v >= lo) & (v <= hi)
-    qs = [np.trunc(v / d).astype(np.int64) for d in ds]
+    qs = [np.asarray(f(v, int(d)), np.int64) for d in ds]
     qlo, qhi = min(int(q[inside].min()) for q in qs), max(int(q[inside].max()) for q in qs)
     shape = tuple(np.broadcast_shapes(x.shape, c.shape))
     out = int_type(qlo, qhi, shape)
-    ts = [values_table(L, f"{n.output[0]}.d{k}" if ds.size > 1 else n.output[0], x, q.astype(np.float64),
-                       int_type(qlo, qhi, x.shape), None) for k, q in enumerate(qs)]
+    ts = [values_table(L, f"{n.output[0]}.t{k}" if ds.size > 1 else n.output[0], x,
+                       np.clip(q, qlo, qhi).astype(np.float64), int_type(qlo, qhi, x.shape), None)
+          for k, q in enumerate(qs)]
     if ds.size == 1:
         r = ts[0] if shape == x.shape else broadcast_to(L, n.output[0] + ".bcast", ts[0], shape)
     else:
@@ -546,8 +558,13 @@ def pow_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     Integer base and exponent (exact integer data) are refused here.
     """
     x, p = ins
+    if is_int(x) and is_const(p):
+        e = _int_const(L, p, "Pow")
+        if np.any(e < 0):
+            raise FrontendError("Pow of integer data by a negative exponent is not an integer")
+        return [_int_tables(L, n, x, e, lambda v, k: v ** k, "Pow")]
     if is_int(x):
-        raise FrontendError("Pow of an integer base (exact integer data) is not supported")
+        raise FrontendError("Pow of integer data by an exponent computed at run time is not supported")
     if is_int(p) and isinstance(x, Act):
         p = int_of(L, n.output[0] + ".exp", p)  # an integer exponent tensor: exact codes, then exp(p * log x)
     if isinstance(x, Act) and is_const(p):
