@@ -43,6 +43,7 @@ lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check lasercc tests examples bench
 
 bench: setup
+	$(PY) -m pytest -q -m bench tests
 	$(PY) bench/requant_fixed_vs_ort.py
 	$(PY) bench/numpy_modes.py
 

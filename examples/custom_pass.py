@@ -38,7 +38,7 @@ class WidenLayers(Pass):
     extra_bits: int = option(4, "bits to add to each chosen layer's output code")
 
     def run(self, graph: Graph) -> PassResult:
-        consumers = graph.consumers()
+        consumers = graph.users()  # value -> reading nodes (lasercc.ir.analysis), cached on the graph
         chosen = set(self.layers) or set(graph.outputs)
         nodes, widened = [], []
         for n in graph.nodes:

@@ -16,7 +16,7 @@ from lasercc import __version__
 from lasercc.errors import LasercError
 
 # verbs in the order --help lists them; a module that does not exist yet is skipped
-VERBS = ("compile", "simulate", "profile", "inspect", "passes")
+VERBS = ("compile", "simulate", "profile", "inspect", "passes", "opt")
 
 
 def build_parser() -> argparse.ArgumentParser:

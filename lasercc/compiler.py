@@ -126,7 +126,8 @@ def _lava_files(graph) -> tuple[dict[str, str], str | None]:  # noqa: ANN001
 
 def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy", bits: int | None = None,  # noqa: A001
             calibration: str | os.PathLike | dict | None = None, input_shapes: dict[str, Any] | None = None,
-            requant: str | None = None, passes: str | list | None = None, progress: bool = True) -> Artifact:
+            requant: str | None = None, passes: str | list | None = None, progress: bool = True,
+            weight_bits: int | None = None) -> Artifact:
     """Compile an ONNX model to a spiking artifact.
 
     ``bits``: activation bits for float models and float islands (8 or 16; default 8 for float models,
@@ -135,18 +136,24 @@ def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy"
     dynamic dims, e.g. ``{'ids': (1, 16)}``. ``requant``: ``'ort'`` (bit-exact with onnxruntime) or
     ``'fixed'`` (integer multiplier and shift; the default for ``loihi2``). ``passes``: a pipeline
     spec for :mod:`lasercc.passes` (e.g. ``"fold,dce"``); ``None`` runs the target's default
-    (:data:`DEFAULT_PASSES`), ``""`` runs none. Call ``.save(dir)`` on the result.
+    (:data:`DEFAULT_PASSES`), ``""`` runs none. ``weight_bits``: bits (2-16, symmetric, per output channel)
+    of the float weights lasercc quantizes itself (a model's own integer weights are kept as they are);
+    default 16 for a float model at ``bits=16``, else 8 -- and 8 for ``loihi2``, whose synaptic weights are
+    at most 8 bits.
+    Call ``.save(dir)`` on the result.
     """
     from lasercc.frontends.onnx import import_onnx
 
     if target not in TARGETS:
         raise LasercError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     rq = requant or ("fixed" if target == "loihi2" else "ort")
+    if weight_bits is None and target == "loihi2":
+        weight_bits = 8  # Loihi 2 synapses hold 8-bit weights (Lava Dense); wider ones need the exact-synapse process
     prog = Progress(progress)
     t0 = time.perf_counter()
     try:
         res = import_onnx(model, bits=bits, calibration=calibration, input_shapes=input_shapes, requant=rq,
-                          progress=prog)
+                          progress=prog, weight_bits=weight_bits)
         graph = res.graph
         records: list = []
         extra: dict[str, str | bytes] = {}

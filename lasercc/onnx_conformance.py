@@ -14,7 +14,8 @@ and classified:
 * ``n/a``     -- the case cannot apply to an integer compiler (:func:`not_applicable` says why).
 
 Tolerance, derived from the code step. lasercc carries every float activation as an N-bit code on a grid
-of ``range / (2^N - 1)``; the inputs are quantized to that grid and so is the output, and nonlinear ops
+of ``range / (2^N - 1)``; the inputs are quantized to that grid and so is the output, float weights are
+quantized at the same width (``weight_bits`` follows ``bits`` for a float model), and nonlinear ops
 and decompositions (softmax, normalizations) add a few roundings at their internal width. A float output
 passes when ``max |got - expected| <= K_N * step`` where ``step = R / (2^N - 1)`` and ``R`` is the
 expected output's range (``max - min``, or ``max |x|`` when constant, at least 1e-6): ``K_16 = 64`` (a
@@ -23,7 +24,10 @@ relative error of 1e-3 of the range) and ``K_8 = 8`` (3 % of the range). Integer
 
 Variants: ``inputs`` runs the case as ONNX wrote it (every input a graph input). ``init`` keeps one
 input live -- the first float input, else input 0 -- and makes the others initializers, as real exports
-have weights, shapes, axes and indices (only for cases with more than one input).
+have weights, shapes, axes and indices (only for cases with more than one input). ``finite`` (and
+``finite+init``): a case whose float inputs hold NaN/Inf, with those replaced by finite values and the
+expected outputs recomputed by ``onnx.reference`` (:func:`finite_variant`) -- so Cast/CastLike/IsNaN/IsInf
+get real coverage.
 """
 
 from __future__ import annotations
@@ -122,10 +126,20 @@ def collect(ops: Iterable[str] = TRANSFORMER_OPS) -> list[Case]:
             continue
         op = _op_of(tc.name, kinds)
         for k, (ins, outs) in enumerate(tc.data_sets or ()):
-            feeds = {vi.name: np.asarray(a) for vi, a in zip(tc.model.graph.input, ins)}
-            expect = {vi.name: np.asarray(a) for vi, a in zip(tc.model.graph.output, outs)}
+            feeds = {vi.name: _array(a) for vi, a in zip(tc.model.graph.input, ins)}
+            expect = {vi.name: _array(a) for vi, a in zip(tc.model.graph.output, outs)}
             cases.append(Case(tc.name + (f"#{k}" if k else ""), op, tc.model, feeds, expect))
     return cases
+
+
+def _array(a: object) -> np.ndarray:
+    """A data set entry as an array (Cast's cases store TensorProtos: their types have no numpy dtype)."""
+    if isinstance(a, onnx.TensorProto):
+        try:
+            return numpy_helper.to_array(a)
+        except Exception:  # noqa: BLE001 - a storage format numpy cannot hold: stays an object (n/a)
+            return np.asarray(a)
+    return np.asarray(a)
 
 
 def _op_of(name: str, kinds: set[str]) -> str:
@@ -248,13 +262,47 @@ def run_case(case: Case, bits: int) -> Outcome:
     return Outcome(case.id, case.op, bits, "pass", error=worst)
 
 
+def finite_variant(case: Case) -> Case | None:
+    """The ``finite`` variant of a case whose float inputs hold NaN/Inf (n/a as written: codes are finite):
+    NaN -> 0 and +-Inf -> the largest/smallest finite value of that input (or +-1), the expected outputs
+    recomputed with ``onnx.reference``. None when no input holds NaN/Inf, the evaluator fails, or the new
+    expected outputs still hold NaN/Inf (then the case stays n/a)."""
+    bad = {k for k, v in case.inputs.items() if v.dtype.kind == "f" and v.size
+           and not np.all(np.isfinite(v.astype(np.float64)))}
+    if not bad:
+        return None
+    feeds = {}
+    for k, v in case.inputs.items():
+        if k in bad:
+            f = v.astype(np.float64)
+            fin = f[np.isfinite(f)]
+            hi, lo = (float(fin.max()), float(fin.min())) if fin.size else (1.0, -1.0)
+            v = np.nan_to_num(f, nan=0.0, posinf=hi, neginf=lo).astype(v.dtype)
+        feeds[k] = v
+    try:
+        from onnx.reference import ReferenceEvaluator
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = ReferenceEvaluator(case.model).run(None, feeds)
+    except Exception:  # noqa: BLE001 - no reference result: no variant
+        return None
+    outs = {vi.name: np.asarray(g) for vi, g in zip(case.model.graph.output, got)}
+    return Case(case.name, case.op, case.model, feeds, outs, "finite")
+
+
 def variants(cases: Iterable[Case]) -> list[Case]:
+    """Each case as written, its ``init`` variant, and (inputs with NaN/Inf) its ``finite`` variant."""
     out = []
     for c in cases:
-        out.append(c)
-        v = with_initializers(c)
-        if v is not None:
-            out.append(v)
+        for base in (c, finite_variant(c)):
+            if base is None:
+                continue
+            out.append(base)
+            v = with_initializers(base)
+            if v is not None:
+                out.append(Case(v.name, v.op, v.model, v.inputs, v.outputs, base.variant + "+init"
+                                if base.variant != "inputs" else "init"))
     return out
 
 

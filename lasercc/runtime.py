@@ -113,7 +113,7 @@ def _run_stacked(graph: Graph, feeds: dict[str, np.ndarray], n_chunks: int, coll
         res = ex.run(graph, block)
         for o in graph.outputs:
             r = res.codes[o]
-            parts[o].append(r.reshape((-1,) + r.shape[2:]))
+            parts[o].append(r.reshape((r.shape[0] * r.shape[1],) + r.shape[2:]))  # not -1: zero-size outputs
         for k, s in res.node_stats.items():
             if k in per_node:
                 per_node[k].add(s)

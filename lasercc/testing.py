@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lasercc.ir.data import random_inputs  # moved to the IR layer (backends use it); re-exported
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import (
     ASNCSegment,
@@ -24,6 +25,8 @@ from lasercc.ir.nodes import (
     WTAMax,
 )
 from lasercc.ir.types import CodeType, TensorType
+
+__all__ = ["GraphBuilder", "mlp_graph", "random_graph", "random_inputs"]
 
 
 class GraphBuilder:
@@ -198,27 +201,6 @@ def random_graph(seed: int, *, batch: int = 2, width: int | None = None, steps: 
     used = {i for n in b.nodes for i in n.inputs}
     outs = [n.name for n in b.nodes if isinstance(n.type, CodeType) and n.name not in used] or [pool[-1]]
     return b.graph(outs)
-
-
-def random_inputs(graph: Graph, seed: int, rows: int | None = None) -> dict[str, np.ndarray]:
-    """Inputs for ``graph``: reals spanning each encoder's range, token ids, or codes."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
-    consumers = graph.consumers()
-    for n in graph.inputs:
-        shape = tuple(n.type.shape)
-        if rows is not None and shape:
-            shape = (rows * shape[0],) + shape[1:]
-        if isinstance(n.type, CodeType):
-            out[n.name] = rng.integers(0, n.type.hi + 1, size=shape).astype(np.int64)
-        elif n.type.dtype == "i64":
-            tables = [graph.constants[c.table].shape[0] for c in consumers[n.name] if isinstance(c, Gather)]
-            out[n.name] = rng.integers(0, min(tables) if tables else 10, size=shape).astype(np.int64)
-        else:
-            encs = [c.type for c in consumers[n.name] if isinstance(c, BSEEncode)]
-            span = max([t.scale[0] * 2**t.bits for t in encs] + [1.0])
-            out[n.name] = rng.uniform(-span / 1.6, span / 1.6, size=shape).astype(np.float32)
-    return out
 
 
 def mlp_graph(layers: int = 4, width: int = 256, batch: int = 64, bits: int = 8, seed: int = 0,

@@ -127,6 +127,36 @@ def equal_to(x: np.ndarray, c: float = 0.0) -> np.ndarray:
     return (np.asarray(x, dtype=np.float64) == c).astype(np.float64)
 
 
+def less(x: np.ndarray, c: float = 0.0) -> np.ndarray:
+    """1 where x < c else 0 (ONNX Less of an activation and a constant / of a difference against 0)."""
+    return (np.asarray(x, dtype=np.float64) < c).astype(np.float64)
+
+
+def greater(x: np.ndarray, c: float = 0.0) -> np.ndarray:
+    """1 where x > c else 0."""
+    return (np.asarray(x, dtype=np.float64) > c).astype(np.float64)
+
+
+def less_equal(x: np.ndarray, c: float = 0.0) -> np.ndarray:
+    """1 where x <= c else 0."""
+    return (np.asarray(x, dtype=np.float64) <= c).astype(np.float64)
+
+
+def greater_equal(x: np.ndarray, c: float = 0.0) -> np.ndarray:
+    """1 where x >= c else 0."""
+    return (np.asarray(x, dtype=np.float64) >= c).astype(np.float64)
+
+
+def wrap_int(x: np.ndarray, bits: float = 8.0, signed: float = 1.0) -> np.ndarray:
+    """An integer cast to a ``bits``-bit (signed or unsigned) integer type: two's-complement wrap-around,
+    as ONNX Cast between integer types (and C) does; non-integers are truncated toward zero first."""
+    m = 1 << int(bits)
+    v = np.trunc(np.asarray(x, dtype=np.float64)).astype(np.int64) % m
+    if signed:
+        v = np.where(v >= m >> 1, v - m, v)
+    return v.astype(np.float64)
+
+
 def _f64(f: Callable[[np.ndarray], np.ndarray]) -> RealFn:
     def g(x: np.ndarray) -> np.ndarray:
         return f(np.asarray(x, dtype=np.float64))
@@ -180,6 +210,14 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("step", _f64(lambda x: (x >= 0).astype(np.float64))),
         FunctionSpec("quick_gelu", quick_gelu, ("alpha",), (1.702,)),
         FunctionSpec("equal_to", equal_to, ("c",), (0.0,)),
+        # exact integer/bool data (value class b): comparisons, float -> int casts (truncation toward zero, ONNX
+        # Cast), integer casts to a narrower type (wrap-around)
+        FunctionSpec("less", less, ("c",), (0.0,)),
+        FunctionSpec("greater", greater, ("c",), (0.0,)),
+        FunctionSpec("less_equal", less_equal, ("c",), (0.0,)),
+        FunctionSpec("greater_equal", greater_equal, ("c",), (0.0,)),
+        FunctionSpec("trunc", _f64(np.trunc)),
+        FunctionSpec("wrap_int", wrap_int, ("bits", "signed"), (8.0, 1.0)),
     )
 }
 

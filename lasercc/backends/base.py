@@ -15,9 +15,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from lasercc.errors import ExecutionError, LasercError
+from lasercc.ir.analysis import values_freed_after
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import Node
-from lasercc.ir.text import format_node
+from lasercc.ir.printer import format_node
+
+__all__ = ["ExecResult", "Executor", "impl", "values_freed_after"]  # values_freed_after: an IR analysis
 
 
 def impl(*kinds: type[Node]) -> Callable:
@@ -108,15 +111,3 @@ class Executor:
 
     def collected_stats(self) -> dict[str, Any]:
         return {}
-
-
-def values_freed_after(graph: Graph) -> list[tuple[str, ...]]:
-    """Per node (in graph order), the values it is the last reader of: a walk frees them after the node,
-    so peak memory follows the graph's live values, not all of them. Graph outputs are never freed."""
-    last_use: dict[str, int] = {}
-    for i, n in enumerate(graph.nodes):
-        for v in n.inputs:
-            last_use[v] = i
-    keep = set(graph.outputs)
-    return [tuple(v for v in dict.fromkeys(n.inputs) if last_use[v] == i and v not in keep)
-            for i, n in enumerate(graph.nodes)]

@@ -36,7 +36,7 @@ from lasercc.ir.nodes import (
     SomaASNC,
     Transpose,
 )
-from lasercc.ir.text import format_node
+from lasercc.ir.printer import format_node
 from lasercc.ir.types import CodeType
 from lasercc.semantics import (
     requantize_exact_f32,

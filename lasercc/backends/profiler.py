@@ -183,12 +183,11 @@ class Profile:
 def default_inputs(art: Any) -> tuple[dict[str, np.ndarray], str]:
     """The manifest's calibration rows when the file is readable, else a seeded synthetic input.
 
-    The synthetic input is :func:`lasercc.testing.random_inputs` with seed 0 and one batch: codes
+    The synthetic input is :func:`lasercc.ir.data.random_inputs` with seed 0 and one batch: codes
     uniform over each code type, token ids uniform over the embedding table, reals uniform over
     each encoder's range -- spike counts (hence energy) depend on data, so the profile says which.
     """
-    from lasercc.commands.common import read_npz
-    from lasercc.testing import random_inputs
+    from lasercc.ir.data import random_inputs, read_npz
 
     calib = ((art.manifest or {}).get("options") or {}).get("calibration")
     if calib:

@@ -8,7 +8,8 @@
   input's spikes are counted by the signed rule above (a -1 spike costs a synaptic event too);
 * neuron updates = output neurons x timesteps they integrate (input bits);
 * dense MACs = the multiply-accumulates a DecodeMAC performs after decoding;
-* latency: T(v), the step at which the last bit of value v has been emitted. An encoder or a
+* latency (:func:`lasercc.ir.analysis.latency_steps`, re-exported here): T(v), the step at which the
+  last bit of value v has been emitted. An encoder or a
   constant source emits N bits from step 0 (T = N); a spiking node integrates until its last
   input bit, fires one pipeline step later and emits N_out bits: T = max T(in) + 1 + N_out; the
   winner-take-all max is bit-pipelined (T = T(in) + 1); data movement is free (T = T(in)). A gather
@@ -24,8 +25,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from lasercc.ir.analysis import critical_path, latency_steps
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import ASNCSegment, BSEEncode, DecodeMAC, Gather, Input, Node, Soma, SomaASNC, WTAMax
+
+# the latency model is an IR analysis (passes and the artifact report it too); re-exported here
+__all__ = ["NodeStats", "bit_counts", "critical_path", "latency_steps", "node_stats", "spike_counts", "summarize",
+           "value_spikes"]
 from lasercc.ir.types import CodeType
 from lasercc.semantics.bse import popcount, signed_popcount
 
@@ -111,32 +117,6 @@ def node_stats(node: Node, graph: Graph, in_codes: list[np.ndarray | None], out_
     elif isinstance(node, (BSEEncode, WTAMax)):
         st.neuron_updates = int(np.prod(node.type.shape)) * node.type.bits  # type: ignore[union-attr]
     return st
-
-
-def latency_steps(graph: Graph) -> dict[str, int]:
-    """T(v) for every value: the step by which its last bit has been emitted (see module doc)."""
-    t: dict[str, int] = {}
-    for n in graph.nodes:
-        bits = n.type.bits if isinstance(n.type, CodeType) else 0
-        if isinstance(n, Input):
-            t[n.name] = bits
-        elif isinstance(n, Gather) and isinstance(graph.type_of(n.inputs[0]), CodeType):
-            t[n.name] = t[n.inputs[0]] + 1 + bits  # decodes its index train: a spiking node
-        elif isinstance(n, (BSEEncode, Gather)):
-            t[n.name] = max([t[i] for i in n.inputs] + [0]) + bits
-        elif isinstance(n, WTAMax):
-            t[n.name] = t[n.inputs[0]] + 1
-        elif n.is_compute:
-            t[n.name] = max(t[i] for i in n.inputs) + 1 + bits
-        else:
-            t[n.name] = max(t[i] for i in n.inputs)
-    return t
-
-
-def critical_path(graph: Graph) -> int:
-    """Latency of the graph in timesteps: the latest T over its outputs."""
-    t = latency_steps(graph)
-    return max(t[o] for o in graph.outputs)
 
 
 def summarize(per_node: dict[str, NodeStats], graph: Graph) -> dict[str, object]:

@@ -15,6 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="artifact directory to write")
     p.add_argument("--bits", type=int, choices=(8, 16), default=None,
                    help="activation bits for float models / float islands (default 8 / 16)")
+    p.add_argument("--weight-bits", type=int, choices=range(2, 17), default=None, metavar="{2..16}",
+                   help="bits of float weights lasercc quantizes (symmetric, per output channel; a model's own "
+                        "integer weights are kept): default 16 for a float model at --bits 16, else 8; 8 for loihi2 "
+                        "(8-bit synapses)")
     p.add_argument("--calibration", help=".npz of calibration inputs (rows on axis 0); random inputs if absent")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2",
                    help="pin an input's dynamic dims, e.g. ids=1,16 (repeatable)")
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         warnings.showwarning = lambda msg, *a, **k: print(f"lasercc compile: warning: {msg}", file=sys.stderr)
         art = compile_model(args.model, target=args.target, bits=args.bits, calibration=args.calibration,
                             input_shapes=shapes or None, requant=args.requant, passes=args.passes,
-                            progress=not args.quiet)
+                            progress=not args.quiet, weight_bits=args.weight_bits)
     out = art.save(args.output)
     m = art.manifest
     print(f"compiled {args.model} ({m['frontend']['format']}) -> {out}: {m['nodes']} nodes, "

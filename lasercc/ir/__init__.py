@@ -1,5 +1,12 @@
-"""The spiking IR: types, node kinds, graphs, the verifier and the textual form."""
+"""The spiking IR: types, node kinds, graphs, the verifier, analyses and the textual form.
 
+Modules, bottom to top (each imports only those before it): ``types`` < ``nodes`` < ``printer`` <
+``analysis`` (use-def, liveness, order, latency) < ``verify`` < ``graph`` < ``text`` (parser) <
+``edit`` (the rewrite helper) < ``data`` (input files) < ``artifact``.
+"""
+
+from lasercc.ir.analysis import critical_path, latency_steps, live_names, users
+from lasercc.ir.edit import GraphEditor
 from lasercc.ir.graph import ConstantTable, ConstSpec, Graph, toposort, verify
 from lasercc.ir.nodes import (
     NODE_KINDS,
@@ -24,7 +31,8 @@ from lasercc.ir.types import CodeType, TensorType, ValueType
 
 __all__ = [
     "ASNCSegment", "BSEEncode", "CodeType", "Concat", "ConstSpec", "ConstantTable", "DecodeMAC", "Gather",
-    "Graph", "Input", "Mask", "NODE_KINDS", "Node", "Reshape", "Slice", "Soma", "SomaASNC", "Take", "TensorType",
+    "Graph", "GraphEditor", "Input", "Mask", "NODE_KINDS", "Node", "Reshape", "Slice", "Soma", "SomaASNC", "Take",
+    "TensorType",
     "Transpose", "ValueType", "WTAMax", "format_node", "format_type", "parse_graph", "print_graph",
-    "toposort", "verify",
+    "critical_path", "latency_steps", "live_names", "toposort", "users", "verify",
 ]

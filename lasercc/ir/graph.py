@@ -1,8 +1,11 @@
-"""``Graph``: an SSA dataflow graph of nodes, its constant table, and the verifier.
+"""``Graph``: an SSA dataflow graph of nodes and its constant table.
 
-A graph is immutable: rewrites build a new ``Graph`` (``graph.replace(...)``) that shares the
-unchanged node records and constant arrays. Nodes are kept in a topological order (every value is
-defined before it is used); the verifier checks that and everything else a backend relies on.
+A graph is immutable: rewrites build a new ``Graph`` (``graph.replace(...)``, or a
+:class:`lasercc.ir.edit.GraphEditor`) that shares the unchanged node records and constant arrays.
+Nodes are kept in a topological order (every value is defined before it is used); the verifier
+(:mod:`lasercc.ir.verify`, re-exported here) checks that and everything else a backend relies on.
+Because a graph never changes, derived facts (the name index, :meth:`Graph.users`) are computed once
+and cached on it; a rewrite builds a new graph, which starts with no cache.
 """
 
 from __future__ import annotations
@@ -14,8 +17,14 @@ import networkx as nx
 import numpy as np
 
 from lasercc.errors import VerifyError
-from lasercc.ir.nodes import NAME_RE, ConstantView, Input, Node
-from lasercc.ir.types import CodeType, Shape, TensorType, ValueType, dtype_name
+from lasercc.ir import analysis
+from lasercc.ir.analysis import topological_order
+from lasercc.ir.nodes import NAME_RE, Input, Node
+from lasercc.ir.printer import print_graph
+from lasercc.ir.types import Shape, ValueType, dtype_name
+from lasercc.ir.verify import verify
+
+__all__ = ["ConstSpec", "ConstantTable", "Constant", "Graph", "toposort", "verify"]
 
 
 @dataclass(frozen=True)
@@ -123,12 +132,22 @@ class Graph:
             object.__setattr__(self, "_idx", idx)
         return idx
 
+    def users(self) -> analysis.Users:
+        """Value -> the nodes reading it, one entry per use (:func:`lasercc.ir.analysis.users`);
+        computed once per graph and shared, read-only."""
+        u = self.__dict__.get("_users")
+        if u is None:
+            u = analysis.users(self)
+            object.__setattr__(self, "_users", u)
+        return u
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle the graph, not its caches (a read-only mapping of uses does not pickle)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_idx", "_users")}
+
     def consumers(self) -> dict[str, list[Node]]:
-        out: dict[str, list[Node]] = {n.name: [] for n in self.nodes}
-        for n in self.nodes:
-            for i in n.inputs:
-                out.setdefault(i, []).append(n)
-        return out
+        """:meth:`users` as a fresh ``dict`` of lists (the older spelling; the caller may modify it)."""
+        return {k: list(v) for k, v in self.users().items()}
 
     def replace(self, **changes: object) -> Graph:
         data = {"name": self.name, "nodes": self.nodes, "outputs": self.outputs, "constants": self.constants}
@@ -136,16 +155,9 @@ class Graph:
         return Graph(**data)  # type: ignore[arg-type]
 
     def to_networkx(self) -> nx.DiGraph:
-        g = nx.DiGraph()
-        for n in self.nodes:
-            g.add_node(n.name)
-            for i in n.inputs:
-                g.add_edge(i, n.name)
-        return g
+        return analysis.to_networkx(self.nodes)
 
     def text(self) -> str:
-        from lasercc.ir.text import print_graph
-
         return print_graph(self)
 
     def __str__(self) -> str:
@@ -156,76 +168,9 @@ class Graph:
         return self
 
 
-def verify(graph: Graph) -> None:
-    """Reject malformed graphs with a message naming the node and printing it in IR text.
-
-    Checks: unique, well-formed names; every input defined (no dangling references) and defined
-    before use (no cycles); outputs exist and are codes; every constant a node names exists with a
-    valid dtype; and each node's own typing rules (bits, shapes, scales, accumulator bounds).
-    """
-    from lasercc.ir.text import format_node
-
-    if not NAME_RE.match(graph.name):
-        raise VerifyError(f"bad graph name {graph.name!r}")
-    defined: dict[str, ValueType] = {}
-    names = [n.name for n in graph.nodes]
-    dupes = {x for x in names if names.count(x) > 1} if len(set(names)) != len(names) else set()
-    if dupes:
-        n = next(n for n in graph.nodes if n.name in dupes)
-        raise VerifyError(f"value %{n.name} is defined more than once", format_node(n), n.name)
-    all_names = set(names)
-    if not graph.inputs:
-        raise VerifyError("graph has no inputs")
-    view = ConstantView(graph.constants)
-    for n in graph.nodes:
-        want = type(n).n_inputs
-        if want is not None and len(n.inputs) != want:
-            raise VerifyError(f"{n.op} takes {want} input(s), got {len(n.inputs)}", format_node(n), n.name)
-        if want is None and not n.inputs:
-            raise VerifyError(f"{n.op} needs at least one input", format_node(n), n.name)
-        for i in n.inputs:
-            if i not in defined:
-                if i not in all_names:
-                    raise VerifyError(f"%{n.name} reads %{i}, which no node defines (dangling value)",
-                                      format_node(n), n.name)
-                cyc = _find_cycle(graph)
-                msg = (f"cycle through {' -> '.join('%' + c for c in cyc)}" if cyc else
-                       f"%{n.name} reads %{i} before it is defined (nodes out of order)")
-                raise VerifyError(msg, format_node(n), n.name)
-        for c in n.const_refs():
-            if c not in graph.constants:
-                raise VerifyError(f"%{n.name} names unknown constant @{c}", format_node(n), n.name)
-        if isinstance(n, Input) and isinstance(n.type, CodeType) is False and not isinstance(n.type, TensorType):
-            raise VerifyError("input type must be f32, i64 or a code", format_node(n), n.name)
-        try:
-            n.check([defined[i] for i in n.inputs], view)
-        except (ValueError, TypeError, KeyError) as e:
-            raise VerifyError(f"%{n.name} ({n.op}): {e}", format_node(n), n.name) from None
-        defined[n.name] = n.type
-    if not graph.outputs:
-        raise VerifyError("graph has no outputs")
-    for o in graph.outputs:
-        if o not in defined:
-            raise VerifyError(f"output %{o} is not defined by any node")
-        if not isinstance(defined[o], CodeType):
-            raise VerifyError(f"output %{o} must be a code (outputs are spike trains)",
-                              format_node(graph.node(o)), o)
-
-
-def _find_cycle(graph: Graph) -> list[str]:
-    try:
-        return [u for u, _ in nx.find_cycle(graph.to_networkx())]
-    except nx.NetworkXNoCycle:
-        return []
-
-
 def toposort(graph: Graph) -> Graph:
     """Reorder nodes topologically (stable: keeps the given order where it is already valid)."""
-    g = graph.to_networkx()
-    order = {n.name: i for i, n in enumerate(graph.nodes)}
     try:
-        names = list(nx.lexicographical_topological_sort(g, key=lambda v: order.get(v, -1)))
-    except nx.NetworkXUnfeasible as e:
-        raise VerifyError(f"graph has a cycle: {_find_cycle(graph)}") from e
-    idx = graph._index()
-    return graph.replace(nodes=tuple(idx[n] for n in names if n in idx))
+        return graph.replace(nodes=tuple(topological_order(graph.nodes)))
+    except ValueError as e:
+        raise VerifyError(str(e)) from None

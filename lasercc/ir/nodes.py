@@ -4,7 +4,7 @@ Every node is a small frozen, validated record (pydantic). A node defines exactl
 named like the node; ``inputs`` name the values it reads; ``type`` is the type of its result.
 Weights and tables are never inline: fields listed in ``const_fields`` name entries of the
 graph's constant table. ``check`` verifies a node against its input types and the constants and
-raises ``ValueError`` with a plain message; :func:`lasercc.ir.graph.verify` adds the node's text.
+raises ``ValueError`` with a plain message; :func:`lasercc.ir.verify.verify` adds the node's text.
 
 Semantics (what each node computes, to the bit) are in DESIGN.md section 3 and are implemented
 once in :mod:`lasercc.semantics`; this module only describes structure.
@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from lasercc.ir.types import CodeType, Shape, TensorType, ValueType
+from lasercc.ir.types import CodeType, Shape, TensorType, ValueType, format_type
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/:]*$")
 ACC_LIMIT_BITS = 46  # |accumulator| must stay below 2^46 (see semantics.requant)
@@ -107,8 +107,6 @@ class ConstantView:
 
 
 def _type_str(t: ValueType) -> str:
-    from lasercc.ir.text import format_type
-
     return format_type(t)
 
 
@@ -433,7 +431,7 @@ class Gather(_Move):
     features synapses and ``seq x positions`` comparator neurons) for what is a memory read on any
     core with a lookup table; every NumPy/torch backend does it exactly with one indexing. The Lava
     backend decodes the index train in a ``gather_by_code`` process and emits the rows one step after
-    the last index bit (latency T = T(index) + 1 + N, as ``backends.stats.latency_steps`` counts it).
+    the last index bit (latency T = T(index) + 1 + N, as ``ir.analysis.latency_steps`` counts it).
     Codes at or beyond the table's rows are a run-time index error on every backend, as for ids.
     """
 

@@ -1,4 +1,5 @@
-"""The textual IR (``.lir``): a printer and a lark parser with ``parse(print(g)) == g``.
+"""The textual IR (``.lir``): a lark parser and (from :mod:`lasercc.ir.printer`) the printer, with
+``parse(print(g)) == g``.
 
 Example::
 
@@ -18,7 +19,6 @@ not in the text: ``const`` lines declare dtype and shape and the arrays live in 
 from __future__ import annotations
 
 import json
-import re
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -31,72 +31,10 @@ from pydantic import ValidationError
 from lasercc.errors import ParseError
 from lasercc.ir.graph import ConstantTable, ConstSpec, Graph
 from lasercc.ir.nodes import NODE_KINDS, Input, Node
-from lasercc.ir.types import CONST_DTYPES, CodeType, TensorType, ValueType
+from lasercc.ir.printer import format_node, print_graph
+from lasercc.ir.types import CONST_DTYPES, CodeType, TensorType, format_type
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_KEYWORDS = {"true", "false", "none", "code", "axis", "signed", "graph", "const", "input", "output"}
-
-
-# ------------------------------------------------------------------------------------- printer
-def _fmt_shape(shape: tuple[int, ...]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
-def _fmt_num(v: float | int) -> str:
-    return repr(float(v)) if isinstance(v, float) else str(int(v))
-
-
-def format_type(t: ValueType) -> str:
-    if isinstance(t, TensorType):
-        return f"{t.dtype}{_fmt_shape(t.shape)}"
-    if t.axis is None:
-        head = f"code<{t.bits}, {_fmt_num(t.scale[0])}, {t.zero_point[0]}"
-    else:
-        sc = ", ".join(_fmt_num(s) for s in t.scale)
-        zp = ", ".join(str(z) for z in t.zero_point)
-        head = f"code<{t.bits}, [{sc}], [{zp}], axis = {t.axis}"
-    if t.encoding != "bse":  # the default prints as it always did, so existing .lir files are unchanged
-        head += f", {t.encoding}"
-    return f"{head}>{_fmt_shape(t.shape)}"
-
-
-def _fmt_value(v: Any, const: bool) -> str:
-    if v is None:
-        return "none"
-    if isinstance(v, tuple | list):
-        return "[" + ", ".join(_fmt_value(x, const) for x in v) + "]"
-    if const:
-        return f"@{v}"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return _fmt_num(v)
-    if isinstance(v, str):
-        return v if (_IDENT.match(v) and v not in _KEYWORDS) else json.dumps(v)
-    raise TypeError(f"cannot print attribute value {v!r}")
-
-
-def format_node(n: Node) -> str:
-    if isinstance(n, Input):
-        return f"input %{n.name} : {format_type(n.type)}"
-    ins = ", ".join(f"%{i}" for i in n.inputs)
-    attrs = n.attrs()
-    a = ""
-    if attrs:
-        a = " {" + ", ".join(f"{k} = {_fmt_value(v, k in n.const_fields)}" for k, v in attrs.items()) + "}"
-    return f"%{n.name} = {n.op}({ins}){a} : {format_type(n.type)}"
-
-
-def print_graph(g: Graph) -> str:
-    name = g.name if (_IDENT.match(g.name) and g.name not in _KEYWORDS) else json.dumps(g.name)
-    lines = [f"graph {name} {{"]
-    for k, (dt, shape) in g.constants.specs().items():
-        lines.append(f"  const @{k} : {dt}{_fmt_shape(shape)}")
-    for n in g.nodes:
-        lines.append("  " + format_node(n))
-    lines.append("  output " + ", ".join(f"%{o}" for o in g.outputs))
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+__all__ = ["format_node", "format_type", "parse_graph", "print_graph"]
 
 
 # -------------------------------------------------------------------------------------- parser

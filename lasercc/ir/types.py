@@ -171,3 +171,30 @@ def dtype_name(dtype: np.dtype) -> str:
     if dt not in DTYPE_NAMES:
         raise ValueError(f"constant dtype {dt} is not allowed in the IR (integers and bool only)")
     return DTYPE_NAMES[dt]
+
+
+# ------------------------------------------------------------------------------------ printing
+# The type printer lives with the types (not in ``text``) so that node validation messages can name a
+# type without importing the text module, which imports the nodes: one direction only.
+def format_shape(shape: Shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def format_num(v: float | int) -> str:
+    """Floats with ``repr`` (shortest round-trip form), so scales survive print/parse exactly."""
+    return repr(float(v)) if isinstance(v, float) else str(int(v))
+
+
+def format_type(t: ValueType) -> str:
+    """``f32[4, 16]`` or ``code<8, 0.05, 128>[4, 16]`` (per-axis: lists and ``axis = k``)."""
+    if isinstance(t, TensorType):
+        return f"{t.dtype}{format_shape(t.shape)}"
+    if t.axis is None:
+        head = f"code<{t.bits}, {format_num(t.scale[0])}, {t.zero_point[0]}"
+    else:
+        sc = ", ".join(format_num(s) for s in t.scale)
+        zp = ", ".join(str(z) for z in t.zero_point)
+        head = f"code<{t.bits}, [{sc}], [{zp}], axis = {t.axis}"
+    if t.encoding != "bse":  # the default prints as it always did, so existing .lir files are unchanged
+        head += f", {t.encoding}"
+    return f"{head}>{format_shape(t.shape)}"

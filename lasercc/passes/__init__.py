@@ -21,8 +21,10 @@ from lasercc.passes.base import (
     register_pass,
     run_passes,
 )
+from lasercc.passes.opt import opt_graph, opt_text
 
 __all__ = [
     "PASSES", "OptionInfo", "Pass", "PassManager", "PassRecord", "PassResult", "PassVerifyError", "PipelineError",
-    "all_passes", "get_pass", "make_pass", "option", "parse_pipeline", "register_pass", "run_passes",
+    "all_passes", "get_pass", "make_pass", "opt_graph", "opt_text", "option", "parse_pipeline", "register_pass",
+    "run_passes",
 ]

@@ -16,7 +16,6 @@ new table gets fresh ``<node>.asnc.*`` names.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -24,6 +23,7 @@ import numpy as np
 
 from lasercc.asnc import FUNCTIONS, fit
 from lasercc.asnc.distribution import BREAKPOINTS, ASNCFitError
+from lasercc.ir.analysis import const_users
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import ASNCSegment, Node
 from lasercc.ir.types import CodeType
@@ -50,7 +50,7 @@ class AsncFit(Pass):
             raise ASNCFitError(f"asnc-fit: target_mse must be positive, got {self.target_mse}")
 
     def run(self, graph: Graph) -> PassResult:
-        refs = Counter(c for n in graph.nodes for c in n.const_refs())
+        refs = const_users(graph)
         nodes: list[Node] = []
         new_consts: dict[str, np.ndarray] = {}
         changed = False
@@ -71,7 +71,7 @@ class AsncFit(Pass):
             table = fit(n.function if n.function in FUNCTIONS else _own_lut(n, graph), params=tuple(n.params),  # type: ignore[arg-type]
                         input_q=in_type, output_q=n.type, histogram=hist,
                         max_segments=self.max_segments, target_mse=self.target_mse, breakpoints=self.breakpoints)
-            own = all(refs[c] == 1 for c in (n.thresholds, n.slopes, n.intercepts))
+            own = all(len(refs.get(c, ())) == 1 for c in (n.thresholds, n.slopes, n.intercepts))
             prefix = f"{n.name}.asnc"
             while not own and any(f"{prefix}.{k}" in graph.constants for k in ("thresholds", "slopes", "intercepts")):
                 prefix += "_"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from lasercc.ir.edit import GraphEditor
 from lasercc.ir.graph import Graph
 from lasercc.passes.base import Pass, PassResult, register_pass
-from lasercc.passes.rewrite import live_nodes, prune_constants
 
 
 @register_pass
@@ -18,10 +18,10 @@ class DeadNodeElimination(Pass):
     name: ClassVar[str] = "dce"
 
     def run(self, graph: Graph) -> PassResult:
-        live = live_nodes(graph)
-        dead = [n for n in graph.nodes if n.name not in live]
-        g = graph.replace(nodes=tuple(n for n in graph.nodes if n.name in live)) if dead else graph
-        g, n_consts = prune_constants(g)
+        g = GraphEditor(graph).finish()  # finishing an unedited draft is exactly dead-node elimination
+        kept = {n.name for n in g.nodes}
+        dead = [n for n in graph.nodes if n.name not in kept]
+        n_consts = len(graph.constants) - len(g.constants)
         removed: dict[str, int] = {}
         for n in dead:
             removed[n.op] = removed.get(n.op, 0) + 1

@@ -24,11 +24,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from lasercc.ir.edit import GraphEditor
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import ASNCSegment, Concat, Node, Reshape, Slice, Soma, Take, Transpose
 from lasercc.ir.types import CodeType
 from lasercc.passes.base import Pass, PassResult, option, register_pass
-from lasercc.passes.rewrite import live_nodes, prune_constants, resolve
 from lasercc.semantics import asnc_evaluate, requantize
 
 
@@ -41,49 +41,37 @@ class EncodeElimination(Pass):
     max_exhaustive_bits: int = option(16, "widest code checked exhaustively for identity Somas/ASNCs")
 
     def run(self, graph: Graph) -> PassResult:
-        subst: dict[str, str] = {}  # removed value -> value that carries the same codes
-        nodes: list[Node] = []
-        idx: dict[str, Node] = {}
-        outputs = set(graph.outputs)
+        ed = GraphEditor(graph)
         counts: dict[str, int] = {}
 
         def bump(k: str) -> None:
             counts[k] = counts.get(k, 0) + 1
 
-        for n in graph.nodes:
-            ins = tuple(resolve(subst, i) for i in n.inputs)
-            if ins != n.inputs:
-                n = n.replace(inputs=ins)
-            src = idx.get(ins[0]) if ins else None
+        for name in [n.name for n in graph.nodes]:
+            n = ed.node(name)  # operands already rewired past removed predecessors
+            src = ed.get(n.inputs[0]) if n.inputs else None
             # compose with the producer
             if isinstance(n, Reshape) and isinstance(src, Reshape):
-                n = n.replace(inputs=src.inputs)
+                n = ed.replace(n.replace(inputs=src.inputs))
                 bump("reshape_chain")
-                src = idx.get(n.inputs[0])
+                src = ed.get(n.inputs[0])
             if isinstance(n, Transpose) and isinstance(src, Transpose):
-                n = n.replace(inputs=src.inputs, perm=tuple(src.perm[p] for p in n.perm))
+                n = ed.replace(n.replace(inputs=src.inputs, perm=tuple(src.perm[p] for p in n.perm)))
                 bump("transpose_chain")
-                src = idx.get(n.inputs[0])
-            if n.name not in outputs and self._is_identity(n, graph, idx):
-                subst[n.name] = n.inputs[0]
+                src = ed.get(n.inputs[0])
+            if not ed.is_output(n.name) and self._is_identity(n, graph, ed):
+                ed.replace_all_uses(n.name, n.inputs[0])
+                ed.erase(n.name)
                 bump(f"identity_{n.op}")
-                continue
-            nodes.append(n)
-            idx[n.name] = n
-        g = graph.replace(nodes=tuple(nodes))
-        live = live_nodes(g)
-        dead = sum(1 for n in g.nodes if n.name not in live)
-        if dead:
-            g = g.replace(nodes=tuple(n for n in g.nodes if n.name in live))
-        g, _ = prune_constants(g)
-        changed = bool(counts) or dead > 0
+        g = ed.finish()
+        changed = bool(counts) or len(g.nodes) < len(ed.nodes)  # a rewrite, or dead nodes dropped
         return PassResult(g if changed else graph, changed,
                           {"rewrites": counts, "nodes_removed": len(graph.nodes) - len(g.nodes)})
 
-    def _is_identity(self, n: Node, graph: Graph, idx: dict[str, Node]) -> bool:
+    def _is_identity(self, n: Node, graph: Graph, ed: GraphEditor) -> bool:
         if not n.inputs:
             return False
-        src_type = idx[n.inputs[0]].type if n.inputs[0] in idx else graph.type_of(n.inputs[0])
+        src_type = ed.node(n.inputs[0]).type
         if not (isinstance(src_type, CodeType) and isinstance(n.type, CodeType)):
             return False
         same_shape = tuple(src_type.shape) == tuple(n.type.shape)

@@ -18,11 +18,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from lasercc.ir.edit import GraphEditor
 from lasercc.ir.graph import ConstSpec, Graph
 from lasercc.ir.nodes import ASNCSegment, Gather, Input, Mask, Node, Slice, Soma, Take
 from lasercc.ir.types import CodeType, TensorType
 from lasercc.passes.base import Pass, PassResult, option, register_pass
-from lasercc.passes.rewrite import fresh_name, live_nodes, prune_constants
 
 
 @register_pass
@@ -34,33 +34,28 @@ class ConstantFold(Pass):
     max_table_elements: int = option(1 << 24, "largest folded table (vocabulary x features) to create")
 
     def run(self, graph: Graph) -> PassResult:
-        idx: dict[str, Node] = {}
-        nodes: list[Node] = []
-        consts = dict(graph.constants.items())
-        taken = set(consts) | {n.name for n in graph.nodes}
+        ed = GraphEditor(graph)
+        consts = ed.constants
         folded: dict[str, int] = {}
         saved_neurons = 0
         for n in graph.nodes:
-            src = idx.get(n.inputs[0]) if len(n.inputs) == 1 else None
+            src = ed.get(n.inputs[0]) if len(n.inputs) == 1 else None  # already folded, if it was
             if isinstance(src, Gather) and isinstance(consts[src.table], np.ndarray):
-                new = self._fold(n, src, graph, consts, taken)
+                new = self._fold(n, src, graph, ed)
                 if new is not None:
                     folded[n.op] = folded.get(n.op, 0) + 1
                     if n.is_compute:
                         saved_neurons += int(np.prod(n.type.shape))
-                    n = new
-            nodes.append(n)
-            idx[n.name] = n
+                    ed.replace(new)
         if not folded:
             return PassResult(graph, False, {"folded": {}})
-        g = graph.replace(nodes=tuple(nodes), constants=consts)
-        live = live_nodes(g)
-        g = g.replace(nodes=tuple(n for n in g.nodes if n.name in live))
-        g, n_consts = prune_constants(g)
+        n_consts = len(consts)
+        g = ed.finish()
         return PassResult(g, True, {"folded": folded, "neurons_removed": saved_neurons,
-                                    "constants_removed": n_consts})
+                                    "constants_removed": n_consts - len(g.constants)})
 
-    def _fold(self, n: Node, src: Gather, graph: Graph, consts: dict, taken: set[str]) -> Gather | None:
+    def _fold(self, n: Node, src: Gather, graph: Graph, ed: GraphEditor) -> Gather | None:
+        consts = ed.constants
         ids_t = graph.type_of(src.inputs[0])
         lead = len(ids_t.shape)
         table = consts[src.table]
@@ -89,8 +84,7 @@ class ConstantFold(Pass):
 
         codes = NumpyCodes(collect_stats=False).run(mini, {"ids": np.arange(vocab, dtype=np.int64)}).codes[n.name]
         dtype = np.uint8 if out_t.bits <= 8 else np.uint16 if out_t.bits <= 16 else np.int64
-        name = fresh_name(taken, f"{n.name}.table")
-        consts[name] = codes.astype(dtype)
+        name = ed.add_constant(f"{n.name}.table", codes.astype(dtype))
         return Gather(name=n.name, inputs=src.inputs, table=name, type=out_t)
 
 

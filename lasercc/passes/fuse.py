@@ -34,18 +34,18 @@ constants no node references any more.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from lasercc.backends.stats import critical_path
+from lasercc.ir.analysis import critical_path
+from lasercc.ir.edit import GraphEditor
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import ASNC_LIMIT_BITS, ASNCSegment, Node, Soma, SomaASNC
 from lasercc.ir.types import CodeType
 from lasercc.passes.base import Pass, PassResult, option, register_pass
-from lasercc.passes.rewrite import fresh_name, prune_constants
 from lasercc.semantics import asnc_evaluate, requantize
 
 REFIT_SAMPLES = 1 << 15  # calibration-like samples spread over the accumulator range (refit mode)
@@ -147,22 +147,18 @@ class FuseAsnc(Pass):
             raise ValueError("fuse-asnc: segment limits must be >= 1")
 
     def run(self, graph: Graph) -> PassResult:
-        consumers = Counter(i for n in graph.nodes for i in n.inputs)
-        by_name = {n.name: n for n in graph.nodes}
+        users = graph.users()
         outputs = set(graph.outputs)
-        taken = set(graph.constants) | set(by_name)
-        fused: dict[str, SomaASNC] = {}  # asnc name -> replacement
-        removed: set[str] = set()
-        new_consts: dict[str, np.ndarray] = {}
+        ed = GraphEditor(graph)
         details: dict[str, dict[str, Any]] = {}
         skipped: dict[str, str] = {}
         for n in graph.nodes:
             if not isinstance(n, ASNCSegment):
                 continue
-            src = by_name.get(n.inputs[0])
+            src = ed.get(n.inputs[0])
             if not isinstance(src, Soma):
                 continue
-            why = self._ineligible(src, n, graph, consumers, outputs)
+            why = self._ineligible(src, n, graph, users, outputs)
             if why:
                 skipped[n.name] = why
                 continue
@@ -184,21 +180,19 @@ class FuseAsnc(Pass):
             info.update({"soma": src.name, "acc_range": [acc_lo, acc_hi], "mid_bits": mid.bits,
                          "steps_saved": mid.bits + 1, "mid_elements": elements,
                          "spikes_saved_estimate": elements * mid.bits / 2})
-            names = {k: fresh_name(taken, f"{n.name}.fused.{k}") for k in ("thresholds", "slopes", "intercepts")}
-            new_consts.update({names["thresholds"]: thr, names["slopes"]: a, names["intercepts"]: c})
-            fused[n.name] = SomaASNC(
+            names = {k: ed.add_constant(f"{n.name}.fused.{k}", v)
+                     for k, v in (("thresholds", thr), ("slopes", a), ("intercepts", c))}
+            ed.replace(SomaASNC(
                 name=n.name, inputs=src.inputs, type=n.type, weights=src.weights, forms=src.forms, bias=src.bias,
                 scale_in=src.scale_in, scale_w=src.scale_w, requant=src.requant, function=n.function,
                 params=n.params, thresholds=names["thresholds"], slopes=names["slopes"],
-                intercepts=names["intercepts"], shift=shift, histogram=n.histogram)
-            removed.add(src.name)
+                intercepts=names["intercepts"], shift=shift, histogram=n.histogram))
+            ed.erase(src.name)  # its one reader now reads the Soma's inputs
             details[n.name] = info
-        base_info: dict[str, Any] = {"mode": self.mode, "fused": len(fused), "skipped": skipped}
-        if not fused:
+        base_info: dict[str, Any] = {"mode": self.mode, "fused": len(details), "skipped": skipped}
+        if not details:
             return PassResult(graph, False, base_info)
-        nodes: list[Node] = [fused.get(m.name, m) for m in graph.nodes if m.name not in removed]
-        g = graph.replace(nodes=tuple(nodes), constants=graph.constants.with_items(**new_consts))
-        g, _ = prune_constants(g)
+        g = ed.finish(prune_nodes=False)
         before, after = critical_path(graph), critical_path(g)
         base_info.update({
             "latency_steps": {"before": before, "after": after, "saved": before - after},
@@ -207,11 +201,11 @@ class FuseAsnc(Pass):
             "nodes": details})
         return PassResult(g, True, base_info)
 
-    def _ineligible(self, soma: Soma, asnc: ASNCSegment, graph: Graph, consumers: Counter,
+    def _ineligible(self, soma: Soma, asnc: ASNCSegment, graph: Graph, users: Mapping[str, tuple[Node, ...]],
                     outputs: set[str]) -> str:
         if soma.name in outputs:
             return "the Soma is a graph output"
-        if consumers[soma.name] != 1:
+        if len(users[soma.name]) != 1:
             return "the Soma has other consumers"
         if len(soma.scale_w) != 1:
             return "per-channel weight scale (one table cannot serve every channel)"

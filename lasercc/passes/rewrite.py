@@ -6,10 +6,17 @@ constant arrays, as ARCHITECTURE.md asks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
+from lasercc.ir.analysis import live_names, live_nodes
+from lasercc.ir.edit import fresh_name
 from lasercc.ir.graph import Graph
-from lasercc.ir.nodes import Input, Node
+from lasercc.ir.nodes import Node
+
+# ``live_names``/``live_nodes`` moved to :mod:`lasercc.ir.analysis` and ``fresh_name`` to
+# :mod:`lasercc.ir.edit`; re-exported here for callers that still import them from this module (the ONNX
+# frontend's ``lower.py``). New rewrites should use :class:`lasercc.ir.edit.GraphEditor`.
+__all__ = ["fresh_name", "live_names", "live_nodes", "prune_constants", "resolve", "substitute"]
 
 
 def resolve(mapping: Mapping[str, str], name: str) -> str:
@@ -34,26 +41,6 @@ def substitute(nodes: list[Node] | tuple[Node, ...], mapping: Mapping[str, str])
     return out
 
 
-def live_nodes(graph: Graph) -> set[str]:
-    """Names of the nodes the outputs depend on, plus every graph input (inputs are the interface)."""
-    return live_names(graph.nodes, graph.outputs)
-
-
-def live_names(nodes: Iterable[Node], outputs: Iterable[str]) -> set[str]:
-    """:func:`live_nodes` of a node list not yet made a Graph (the frontend's, before verification)."""
-    nodes = list(nodes)
-    idx = {n.name: n for n in nodes}
-    live = {n.name for n in nodes if isinstance(n, Input)}
-    stack = list(outputs)
-    while stack:
-        v = stack.pop()
-        if v in live:
-            continue
-        live.add(v)
-        stack.extend(idx[v].inputs)
-    return live
-
-
 def prune_constants(graph: Graph) -> tuple[Graph, int]:
     """Drop constants no node references; returns the new graph and how many were dropped."""
     used = {c for n in graph.nodes for c in n.const_refs()}
@@ -61,13 +48,3 @@ def prune_constants(graph: Graph) -> tuple[Graph, int]:
     if not dead:
         return graph, 0
     return graph.replace(constants={k: v for k, v in graph.constants.items() if k in used}), len(dead)
-
-
-def fresh_name(taken: set[str], stem: str) -> str:
-    """A value/constant name not in ``taken`` (and reserve it)."""
-    name, i = stem, 1
-    while name in taken:
-        i += 1
-        name = f"{stem}.{i}"
-    taken.add(name)
-    return name

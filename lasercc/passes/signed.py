@@ -24,6 +24,7 @@ share one encoding (``CodeType.same_quant`` checks it). A group is marked when
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -142,7 +143,7 @@ class SignedEncode(Pass):
         measured: tuple[dict[str, int], dict[str, int]] | None = None
         if self.measure:
             measured = measure_spikes(graph, self._load_samples())
-        consumers = graph.consumers()
+        consumers = graph.users()
         nodes = {n.name: n for n in graph.nodes}
         to_mark: set[str] = set()
         skipped: dict[str, int] = {}
@@ -175,7 +176,7 @@ class SignedEncode(Pass):
         return PassResult(g, bool(to_mark), info)
 
     def _blocked(self, group: list[str], types: list[CodeType], nodes: dict[str, Node],
-                 consumers: dict[str, list[Node]]) -> str | None:
+                 consumers: Mapping[str, tuple[Node, ...]]) -> str | None:
         """Why a group cannot be signed, or None when it can."""
         if not all(isinstance(t, CodeType) and t.per_tensor for t in types):
             return "per-axis quantization"

@@ -61,17 +61,24 @@ def test_error_fields_are_consistent(silu_fits):
     assert t.mse_lut == pytest.approx(want, rel=1e-4)
 
 
-def test_fit_is_deterministic_and_fast():
+def test_fit_is_deterministic():
     cal = _gauss(0)
     out = span_output_q("gelu", IN16, 16)
-    fit("gelu", input_q=IN16, output_q=out, samples=cal, max_segments=32)  # warm caches / imports
-    t0 = time.perf_counter()
     a = fit("gelu", input_q=IN16, output_q=out, samples=cal, max_segments=32)
-    assert time.perf_counter() - t0 < 1.0
     b = fit("gelu", input_q=IN16, output_q=out, samples=cal.copy(), max_segments=32)
     for k in ("thresholds", "slopes", "intercepts"):
         assert np.array_equal(getattr(a, k), getattr(b, k))
     assert a.shift == b.shift and a.mse == b.mse
+
+
+@pytest.mark.bench  # a wall-clock bound: depends on the machine and its load, so not in the default run
+def test_fit_is_fast():
+    cal = _gauss(0)
+    out = span_output_q("gelu", IN16, 16)
+    fit("gelu", input_q=IN16, output_q=out, samples=cal, max_segments=32)  # warm caches / imports
+    t0 = time.perf_counter()
+    fit("gelu", input_q=IN16, output_q=out, samples=cal, max_segments=32)
+    assert time.perf_counter() - t0 < 1.0
 
 
 def test_integer_table_obeys_shared_rule_and_bounds(silu_fits):

@@ -2,7 +2,7 @@
 
 An integer input passed through becomes scale-1 codes through an identity lookup table (IR outputs are
 codes); the values are the ids exactly, as onnxruntime returns them. A float input passed through keeps its
-input encoding. A constant output has no spiking form: one clear error naming it.
+input encoding. A constant output is computed from an input: a Gather of its codes by a zero code.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ import warnings
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pytest
 from onnx import TensorProto, helper
 
 import lasercc
-from lasercc.errors import LasercError
 
 
 def _model(tmp_path, extra_nodes=(), extra_outputs=()):  # noqa: ANN001, ANN202
@@ -72,8 +70,14 @@ def test_passthrough_outputs_match_onnxruntime(tmp_path) -> None:
     assert cos > 0.9999
 
 
-def test_constant_output_is_one_clear_error(tmp_path) -> None:
-    c = helper.make_node("Constant", [], ["c"], value=onnx.numpy_helper.from_array(np.ones((2,), np.float32)))
-    p = _model(tmp_path, [c], [helper.make_tensor_value_info("c", TensorProto.FLOAT, [2])])
-    with pytest.raises(LasercError, match="'c' is a constant"):
-        _compile(p, _data(8, 0))
+def test_constant_output_comes_back(tmp_path) -> None:
+    """A constant output is a Gather of its codes by a zero code computed from an input (exact for integers)."""
+    c = helper.make_node("Constant", [], ["c"], value=onnx.numpy_helper.from_array(np.array([1.5, -2.0], np.float32)))
+    k = helper.make_node("Constant", [], ["k"], value=onnx.numpy_helper.from_array(np.array([[3, -7]], np.int64)))
+    p = _model(tmp_path, [c, k], [helper.make_tensor_value_info("c", TensorProto.FLOAT, [2]),
+                                  helper.make_tensor_value_info("k", TensorProto.INT64, [1, 2])])
+    art = _compile(p, _data(8, 0))
+    got = art.run(_data(1, 1))
+    by_onnx = {art.manifest["onnx_outputs"][k]["onnx"]: v for k, v in got.items()}
+    assert np.array_equal(by_onnx["k"], [[3, -7]])
+    assert np.abs(by_onnx["c"] - [1.5, -2.0]).max() <= 3.5 / 255

@@ -81,6 +81,7 @@ def test_small_random_graphs_partition():
         assert p.best.cores >= 1 and p.best.chips == 1
 
 
+@pytest.mark.bench  # wall-clock ratios: noisy on a loaded machine, so not in the default run
 def test_not_quadratic_in_tiles():
     """Doubling the layer count must roughly double (not quadruple) the time."""
     def t(layers):

@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", "-o", help="write values and <name>.codes to this .npz")
     ap.add_argument("--stats", help="write the Lava run facts (timesteps, speed, spikes) as JSON")
     args = ap.parse_args(argv)
-    from lasercc.commands.common import read_npz
     from lasercc.errors import LasercError
     from lasercc.ir.artifact import load
+    from lasercc.ir.data import read_npz
     from lasercc.semantics.quant import dequantize
 
     try:

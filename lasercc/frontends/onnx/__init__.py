@@ -1,10 +1,11 @@
 """ONNX frontend: a (quantized or float) ONNX model -> spiking IR ``Graph``.
 
-Steps: load (external data) -> pin dynamic input dims and run onnx shape inference (``load.py``)
+Steps: load (external data) -> float16/bfloat16 widened to float32 (``widen.py``)
+-> pin dynamic input dims and run onnx shape inference (``load.py``)
 -> calibration run in onnxruntime for the float tensors the model does not quantize
 (``calibrate.py``) -> one lowering pass over the nodes (``lower.py`` driver; handlers in
-``ops_linear.py``, ``ops_elementwise.py``, ``ops_move.py``, ``decompose.py``; unary elementwise
-chains evaluated into one table each by ``chains.py``) -> a verified ``Graph``.
+``ops_linear.py``, ``ops_elementwise.py``, ``ops_move.py``, ``ops_quant.py``, ``ops_int.py``, ``decompose.py``;
+unary elementwise chains evaluated into one table each by ``chains.py``) -> a verified ``Graph``.
 
 Formats: static QDQ (8/16-bit, signed or unsigned activations, per-tensor or per-channel weights),
 QOperator (QLinearMatMul, QGemm, QLinearAdd/Mul/Sigmoid/Softmax/Concat...), dynamic quantization
@@ -15,18 +16,22 @@ QOperator (QLinearMatMul, QGemm, QLinearAdd/Mul/Sigmoid/Softmax/Concat...), dyna
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
 
 from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
     decompose,
     ops_contrib,
     ops_elementwise,
+    ops_int,
     ops_linear,
     ops_move,
     ops_nbits,
+    ops_quant,
 )
 from lasercc.frontends.onnx.calibrate import (
     Stats,
@@ -37,6 +42,7 @@ from lasercc.frontends.onnx.calibrate import (
 )
 from lasercc.frontends.onnx.heap import release_freed_heap
 from lasercc.frontends.onnx.load import (
+    IN_MEMORY,
     FrontendError,
     initializers,
     input_specs,
@@ -47,6 +53,7 @@ from lasercc.frontends.onnx.load import (
 from lasercc.frontends.onnx.lower import Lowerer, Options
 from lasercc.frontends.onnx.registry import HANDLERS
 from lasercc.frontends.onnx.weights import load_split
+from lasercc.frontends.onnx.widen import widen_half
 from lasercc.ir.graph import Graph
 
 Progress = Callable[[str, int, int], None]
@@ -106,10 +113,13 @@ def _vocab(model: onnx.ModelProto, weights: dict | None = None) -> dict[str, int
 
 def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None = None,
                 calibration: str | os.PathLike | dict | None = None, input_shapes: dict | None = None,
-                requant: str = "ort", progress: Progress | None = None) -> FrontendResult:
+                requant: str = "ort", progress: Progress | None = None,
+                weight_bits: int | None = None) -> FrontendResult:
     """Lower an ONNX model to a verified spiking IR graph (see the module docstring)."""
     if bits is not None and bits not in (8, 16):
         raise FrontendError(f"bits must be 8 or 16, got {bits}")
+    if weight_bits is not None and not 2 <= weight_bits <= 16:
+        raise FrontendError(f"weight_bits must be between 2 and 16, got {weight_bits}")
     if requant not in ("ort", "fixed"):
         raise FrontendError(f"requant must be 'ort' or 'fixed', got {requant!r}")
     say = progress or (lambda stage, i, n: None)
@@ -118,15 +128,24 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     # (memory-mapped from the file when possible): peak memory stays near one copy of them (weights.py).
     split = load_split(model)
     m, weights = split.model, split.weights
+    widen_notes = widen_half(m, weights, split.in_memory, IN_MEMORY)  # float16/bfloat16 -> float32 (widen.py)
     shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}
     cal_shapes = calibration_shapes(m, shapes)
     m_cal = pin_shapes(m, cal_shapes) if cal_shapes else None  # a copy of the light model: kilobytes
     m = pin_shapes(m, shapes, copy=False)
     fmt = detect_format(m)
     specs = input_specs(m)
+    for name, (dt, _) in specs.items():  # before calibration: onnxruntime takes no NumPy array of these
+        if np.dtype(dt).kind not in "fiub":
+            raise FrontendError(f"graph input {name!r} has dtype {np.dtype(dt)}; lasercc reads float16/32/64, "
+                                "integer and bool inputs -- cast it to float32 in the model")
     cal_specs = input_specs(m_cal) if m_cal is not None else specs
     quantized = fmt in ("qdq", "qoperator", "dynamic")
-    opts = Options(act_bits=bits or (16 if quantized else 8), internal_bits=16, weight_bits=8, requant=requant)
+    opts = Options(act_bits=bits or (16 if quantized else 8), internal_bits=16, requant=requant,
+                   # float weights lasercc quantizes: as wide as the activations in a float model (8-bit weights
+                   # alone cost a 16-bit result hundreds of steps); 8 where they are a weight-only model's int8
+                   # weights (recovered exactly) or islands of a quantized model
+                   weight_bits=weight_bits or (16 if fmt == "float" and bits == 16 else 8))
     data = read_calibration(calibration)
     generated = data is None
     if data is None:
@@ -156,6 +175,11 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
             "act_bits": opts.act_bits, "internal_bits": opts.internal_bits, "weight_bits": opts.weight_bits,
             "norm_input_bits": opts.norm_input_bits,
             "onnx_nodes": len(m.graph.node), "opset": {o.domain or "ai.onnx": o.version for o in m.opset_import}}
+    notes = [*widen_notes, *stats.notes, *low.notes]
+    if notes:
+        info["notes"] = notes  # widening, calibration fallbacks, static DynamicQuantizeLinear scales
+    for note in (*widen_notes, *stats.notes):  # and on the log: they change what the compiled model computes
+        warnings.warn(note, stacklevel=2)
     return FrontendResult(graph, dict(low.tensor_map), dict(low.output_info), info)
 
 

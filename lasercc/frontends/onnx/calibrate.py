@@ -1,5 +1,9 @@
 """Calibration: the real values of float tensors, observed by running the model in onnxruntime.
 
+When onnxruntime cannot run the whole model (an op, opset or dtype it lacks), the model is evaluated node
+by node instead (:class:`NodeRunner`): each node in onnxruntime where it can, ``onnx.reference`` where it
+cannot; the compile info says which nodes (``info["notes"]``).
+
 The IR has no float tensors, so every float tensor that the model does not quantize itself (a float
 model's activations, float islands such as LayerNormalization or Erf inside a QDQ model) needs a
 code type. We run the ONNX model in onnxruntime with those tensors exposed as extra graph outputs
@@ -38,6 +42,7 @@ class Stats:
     kept: dict[str, list[np.ndarray]] = field(default_factory=dict)
     rows: int = 0
     generated: bool = False
+    notes: list[str] = field(default_factory=list)  # how calibration ran where it departed from one onnxruntime run
     asked: set[str] = field(default_factory=set)  # every name values() was called with (tests check coverage)
 
     def range(self, name: str) -> tuple[float, float] | None:
@@ -87,27 +92,49 @@ def default_calibration(specs: dict[str, tuple[np.dtype, tuple[int, ...]]], voca
 
 def check_inputs(data: dict[str, np.ndarray], specs: dict[str, tuple[np.dtype, tuple[int, ...]]],
                  what: str = "calibration") -> int:
-    """Validate names and shapes; return the number of batches (rows / model batch size)."""
+    """Validate names and shapes; return the number of batches (rows / model batch size).
+
+    A scalar (0-d) input takes a 0-d array (one batch) or a 1-D array of samples (one batch each); an
+    input whose leading dimension is 0 (zero-size) takes exactly its shape (one batch).
+    """
     missing = sorted(set(specs) - set(data))
     if missing:
         have = ", ".join(sorted(data)) or "none"
         raise InputError(f"{what} data lacks input(s) {', '.join(missing)} (it has {have})")
     n = None
     for name, (_, shape) in specs.items():
-        a = data[name]
-        b = shape[0] if shape else 1
-        if not shape:  # a scalar input: the same value in every run
-            if a.ndim:
-                raise InputError(f"{what} input {name!r}: expected a scalar, got shape {list(a.shape)}")
-            continue
-        if a.ndim != len(shape) or tuple(a.shape[1:]) != tuple(shape[1:]) or a.shape[0] % b:
-            raise InputError(f"{what} input {name!r}: expected shape [n*{b}, {', '.join(map(str, shape[1:]))}], "
-                             f"got {list(a.shape)}")
-        k = a.shape[0] // b
+        a = np.asarray(data[name])
+        k = batches_of(a, shape)
+        if k is None:
+            b = shape[0] if shape else 1
+            want = "a scalar (or a 1-D array of scalar samples)" if not shape else \
+                f"[n*{b}, {', '.join(map(str, shape[1:]))}]" if b else f"{list(shape)}"
+            raise InputError(f"{what} input {name!r}: expected shape {want}, got {list(a.shape)}")
         if n is not None and k != n:
             raise InputError(f"{what} inputs hold different numbers of rows")
         n = k
     return n or 1
+
+
+def batches_of(a: np.ndarray, shape: tuple[int, ...]) -> int | None:
+    """How many model batches ``a`` holds for an input of ``shape`` (None: it does not fit)."""
+    if not shape:
+        return 1 if a.ndim == 0 else (a.shape[0] if a.ndim == 1 and a.shape[0] else None)
+    b = shape[0]
+    if a.ndim != len(shape) or tuple(a.shape[1:]) != tuple(shape[1:]):
+        return None
+    if b == 0:
+        return 1 if a.shape[0] == 0 else None
+    return a.shape[0] // b if a.shape[0] % b == 0 and a.shape[0] else None
+
+
+def batch_slice(a: np.ndarray, shape: tuple[int, ...], c: int) -> np.ndarray:
+    """Batch ``c`` of ``a`` (see :func:`batches_of`)."""
+    a = np.asarray(a)
+    if not shape:
+        return a if a.ndim == 0 else a[c]
+    b = shape[0]
+    return a if b == 0 else a[c * b:(c + 1) * b]
 
 
 def calibration_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]]) -> dict | None:
@@ -208,17 +235,16 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
 
     lookups = host_lookups(model, tables or {})
     m = cut_lookups(model, lookups, tables or {}) if lookups else model  # a copy of the light model: kilobytes
-    # outputs are appended for the session and removed again: no copy of the weights
+    st = Stats()
+    wanted = set(tensors)
+    n = check_inputs(data, specs)
+    # outputs are appended for the session and removed again: no copy of the weights. Untyped: onnxruntime
+    # infers each one's type (float64 / float16 tensors must not be declared float32)
     n_out = len(m.graph.output)
     have = {o.name for o in m.graph.output}
-    from lasercc.frontends.onnx.load import tensor_dtypes
-
-    types = tensor_dtypes(m)  # float16/float64 tensors (Cast round trips) are exposed in their own type
     for t in tensors:
         if t not in have:
-            et = onnx.helper.np_dtype_to_tensor_dtype(types[t]) if t in types and types[t].kind == "f" \
-                else onnx.TensorProto.FLOAT
-            m.graph.output.append(onnx.helper.make_tensor_value_info(t, et, None))
+            m.graph.output.append(onnx.ValueInfoProto(name=t))
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 3
@@ -231,25 +257,24 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
         names = [k for k in weights if k in live]  # not the tables of host lookups
         ort_values = [ort.OrtValue.ortvalue_from_numpy(weights[k]) for k in names]  # alive as long as sess
         so.add_external_initializers(names, ort_values)
+    sess = None
     try:
         sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001
-        raise InputError(f"onnxruntime cannot run the model for calibration: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any failure of onnxruntime: evaluate node by node instead
+        st.notes.append(f"onnxruntime cannot run the whole model for calibration ({_first_line(e)}); its nodes "
+                        "are evaluated one by one (onnxruntime where it can, onnx.reference where it cannot)")
     finally:
         while len(m.graph.output) > n_out:
             m.graph.output.pop()
     if release is not None:
         release()
-    names = [o.name for o in sess.get_outputs()]
-    session_inputs = {i.name for i in sess.get_inputs()}
-    wanted = set(tensors)
-    n = check_inputs(data, specs)
-    st = Stats()
+    names = [o.name for o in sess.get_outputs()] if sess is not None else []
+    session_inputs = {i.name for i in sess.get_inputs()} if sess is not None else set()
+    by_node: NodeRunner | None = None
     for c in range(n):
         feed = {}
         for k, (dt, shape) in specs.items():
-            b = shape[0] if shape else 1
-            feed[k] = np.asarray(data[k][c * b:(c + 1) * b] if shape else data[k]).astype(dt)
+            feed[k] = np.asarray(batch_slice(data[k], shape, c)).astype(dt)
         for k, v in feed.items():  # integer inputs too: a passthrough output sizes its code table by them
             if v.dtype.kind in "iu" and v.size:
                 st.lo[k] = min(st.lo.get(k, float(v.min())), float(v.min()))
@@ -260,8 +285,23 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
             # fancy indexing reads only those rows (np.take of a memmap read all of it: measured)
             looked.append((out, t[i.reshape(-1)].reshape(*i.shape, *t.shape[1:])))
             drop_pages(tables[table])
-        outs = sess.run(names, {k: v for k, v in (*feed.items(), *looked) if k in session_inputs})
-        for name, v in (*zip(names, outs), *((k, v) for k, v in looked if k in wanted)):
+        got: list[tuple[str, object]] | None = None
+        if sess is not None:
+            try:
+                outs = sess.run(names, {k: v for k, v in (*feed.items(), *looked) if k in session_inputs})
+                got = list(zip(names, outs))
+            except Exception as e:  # noqa: BLE001 - onnxruntime failed on this data: node by node from now on
+                st.notes.append(f"onnxruntime failed running the model for calibration ({_first_line(e)}); its "
+                                "nodes are evaluated one by one (onnxruntime where it can, onnx.reference where "
+                                "it cannot)")
+                sess = None
+        if got is None:
+            if by_node is None:
+                by_node = NodeRunner(m, wanted, tables or {}, external_dir)
+            got = list(by_node.run({**feed, **dict(looked)}).items())
+        seen = {k for k, _ in got}
+        extra = [(k, v) for k, v in (*feed.items(), *looked) if k in wanted and k not in seen]
+        for name, v in (*got, *extra):
             if not isinstance(v, np.ndarray) or v.dtype.kind != "f" or v.size == 0:
                 continue
             fin = v[np.isfinite(v)] if not np.isfinite(v).all() else v
@@ -269,9 +309,120 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
             st.lo[name] = min(st.lo.get(name, lo), lo)
             st.hi[name] = max(st.hi.get(name, hi), hi)
             if name in keep and c < KEEP_ROWS:
-                st.kept.setdefault(name, []).append(v.copy())
-        outs = v = fin = looked = None  # every exposed tensor of one row: free before the next run allocates its own
+                st.kept.setdefault(name, []).append(np.array(v, copy=True))
+        outs = v = fin = looked = got = extra = None  # one row's exposed tensors: free before the next run
         st.rows += 1
         if progress is not None:
             progress(c + 1, n)
+    if by_node is not None and by_node.reference:
+        st.notes.append("evaluated by onnx.reference during calibration (onnxruntime cannot run them): "
+                        + ", ".join(sorted(by_node.reference)))
     return st
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:300] if text else ''}"
+
+
+class NodeRunner:
+    """The model evaluated node by node: each node in its own onnxruntime session where onnxruntime can run
+    it, else by ``onnx.reference.ReferenceEvaluator``; a node that neither can evaluate is a
+    :class:`~lasercc.frontends.onnx.load.FrontendError` naming the model and the node.
+
+    Why: calibration must not depend on onnxruntime running the whole graph -- an op, opset or dtype it
+    lacks (QuantizeLinear-21 with int16, bfloat16 Range, a newer opset) would otherwise block the compile.
+    """
+
+    def __init__(self, model: onnx.ModelProto, wanted: set[str], tables: dict[str, np.ndarray],
+                 external_dir: str | None) -> None:
+        from onnx import numpy_helper
+
+        self.model = model
+        self.wanted = wanted
+        self.opsets = list(model.opset_import)
+        self.consts: dict[str, np.ndarray] = {}
+        for t in model.graph.initializer:
+            if t.name in tables:
+                self.consts[t.name] = np.asarray(tables[t.name])
+            elif t.data_location == onnx.TensorProto.EXTERNAL:
+                self.consts[t.name] = numpy_helper.to_array(t, base_dir=external_dir or "")
+            else:
+                self.consts[t.name] = numpy_helper.to_array(t)
+        self.outputs = {o.name for o in model.graph.output}
+        self.last: dict[str, int] = {}
+        for k, nd in enumerate(model.graph.node):
+            for i in nd.input:
+                if i:
+                    self.last[i] = k
+        self.sessions: dict[int, object] = {}   # node index -> onnxruntime session, or None: use the reference
+        self.refs: dict[int, object] = {}
+        self.reference: set[str] = set()        # how notes name the nodes the reference evaluator ran
+
+    def _label(self, nd: onnx.NodeProto) -> str:
+        op = nd.op_type if nd.domain in ("", "ai.onnx") else f"{nd.domain}.{nd.op_type}"
+        return f"{nd.name or (nd.output[0] if nd.output else '?')!r} ({op})"
+
+    def _single(self, nd: onnx.NodeProto, feeds: dict[str, np.ndarray]) -> onnx.ModelProto:
+        ins = [onnx.helper.make_tensor_value_info(i, onnx.helper.np_dtype_to_tensor_dtype(feeds[i].dtype),
+                                                  list(feeds[i].shape)) for i in dict.fromkeys(nd.input) if i]
+        outs = [onnx.ValueInfoProto(name=o) for o in nd.output if o]
+        g = onnx.helper.make_graph([nd], "node", ins, outs)
+        m = onnx.helper.make_model(g, opset_imports=self.opsets)
+        m.ir_version = self.model.ir_version
+        m.functions.extend(self.model.functions)
+        return m
+
+    def _eval(self, k: int, nd: onnx.NodeProto, feeds: dict[str, np.ndarray]) -> list:
+        import onnxruntime as ort
+
+        label = self._label(nd)
+        sess = self.sessions.get(k, 0)
+        err = None
+        if sess == 0:
+            try:
+                so = ort.SessionOptions()
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+                so.log_severity_level = 3
+                sess = ort.InferenceSession(self._single(nd, feeds).SerializeToString(), so,
+                                            providers=["CPUExecutionProvider"])
+            except Exception as e:  # noqa: BLE001 - onnxruntime lacks the op / opset / dtype
+                sess, err = None, e
+            self.sessions[k] = sess
+        if sess is not None:
+            try:
+                return sess.run(None, {i: feeds[i] for i in dict.fromkeys(nd.input) if i})  # type: ignore[attr-defined]
+            except Exception as e:  # noqa: BLE001
+                err = e
+                self.sessions[k] = None
+        from onnx.reference import ReferenceEvaluator
+
+        self.reference.add(label)
+        try:
+            ev = self.refs.get(k)
+            if ev is None:
+                ev = self.refs[k] = ReferenceEvaluator(self._single(nd, feeds))
+            return ev.run(None, {i: feeds[i] for i in dict.fromkeys(nd.input) if i})  # type: ignore[attr-defined]
+        except Exception as e:  # noqa: BLE001 - neither evaluator runs it: the user's model cannot be calibrated
+            from lasercc.frontends.onnx.load import FrontendError
+
+            model = self.model.graph.name or "model"
+            ort_part = f"onnxruntime: {_first_line(err)}; " if err is not None else ""
+            raise FrontendError(f"calibration of {model!r}: node {label} cannot be evaluated ({ort_part}"
+                                f"onnx.reference: {_first_line(e)})") from None
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        env: dict[str, np.ndarray] = dict(self.consts)
+        env.update(feeds)
+        got: dict[str, np.ndarray] = {}
+        for k, nd in enumerate(self.model.graph.node):
+            outs = self._eval(k, nd, env)
+            for o, v in zip(nd.output, outs):
+                if o:
+                    env[o] = np.asarray(v)
+                    if o in self.wanted or o in self.outputs:
+                        got[o] = env[o]
+            for i in nd.input:  # free what no later node reads
+                if i and self.last.get(i) == k and i not in self.consts and i not in feeds:
+                    env.pop(i, None)
+        return got

@@ -47,6 +47,7 @@ import onnx
 from onnx import numpy_helper
 
 from lasercc.frontends.onnx.load import FrontendError
+from lasercc.frontends.onnx.registry import prepare_hook
 from lasercc.frontends.onnx.values import Act, Const, QWeight, code_type, range_type
 
 if TYPE_CHECKING:
@@ -133,11 +134,12 @@ def _member(L: Lowerer, n: onnx.NodeProto, consts: set[str]) -> bool:
     return True
 
 
+@prepare_hook
 def find_chains(L: Lowerer) -> None:
     """Find the regions (see the module docstring) and register their emitters on the Lowerer.
 
-    Runs last in ``Lowerer.prepare``: nodes another prepare-time fusion already claimed (``L.skip``,
-    ``L.fused``) are not chain members.
+    A ``Lowerer.prepare`` hook (``registry.prepare_hook``), meant to run after any other prepare-time
+    fusion: nodes one already claimed (``L.skip``, ``L.fused``) are not chain members.
     """
     consts = L.__dict__.setdefault("_static_consts", L._static_const_tensors())
     outputs = {o.name for o in L.model.graph.output}
@@ -307,9 +309,7 @@ def _table(L: Lowerer, c: Cone, x: Act, final: onnx.NodeProto):  # noqa: ANN202
     notes = L.__dict__.setdefault("notes", [])
     where = f"elementwise chain {' -> '.join(n.op_type for n in c.nodes)} on {c.root!r} (output {c.exit!r})"
     samples = L.stats.values(c.root)
-    outputs = {o.name for o in L.model.graph.output}
-    if not c.recip and c.exit not in outputs and y.size and np.all(y == y[0]) \
-            and (y.dtype.kind != "f" or np.isfinite(y[0])):
+    if not c.recip and y.size and np.all(y == y[0]) and (y.dtype.kind != "f" or np.isfinite(y[0])):
         # the same value on every code (an IsNaN/IsInf guard of finite codes, x * 0): a constant
         notes.append(f"{where}: the constant {y[0]!r} on every finite code; folded to a constant")
         return Const(np.full(shape, y[0], y.dtype))

@@ -28,16 +28,22 @@ if TYPE_CHECKING:
 
 def move(L: Lowerer, n: onnx.NodeProto, x: Val, shape: tuple[int, ...], perm: tuple[int, ...] | None = None) -> Val:
     if isinstance(x, Masked):
-        m = np.transpose(x.mask, perm) if perm else np.reshape(x.mask, shape)
         inner = move(L, n, x.act, shape, perm)
         assert isinstance(inner, Act)
+        if isinstance(x.mask, Act):  # an input-dependent mask moves with the scores when it has their shape
+            if x.mask.shape != x.act.shape:
+                raise FrontendError(f"{n.op_type} of a tensor masked by a broadcast input-dependent mask "
+                                    f"{list(x.mask.shape)} is not supported")
+            dm = move(L, n, x.mask, shape, perm)
+            assert isinstance(dm, Act)
+            return Masked(inner, dm)
+        full = np.broadcast_to(x.mask, x.act.shape)
+        m = np.transpose(full, perm) if perm else np.reshape(full, shape)
         return Masked(inner, m)
     if isinstance(x, Ids) and perm is None:
-        return Ids(x.name, tuple(shape), x.base or x.shape)
-    if isinstance(x, Ids):
-        raise FrontendError(f"{n.op_type} of token ids is not supported (feed ids in the model's input shape)")
-    if isinstance(x, Masked) and isinstance(x.mask, Act):
-        raise FrontendError(f"{n.op_type} of a tensor masked by an input-dependent mask is not supported")
+        return Ids(x.name, tuple(shape), x.base if x.base is not None else x.shape)
+    if isinstance(x, Ids):  # a transpose of integer input data: as exact integer codes (value class b)
+        x = int_of(L, n.output[0] + ".ids", x)
     if not isinstance(x, Act):
         raise FrontendError(f"{n.op_type} of {type(x).__name__}")
     if perm is None and tuple(shape) == x.shape:
@@ -68,7 +74,7 @@ def ids_as_codes(L: Lowerer, stem: str, x: Ids, hi: int = 3) -> Act:
 def ids_lookup(L: Lowerer, stem: str, x: Ids, table: np.ndarray, bits: int) -> Act:
     """``table[ids]`` for a 1-D table of ``bits``-bit codes (scale 1, zero point 0): a host Gather of the
     ids, reshaped to the viewed shape. Ids at or beyond the table's length are a run-time input error."""
-    base = x.base or x.shape
+    base = x.base if x.base is not None else x.shape
     name = L.b.fresh(stem)
     t = code_type(bits, 1.0, 0, base)
     L.b.add(Gather(name=name, inputs=(x.name,), type=t, table=L.b.const(name + ".table", np.asarray(table))))
@@ -205,6 +211,8 @@ def gather_by_codes(L: Lowerer, n: onnx.NodeProto, data: Const | QWeight, idx: A
 def gather(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     data, idx = ins
     axis = attr(n, "axis", 0)
+    if isinstance(data, Const | QWeight):
+        axis %= max(np.ndim(data.value if isinstance(data, Const) else data.q), 1)
     if isinstance(idx, Ids) and isinstance(data, Const | QWeight):
         if idx.base is not None and idx.base != idx.shape:
             raise FrontendError("token-id Gather of reshaped ids is not supported")
@@ -238,8 +246,12 @@ def is_const(v: Val | None) -> bool:
 
 
 def q_input(L: Lowerer, x: Val, s: Val, z: Val | None) -> Val:
+    """A QLinear operand: a quantized tensor's codes under the operand's (scale, zero point) -- the same
+    integers, so the same codes (:func:`retype`); a float activation is requantized."""
     if isinstance(x, Act):
         t, _ = L.q_type(s, z, x.shape)
+        if x.quantized and x.type.bits == t.bits:
+            return retype(L, "qin", x, t).as_float()
         return (x if x.type.same_quant(t) else L.b.requant_to("qin", x, t)).as_float()
     if isinstance(x, Const) and x.value.dtype.kind in "iu":
         sv = np.asarray(L.const_value(s), np.float32).reshape(-1)
@@ -307,9 +319,12 @@ def id_bound(L: Lowerer, x: Ids) -> int:
 
 
 def int_of(L: Lowerer, stem: str, v: Val) -> Act:
-    """An integer operand as exact codes: an integer input by a host lookup of ``arange(bound + 1)``."""
+    """An integer operand as exact codes: an integer input by a host lookup of ``arange(bound + 1)``; a bool
+    activation as exact 0/1 codes (:func:`as01`)."""
     if isinstance(v, Act) and v.integer:
         return v
+    if isinstance(v, Act) and v.boolean:
+        return as01(L, stem, v)
     if isinstance(v, Ids):
 
 
@@ -325,13 +340,91 @@ def is_int(v: Val | None) -> bool:
     return isinstance(v, Ids) or (isinstance(v, Act) and v.integer)
 
 
+def is_intlike(v: Val | None) -> bool:
+    """Exact integer or bool data from inputs (value class b): :func:`is_int` or a bool activation."""
+    return is_int(v) or (isinstance(v, Act) and v.boolean)
+
+
+def int_lut(L: Lowerer, stem: str, x: Act, function: str, params: tuple[float, ...] = (),
+            boolean: bool = False) -> Act:
+    """``function(x)`` for a registered integer-valued function (comparisons, truncation, wrap-around) as an
+    exact lookup table on ``x``'s codes: the result is exact integer data whose range is the function's
+    range over every input code (interval of the table, not calibration)."""
+    from lasercc.asnc.functions import FUNCTIONS
+    from lasercc.semantics.quant import dequantize
+
+    if x.type.bits > 20:
+        raise FrontendError(f"a {x.type.bits}-bit tensor needs a lookup table of 2^{x.type.bits} entries for this "
+                            "integer operation; at most 20 bits are supported")
+    codes = np.arange(1 << x.type.bits, dtype=np.int64)
+    vals = FUNCTIONS[function](dequantize(codes, np.asarray(x.type.scale), np.asarray(x.type.zero_point), None)
+                               .astype(np.float64), params)
+    lo, hi = (0, 1) if boolean else (int(vals.min()), int(vals.max()))
+    r = L.b.asnc_lut(stem, x, function, params, int_type(lo, hi, x.shape), None)
+    return Act(r.name, r.type, boolean=boolean, int_range=(lo, hi))
+
+
+def int_binary(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, op: str) -> Act:
+    """``a op b`` (op: add, sub, mul) for integer tensors and integer constants, exactly.
+
+    Exporters compute position ids inside the graph from the integer inputs: RoBERTa
+    ``cumsum(ids != pad) * (ids != pad) + pad``, OPT ``cumsum(mask) * mask - 1 (+ 2)``, BLOOM's ALiBi
+    ``(cumsum(mask) - 1) * mask``. These are integer tensors (``Act.int_range`` set): exact codes of scale 1
+    whose type covers the *interval* of every value the arithmetic can produce -- no calibration, nothing
+    saturates -- computed by Somas with integer weights (requantization scale exactly 1) and DecodeMACs.
+    Integer graph inputs enter through a host Gather of ``arange(bound + 1)`` (:func:`int_of`), their bound
+    taken from how the model uses them (:func:`id_bound`).
+    """
+    stem = n.output[0]
+    if is_const(a) and op != "sub":
+        a, b = b, a
+    if is_const(a):  # c - x
+        c, x = const_int(L, a), int_of(L, stem + ".in", b)
+        lo, hi = x.int_range  # type: ignore[misc]
+        shape = tuple(np.broadcast_shapes(x.shape, c.shape))
+        return int_result(L, stem, [x], [-np.ones(1)], c, int(c.min()) - hi, int(c.max()) - lo, shape)
+    x = int_of(L, stem + ".in", a)
+    lo, hi = x.int_range  # type: ignore[misc]
+    if is_const(b):
+        c = const_int(L, b)
+        shape = tuple(np.broadcast_shapes(x.shape, c.shape))
+        if op == "mul":
+            ends = [lo * int(c.min()), lo * int(c.max()), hi * int(c.min()), hi * int(c.max())]
+            return int_result(L, stem, [x], [c], 0, min(ends), max(ends), shape)
+        s = 1 if op == "add" else -1
+        return int_result(L, stem, [x], [np.ones(1)], s * c, lo + min(s * int(c.min()), s * int(c.max())),
+                          hi + max(s * int(c.min()), s * int(c.max())), shape)
+    if not is_intlike(b):
+        raise FrontendError(f"{n.op_type} of an integer tensor and {type(b).__name__} is not supported")
+    y = int_of(L, stem + ".in1", b)
+    ylo, yhi = y.int_range  # type: ignore[misc]
+    shape = tuple(np.broadcast_shapes(x.shape, y.shape))
+    if op == "mul":
+        ends = [lo * ylo, lo * yhi, hi * ylo, hi * yhi]
+        out = int_type(min(ends), max(ends), shape)
+        r = L.b.decode_mac(stem, x, y, "mul", out)  # exact: (x - zx)(y - zy) requantized by scale 1
+        return Act(r.name, r.type, boolean=x.boolean and y.boolean, int_range=(min(ends), max(ends)))
+    if op == "add":
+        return int_result(L, stem, [x, y], [np.ones(1), np.ones(1)], 0, lo + ylo, hi + yhi, shape)
+    return int_result(L, stem, [x, y], [np.ones(1), -np.ones(1)], 0, lo - yhi, hi - ylo, shape)
+
+
 def int_result(L: Lowerer, stem: str, xs: list[Act], ws: list[np.ndarray], bias: np.ndarray | int,
                lo: int, hi: int, shape: tuple[int, ...], boolean: bool = False) -> Act:
     """``sum_i ws[i] * xs[i] + bias`` exactly: a mul-form Soma with integer weights, requant scale 1."""
 
 
+    if not shape:  # a Soma's result has rank >= 1: compute [1], then view it as a scalar
+        r = int_result(L, stem + ".1", xs, ws, bias, lo, hi, (1,), boolean)
+        name = L.b.fresh(stem)
+        t = int_type(lo, hi, ())
+        L.b.add(Reshape(name=name, inputs=(r.name,), type=t))
+        return r.moved(name, t)
     out = int_type(lo, hi, shape)
-    r = L.b.soma_mul(stem, xs, [np.asarray(w, np.int64) for w in ws], 1.0, (1.0,), out, np.asarray(bias, np.int64))
+    ws = [np.asarray(w, np.int64) for w in ws]
+    if tuple(np.broadcast_shapes(*(x.shape for x in xs), *(w.shape for w in ws))) != tuple(shape):
+        ws[0] = np.broadcast_to(ws[0], np.broadcast_shapes(ws[0].shape, shape)).copy()  # the bias sets the shape
+    r = L.b.soma_mul(stem, xs, ws, 1.0, (1.0,), out, np.asarray(bias, np.int64))
     return Act(r.name, r.type, boolean=boolean, int_range=(int(lo), int(hi)))
 
 
@@ -348,3 +441,133 @@ def as01(L: Lowerer, stem: str, x: Act) -> Act:
         return Act(x.name, x.type, boolean=True, int_range=(0, 1))
     r = L.b.asnc_lut(stem, x, "nonzero", (), code_type(2, 1.0, 0, x.shape), None)
     return Act(r.name, r.type, boolean=True, int_range=(0, 1))
+
+
+# ---- quantized codes as exact integers (QuantizeLinear outputs, integer inputs that are codes) -------------
+#
+# An ONNX integer tensor that holds quantized codes (the output of QuantizeLinear / a QLinear op, or a uint8 /
+# int8 graph input feeding DequantizeLinear or QLinearMatMul) is carried with the same codes under two views:
+# its quantization type code<bits, s, z + shift> (shift = 2^(bits-1) for signed types) where arithmetic reads
+# it, and its integer view code<bits, 1, shift> (real value = the ONNX integer) where the integers themselves
+# are the value -- a graph output, MatMulInteger. Switching views changes no code: a Gather of the identity
+# table (data movement, :func:`retype`).
+
+# op type -> the inputs that are quantized codes (never a scale or zero point)
+CODE_OPERANDS: dict[str, tuple[int, ...]] = {
+    "DequantizeLinear": (0, 2), "QLinearMatMul": (0, 3), "MatMulInteger": (0, 1, 2, 3), "QLinearConv": (0, 3),
+    "QGemm": (0, 3), "QLinearAdd": (0, 3), "QLinearMul": (0, 3), "QLinearSigmoid": (0,), "QLinearLeakyRelu": (0,),
+    "QLinearSoftmax": (0,), "ConvInteger": (0, 1)}
+
+
+def retype(L: Lowerer, stem: str, x: Act, t: CodeType) -> Act:
+    """The codes of ``x`` under code type ``t`` (same bits, per tensor): a Gather of the identity table."""
+    if x.type.same_quant(t):
+        return x
+    if x.type.bits != t.bits or not x.type.per_tensor or not t.per_tensor:
+        raise FrontendError(f"cannot view {x.type.bits}-bit codes as {t.bits}-bit codes")
+    name = L.b.fresh(stem)
+    tt = code_type(t.bits, t.scale[0], t.zero_point[0], x.shape)
+    L.b.add(Gather(name=name, inputs=(x.name,), type=tt,
+                   table=L.b.const(name + ".table", np.arange(1 << t.bits, dtype=np.int64))))
+    return x.moved(name, tt)
+
+
+def is_codes_input(L: Lowerer, name: str, dtype: np.dtype) -> bool:
+    """An 8/16-bit integer graph input that only quantized operations read, as codes."""
+    if np.dtype(dtype).kind not in "iu" or np.dtype(dtype).itemsize > 2:
+        return False
+    cons = L.consumers.get(name, [])
+    if not cons or name in {o.name for o in L.model.graph.output}:
+        return False
+    for c in cons:
+        slots = [k for k, i in enumerate(c.input) if i == name]
+        if not slots or any(k not in CODE_OPERANDS.get(c.op_type, ()) for k in slots):
+            return False
+    return True
+
+
+def codes_input(L: Lowerer, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> Act:
+    """An integer graph input that *is* quantized codes: a real input (the runtime takes the integers as
+    numbers) encoded exactly as ``q + shift`` -- the integer view -- by a BSEEncode of scale 1."""
+    from lasercc.ir.nodes import BSEEncode, Input
+    from lasercc.ir.types import TensorType
+
+    bits, signed = onnx_int_bits(dtype)
+    shift = (1 << (bits - 1)) if signed else 0
+    L.b.add(Input(name=name, type=TensorType(dtype="f32", shape=shape)))
+    t = code_type(bits, 1.0, shift, shape)
+    enc = L.b.fresh(name + ".codes")
+    L.b.add(BSEEncode(name=enc, inputs=(name,), type=t))
+    return Act(enc, t, True, signed, int_range=(-shift, (1 << bits) - 1 - shift))
+
+
+def integer_view(L: Lowerer, stem: str, x: Act) -> Act:
+    """A quantized activation (the ONNX integer tensor) as its integers: code<bits, 1, shift>."""
+    shift = (1 << (x.type.bits - 1)) if x.signed else 0
+    t = code_type(x.type.bits, 1.0, shift, x.shape)
+    r = retype(L, stem, x, t)
+    return Act(r.name, r.type, True, x.signed, int_range=(-shift, (1 << x.type.bits) - 1 - shift))
+
+
+def dynamic_qparams(lo: float, hi: float) -> tuple[float, int]:
+    """(scale, zero point) onnxruntime's DynamicQuantizeLinear computes for data in [lo, hi] (uint8, float32
+    arithmetic); a zero range gives scale 1 (a code type needs a positive scale; every code is then 0)."""
+    mn, mx = np.float32(min(lo, 0.0)), np.float32(max(hi, 0.0))
+    s = np.float32((mx - mn) / np.float32(255.0))
+    if not s > 0:
+        return 1.0, 0
+    z = int(np.clip(np.rint(np.float32(-mn) / s), 0, 255))
+    return float(s), z
+
+
+def zero_code(L: Lowerer, stem: str) -> Act:
+    """A one-element tensor of code 0 (2 bits, scale 1) computed from a graph input: one element of the input
+    taken (data movement) and multiplied by 0 in a Soma. What a constant needs to become a spiking value."""
+    from lasercc.frontends.onnx.load import graph_inputs
+
+    vals = [L.env.get(vi.name) for vi in graph_inputs(L.model)]
+    for v in sorted(vals, key=lambda v: isinstance(v, Ids)):  # an activation first: no bound to find
+        if isinstance(v, Ids):
+            v = ids_lookup(L, stem + ".src", v, np.zeros(id_bound(L, v) + 1, np.int64), 2)
+        if not isinstance(v, Act):
+            continue
+        for ax in range(len(v.shape)):
+            if v.shape[ax] != 1:
+                v = take(L, stem + ".src", v, ax, np.zeros(1, np.int64))
+        name = L.b.fresh(stem + ".one")
+        t = code_type(v.type.bits, v.scale, v.zp, (1,))
+        L.b.add(Reshape(name=name, inputs=(v.name,), type=t))
+        return L.b.soma_mul(stem + ".zero", [v.moved(name, t)], [np.zeros(1, np.int64)], 1.0, (1.0,),
+                            int_type(0, 0, (1,)))
+    raise FrontendError("a constant output needs a graph input to be computed from, and the model has none")
+
+
+def const_output(L: Lowerer, stem: str, value: np.ndarray) -> Act:
+    """A constant as a graph output: a Gather of its codes (one table row) by a zero code (:func:`zero_code`).
+
+    Integer, bool and integer-valued float constants become exact scale-1 codes; other float constants are
+    quantized over their own range at ``act_bits`` (a constant has no calibration range: it is its own)."""
+    v = np.asarray(value)
+    if v.dtype.kind not in "biuf":
+        raise FrontendError(f"a constant output of dtype {v.dtype} has no code form")
+    vf = v.astype(np.float64)
+    lo, hi = (float(vf.min()), float(vf.max())) if v.size else (0.0, 0.0)
+    integer = v.dtype.kind in "biu" or bool(np.all(vf == np.rint(vf)))
+    if integer:
+        t = int_type(int(lo), int(hi), ())
+        codes = (vf.astype(np.int64) + t.zero_point[0]).reshape(1, -1)
+    else:
+        from lasercc.semantics.quant import quantize
+
+        t = range_type(lo, hi, L.opts.act_bits, ())
+        codes = quantize(vf.astype(np.float32), t.scale[0], t.zero_point[0], t.bits).reshape(1, -1)
+    z = zero_code(L, stem)
+    name = L.b.fresh(stem + ".const")
+    gt = code_type(t.bits, t.scale[0], t.zero_point[0], (1, codes.shape[1]))
+    L.b.add(Gather(name=name, inputs=(z.name,), type=gt, table=L.b.const(name + ".table", codes)))
+    out = L.b.fresh(stem)
+    ot = code_type(t.bits, t.scale[0], t.zero_point[0], v.shape)
+    L.b.add(Reshape(name=out, inputs=(name,), type=ot))
+    if integer:
+        return Act(out, ot, boolean=v.dtype == bool, int_range=(int(lo), int(hi)))
+    return Act(out, ot)

@@ -42,11 +42,22 @@ def run_onnxruntime(model: str | os.PathLike, graph: Graph, inputs: dict[str, np
         feed = {}
         for k, v in rows.items():
             bk = batch.get(k, b)
-            dt = np.int64 if "int64" in specs[k].type else (np.int32 if "int32" in specs[k].type else np.float32)
+            dt = _ort_dtype(specs[k].type)
             feed[k] = v[c * bk:(c + 1) * bk].astype(dt)
         for n, o in zip(names, sess.run(names, feed)):
             parts[n].append(np.asarray(o))
     return {n: np.concatenate(p, axis=0) for n, p in parts.items()}
+
+
+def _ort_dtype(ort_type: str) -> np.dtype:
+    """The NumPy dtype of an onnxruntime input type (``tensor(float16)``, ``tensor(uint8)``...); float32 else."""
+    name = ort_type.removeprefix("tensor(").removesuffix(")")
+    name = {"float": "float32", "double": "float64"}.get(name, name)
+    try:
+        dt = np.dtype(name)
+    except TypeError:
+        return np.dtype(np.float32)
+    return dt if dt.kind in "fiub" else np.dtype(np.float32)
 
 
 def metrics(ref: np.ndarray, got: np.ndarray, codes: np.ndarray, t: CodeType, quantized: bool, signed: bool) -> dict:

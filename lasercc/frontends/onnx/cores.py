@@ -46,8 +46,10 @@ def bias_units(L: Lowerer, c: Val | None, x_scale: float, sw: tuple[float, ...],
         cs = np.asarray(c.scale, np.float32).reshape(-1)
         if np.allclose(cs, unit, rtol=1e-6, atol=0):
             return np.broadcast_to(c.q.astype(np.int64).reshape(-1), (n_out,)).copy()
-    real = np.asarray(L.const_value(c, "bias"), np.float64).reshape(-1)
-    return np.rint(np.broadcast_to(real, (n_out,)) / unit.astype(np.float64)).astype(np.int64)
+    real = np.asarray(L.const_value(c, "bias"), np.float64)
+    if real.ndim >= 2 and any(d != 1 for d in real.shape[:-1]):  # varies over rows too (Gemm's C of [M, N])
+        return np.rint(real / unit.astype(np.float64)).astype(np.int64)  # broadcasts against the [..., N] result
+    return np.rint(np.broadcast_to(real.reshape(-1), (n_out,)) / unit.astype(np.float64)).astype(np.int64)
 
 
 def fusable_bias(L: Lowerer, tensor: str) -> tuple[onnx.NodeProto, Val] | None:
@@ -72,8 +74,11 @@ def soma_linear(L: Lowerer, n: onnx.NodeProto, x: Act, w: Val, bias: Val | None,
         else:
             w = Const(L.const_value(w).T)
     q, sw = weight_ints(L, w)
-    if alpha != 1.0:
-        sw = tuple(s * alpha for s in sw)
+    if alpha == 0.0:
+        raise FrontendError("alpha = 0 makes the product vanish; drop the linear op from the model")
+    if alpha != 1.0:  # scales stay positive: a negative alpha negates the integer weights
+        sw = tuple(s * abs(alpha) for s in sw)
+        q = -q if alpha < 0 else q
     if q.shape[0] != x.shape[-1]:
         raise FrontendError(f"weight {list(q.shape)} does not fit input {list(x.shape)}")
     shape = x.shape[:-1] + (q.shape[1],)

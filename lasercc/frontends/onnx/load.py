@@ -88,7 +88,7 @@ def pin_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]] 
                                      f"got {w}")
                 d.Clear()
                 d.dim_value = int(w)
-        elif any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims):
+        elif any(not d.HasField("dim_value") or d.dim_value < 0 for d in dims):  # 0: a zero-size tensor
             missing.append(f"{vi.name} [{_dims_str(dims)}]")
     if missing:
         raise InputError(f"dynamic dimensions must be pinned: {'; '.join(missing)}; pass --input-shape "

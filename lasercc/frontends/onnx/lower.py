@@ -22,11 +22,32 @@ import numpy as np
 import onnx
 
 from lasercc.frontends.onnx.calibrate import Stats
-from lasercc.frontends.onnx.common import id_bound, ids_as_codes
+from lasercc.frontends.onnx.common import (
+    as01,
+    codes_input,
+    const_output,
+    dynamic_qparams,
+    id_bound,
+    ids_as_codes,
+    int_type,
+    integer_view,
+    is_codes_input,
+)
 from lasercc.frontends.onnx.emit import Builder, sanitize
 from lasercc.frontends.onnx.load import FrontendError
-from lasercc.frontends.onnx.registry import HINT, domain_of, handler, sampled_inputs
-from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, QWeight, Val, code_type, onnx_int_bits, range_type
+from lasercc.frontends.onnx.registry import HINT, PREPARE_HOOKS, domain_of, handler, sampled_inputs
+from lasercc.frontends.onnx.values import (
+    Act,
+    Const,
+    DynMask,
+    Ids,
+    Masked,
+    QWeight,
+    Val,
+    code_type,
+    onnx_int_bits,
+    range_type,
+)
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import BSEEncode, Input, Reshape
 from lasercc.ir.types import CodeType, TensorType
@@ -43,7 +64,10 @@ def node_label(n: onnx.NodeProto) -> str:
 class Options:
     act_bits: int = 8          # float-model activations and float islands
     internal_bits: int = 16    # decomposition internals (softmax/layernorm/rsqrt)
-    weight_bits: int = 8       # weights we quantize ourselves (symmetric, per output channel)
+    # Float weights we quantize ourselves (symmetric, per output channel); a model's integer weights are kept.
+    # import_onnx: 16 for a float model at --bits 16, else 8, unless --weight-bits says otherwise; compile() keeps 8
+    # for loihi2 (8-bit synapses). Why 16: 8-bit weights alone cost a 16-bit result ~200-400 output steps.
+    weight_bits: int = 8
     requant: str = "ort"
     # Float tensors that a normalisation reads (LayerNormalization, ReduceMean: the residual stream of a
     # transformer) get at least this many bits. Why: transformers keep a few outlier channels in the
@@ -71,6 +95,7 @@ class Lowerer:
     tensor_map: dict[str, str] = field(default_factory=dict)
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # initializers split off the proto (load.py)
     fused_samples: dict[int, tuple[str, ...]] = field(default_factory=dict)  # fused node -> tensors it samples
+    notes: list[str] = field(default_factory=list)  # what the compile info should tell the user
     _prepared: bool = field(default=False, init=False)
     _sample_last: dict[str, int] = field(default_factory=dict, init=False)  # tensor -> last node reading its values
 
@@ -93,13 +118,14 @@ class Lowerer:
         """
         if self._prepared:
             return
-        from lasercc.frontends.onnx import chains
         from lasercc.frontends.onnx.load import initializers
 
         for k, v in initializers(self.model, self.weights).items():
             self.env[k] = Const(v)
-        chains.find_chains(self)  # unary elementwise chains -> one ASNC table each (chains.py)
+        for hook in PREPARE_HOOKS:  # prepare-time rewrites: unary elementwise chains -> one table (chains.py)
+            hook(self)
         self._check_supported()
+        self._check_input_dtypes()
         self._prepared = True
 
     def sample_requests(self) -> set[str]:
@@ -176,24 +202,65 @@ class Lowerer:
                     s.update(o for o in n.output if o)
         return s
 
+    def _check_input_dtypes(self) -> None:
+        """Graph inputs of a dtype with no code form fail before calibration runs (see :meth:`_input`)."""
+        from lasercc.frontends.onnx.load import graph_inputs
+
+        for vi in graph_inputs(self.model):
+            et = vi.type.tensor_type.elem_type
+            try:
+                dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(et))
+            except Exception:  # noqa: BLE001 - a type numpy does not know (string, ...)
+                dt = None
+            if dt is None or dt.kind not in "fbiu" or (dt.kind == "f" and dt.name not in ("float16", "float32",
+                                                                                           "float64")):
+                what = onnx.TensorProto.DataType.Name(et) if et else "unknown"
+                raise FrontendError(f"graph input {vi.name!r} has unsupported dtype {what.lower()} (inputs must be "
+                                    "float16/32/64, integer or bool tensors)")
+        for vo in self.model.graph.output:
+            if vo.type.tensor_type.elem_type == onnx.TensorProto.BFLOAT16:
+                raise FrontendError(f"graph output {vo.name!r} has dtype bfloat16, which onnxruntime (calibration) "
+                                    "cannot return to NumPy; cast it to float32 in the model")
+
     def _input(self, vi: onnx.ValueInfoProto) -> None:
+        """A graph input, by dtype (value classes: see :mod:`values`).
+
+        * float (any width) -> f32 input, BSE-encoded in its calibrated code type (an activation);
+        * bool -> f32 input encoded as exact 0/1 codes (2 bits, scale 1): exact integer data;
+        * integer -> ``i64`` ids (:class:`Ids`: looked up on the host, bounded by how the model reads them), or,
+          when calibration saw negative values, an f32 input encoded as exact scale-1 integer codes whose range
+          is the dtype's (8/16-bit types: every value is exact) or the calibrated range widened to powers of two
+          (32/64-bit types; values beyond it saturate like any calibrated input).
+        """
         tt = vi.type.tensor_type
         dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
         shape = tuple(int(d.dim_value) for d in tt.shape.dim)
         name = self.b.fresh(vi.name)
         if name != vi.name:
             raise FrontendError(f"graph input name {vi.name!r} is not a legal IR value name; rename it in the model")
-        if dt.kind in "iu":
+        if is_codes_input(self, vi.name, dt):  # quantized codes given as integers (common.codes_input)
+            self.env[vi.name] = codes_input(self, name, dt, shape)
+            return
+        r = self.stats.range(vi.name)
+        if dt.kind in "iu" and not (dt.kind == "i" and r is not None and r[0] < 0):
             self.b.add(Input(name=name, type=TensorType(dtype="i64", shape=shape)))
             self.env[vi.name] = Ids(name, shape)
             return
-        if dt.kind != "f":
+        if dt.kind not in "fbi":
             raise FrontendError(f"graph input {vi.name!r} has unsupported dtype {dt}")
         self.b.add(Input(name=name, type=TensorType(dtype="f32", shape=shape)))
-        t = self.out_type(vi.name, shape)
+        lo = hi = None
+        if dt.kind == "b":
+            lo, hi = 0, 1
+        elif dt.kind == "i" and dt.itemsize <= 2:
+            lo, hi = int(np.iinfo(dt).min), int(np.iinfo(dt).max)
+        elif dt.kind == "i":
+            assert r is not None
+            lo, hi = -(1 << int(-np.floor(r[0])).bit_length()), (1 << max(int(np.ceil(r[1])), 0).bit_length()) - 1
+        t = int_type(lo, hi, shape) if lo is not None else self.out_type(vi.name, shape)
         enc = self.b.fresh(vi.name + ".enc")
         self.b.add(BSEEncode(name=enc, inputs=(name,), type=t))
-        self.env[vi.name] = Act(enc, t)
+        self.env[vi.name] = Act(enc, t, boolean=dt.kind == "b", int_range=None if lo is None else (lo, hi))
 
     # ---- per node ------------------------------------------------------------------------------
     def _lower(self, n: onnx.NodeProto) -> None:
@@ -224,7 +291,7 @@ class Lowerer:
                     self.tensor_map.setdefault(o, v.name)
 
     def _foldable(self, n: onnx.NodeProto, ins: list) -> bool:
-        if n.op_type in ("Shape", "Size") and ins and isinstance(ins[0], Act | Masked | Ids):
+        if n.op_type in ("Shape", "Size") and ins and isinstance(ins[0], Act | Masked | Ids | DynMask):
             return True
         if n.op_type == "DequantizeLinear":
             return False
@@ -235,7 +302,7 @@ class Lowerer:
     def _fold(self, n: onnx.NodeProto, ins: list) -> list[np.ndarray]:
         if n.op_type in ("Shape", "Size") and not isinstance(ins[0], Const | QWeight):
             v = ins[0]
-            shape = v.act.shape if isinstance(v, Masked) else tuple(v.shape)
+            shape = v.act.shape if isinstance(v, Masked) else v.src.shape if isinstance(v, DynMask) else tuple(v.shape)
             if n.op_type == "Size":
                 return [np.array(int(np.prod(shape)), np.int64)]
             start = next((a.i for a in n.attribute if a.name == "start"), 0)
@@ -277,13 +344,20 @@ class Lowerer:
 
     def q_params_of(self, node: onnx.NodeProto) -> tuple | None:
         """Comparable (scale, zp, dtype) of a QuantizeLinear node, if its parameters are constants."""
+        if node.op_type == "DynamicQuantizeLinear":  # its scale, made static by calibration (ops_quant)
+            r = self.stats.range(node.input[0])
+            return None if r is None else (*dynamic_qparams(*r), "uint8")
         if node.op_type != "QuantizeLinear":
             return None
         s = self.env.get(node.input[1])
         z = self.env.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
         if not isinstance(s, Const) or (z is not None and not isinstance(z, Const)):
             return None
-        zv = np.zeros((), np.uint8) if z is None else z.value
+        od = next((a.i for a in node.attribute if a.name == "output_dtype"), 0)
+        zdt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(od)) if od else np.dtype(np.uint8)
+        zv = np.zeros((), zdt) if z is None else z.value
+        if zv.dtype.kind not in "iu":
+            return None
         if s.value.size != 1:
             return None
         return float(s.value.reshape(-1)[0]), int(zv.reshape(-1)[0]), str(zv.dtype)
@@ -313,20 +387,24 @@ class Lowerer:
         self.output_info: dict[str, dict] = {}
         for o in self.model.graph.output:
             v = self.env.get(o.name)
-            if isinstance(v, Masked):
+            if isinstance(v, Masked | DynMask):
                 raise FrontendError(f"graph output {o.name!r} is a masked (-inf) tensor; cannot output it")
             if isinstance(v, Ids):
                 # an integer input passed through (token ids, a mask): IR outputs are codes, so the ids become
                 # scale-1 codes (exact integers) through a lookup table sized by how the model reads the
-                # input (ops_elementwise.id_bound); a larger id at run time is an input error, never a wrong value
-
-
-
+                # input (common.id_bound); a larger id at run time is an input error, never a wrong value
                 v = ids_as_codes(self, o.name, v, id_bound(self, v))
+            elif isinstance(v, Act) and v.quantized:  # an ONNX integer tensor: its real value is the integer
+                v = integer_view(self, o.name + ".int", v)
+            elif isinstance(v, Act) and v.boolean and not (v.int_range is not None and v.int_range[0] >= 0
+                                                           and v.int_range[1] <= 1):
+                v = as01(self, o.name, v)  # a bool output is 0/1 (true where nonzero)
+            elif isinstance(v, Const | QWeight):
+                # a constant output (Shape, Size, a folded subgraph): a Gather of its codes by a zero code
+                v = const_output(self, o.name, np.asarray(self.const_value(v)))
             if not isinstance(v, Act):
-                what = "a constant" if isinstance(v, Const | QWeight) else "computed integer ids"
-                raise FrontendError(f"graph output {o.name!r} is {what}, which has no spiking form; drop it from the "
-                                    "model's outputs")
+                raise FrontendError(f"graph output {o.name!r} is a {type(v).__name__} value, which has no spiking "
+                                    "form; drop it from the model's outputs")
             want = sanitize(o.name)
             node_names = {n.name for n in self.b.nodes}
             if v.name in rename.values() or v.name in outs or (want in node_names and want != v.name) \

@@ -1,24 +1,23 @@
-"""Quantize/Dequantize, arithmetic and unary nonlinearities.
+"""Arithmetic and unary nonlinearities (QuantizeLinear / DequantizeLinear and the QOperator ops other than
+QLinearAdd / QLinearMul live in ``ops_quant.py``).
 
-* ``QuantizeLinear`` of an activation is free when the activation already has that code type (the
-  usual QDQ case: the producer was lowered straight into the Q node's type), else an identity Soma.
-  ``DequantizeLinear`` of an activation is free (same codes, float view); of an integer constant it
-  keeps the integers (:class:`QWeight`).
 * Add/Sub of two activations -> 2-input mul-form Soma in a common scale (``emit.add_acts``);
   Add/Sub/Mul/Div by constants -> 1-input mul-form Soma (``emit.affine_const``); Mul of two
   activations -> DecodeMAC; Div by an activation -> ASNC reciprocal (rsqrt when the divisor is a
   Sqrt) + DecodeMAC; ``Pow(x, 2)`` -> DecodeMAC(x, x).
-* Additive masks (constants with entries <= -1e4, e.g. ``finfo.min``) and ``Where(cond, x, -big)``
-  become a :class:`Masked` value that Softmax applies as a Mask node: never quantized as data.
+* Additive masks (constants with entries <= -1e4, e.g. ``finfo.min``) become a :class:`Masked` value that
+  Softmax applies as a Mask node: never quantized as data (``Where(cond, x, -big)``: ``ops_int.py``).
+* Add/Sub/Mul of integer data are exact (``common.int_binary``); the integer/bool ops are in ``ops_int.py``.
 * Unary functions -> ASNCSegment in exact lookup-table form (``emit.asnc_lut``), named by a
   registered function so the ``asnc-fit`` pass can refit them.
 
 Float arithmetic in detail: a constant that broadcasts the activation up copies it first (data
 movement); a divisor that can be <= 0 gets IEEE's signed 1/b table, one that is an elementwise chain a
-single 1/f table (``chains.py``); Pow by a constant tensor, by an activation, Clip with activation bounds
-and Dropout: see their handlers. Unary functions of a float activation -- and any chain of elementwise
-ops on one activation -- are evaluated into one exact table by ``chains.py`` before they reach a handler
-here; the unary handler serves what chains cannot evaluate (activations that are exact integer data).
+single 1/f table (``chains.py``); Pow by a constant tensor, by an activation, and Clip with activation
+bounds: see their handlers (Identity and Dropout: ``ops_int.py``). Unary functions of a float
+activation -- and any chain of elementwise ops on one activation -- are evaluated into one exact table by
+``chains.py`` before they reach a handler here; the unary handler serves what chains cannot evaluate
+(activations that are exact integer data). Integer Div/Pow/Clip by constants: exact tables per value.
 """
 
 from __future__ import annotations
@@ -31,20 +30,13 @@ import onnx
 from lasercc.frontends.onnx.chains import planned_table, reciprocal_table, values_table
 from lasercc.frontends.onnx.common import (
     MASK_THRESHOLD,
-    as01,
     broadcast_to,
-    const_int,
-    id_bound,
-    ids_as_codes,
-    ids_lookup,
+    int_binary,
     int_of,
-    int_result,
     int_type,
     is_const,
     is_int,
-    logical_not,
     model_type,
-    move,
     q_input,
 )
 from lasercc.frontends.onnx.cores import mul_dynamic
@@ -55,108 +47,16 @@ from lasercc.frontends.onnx.registry import MS, attr, register
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
 
-from lasercc.frontends.onnx.nbits import dequantize_weight
 from lasercc.frontends.onnx.values import (
     Act,
     Const,
     DynMask,
-    Ids,
-    IntAcc,
     Masked,
     QWeight,
     Val,
     code_type,
     range_type,
 )
-
-# ---- quantize / dequantize ---------------------------------------------------------------------
-
-
-@register("QuantizeLinear", domain=MS)
-@register("QuantizeLinear")
-def quantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    x, s = ins[0], ins[1]
-    z = ins[2] if len(ins) > 2 else None
-    if isinstance(x, Masked | DynMask):
-        return [x]  # a -inf mask is never quantized as data: the Q parameters (scale ~1e36) are ignored
-    if not isinstance(x, Act):
-        raise FrontendError(f"QuantizeLinear of {type(x).__name__} (only activations are quantized)")
-    dt = None
-    od = attr(n, "output_dtype", 0)
-    if od:
-        dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(od))
-    t, signed = L.q_type(s, z, x.shape, dt)
-    r = L.b.requant_to(n.output[0], x, t)
-    return [Act(r.name, r.type, True, signed)]
-
-
-@register("DequantizeLinear", domain=MS)
-@register("DequantizeLinear")
-def dequantize_linear(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    x, s = ins[0], ins[1]
-    z = ins[2] if len(ins) > 2 else None
-    if isinstance(x, Masked | DynMask):
-        return [x]
-    if isinstance(x, Act):
-        t, _ = L.q_type(s, z, x.shape)
-        if not x.type.same_quant(t):
-            raise FrontendError(f"DequantizeLinear parameters differ from the quantization of {n.input[0]!r}")
-        return [x.as_float()]
-    if isinstance(x, Const) and (attr(n, "block_size", 0) or x.value.dtype.kind not in "iu"):
-        w = dequantize_weight(L, n, ins)  # int4/uint4 and/or block-wise (opset 21) weights: ops_nbits
-        if w is not None:
-            return [w]
-    if isinstance(x, Const) and x.value.dtype.kind in "iu":
-        sv = np.asarray(L.const_value(s), np.float32)
-        zv = np.zeros(sv.shape, x.value.dtype) if z is None else np.asarray(L.const_value(z))
-        axis = attr(n, "axis", 1) if sv.size > 1 else None
-        if axis is not None:
-            axis %= x.value.ndim
-        return [QWeight(x.value, sv.reshape(-1), zv.reshape(-1), axis)]
-    raise FrontendError("DequantizeLinear of something that is neither an activation nor an integer constant")
-
-
-@register("Identity", "Dropout")
-def identity(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    return [ins[0]] + [None] * (len(n.output) - 1)
-
-
-@register("Cast", "CastLike")
-def cast(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    x = ins[0]
-    to = attr(n, "to", None)
-    if n.op_type == "CastLike":
-        like = L.const_value(ins[1]).dtype if is_const(ins[1]) else np.dtype(np.float32)
-        to = onnx.helper.np_dtype_to_tensor_dtype(like)
-    dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(to))
-    if isinstance(x, IntAcc):
-        return [IntAcc(x.act, x.weights, True)]
-    if isinstance(x, Act | Masked) and dt.kind == "f":
-        return [Act(x.name, x.type) if isinstance(x, Act) else x]
-    if isinstance(x, Ids) and dt.kind in "iu":
-        return [x]
-    if isinstance(x, Act) and x.integer and dt.kind in "iu":
-        return [x]  # integer codes are exact: a change of integer width changes nothing
-    if isinstance(x, Act) and ((x.boolean and dt.kind in "iu") or (x.integer and not x.boolean and dt.kind == "b")):
-        r = as01(L, n.output[0], x)  # bool -> 0/1 integers, integers -> bool: exact 0/1 codes
-        return [r if dt.kind == "b" else Act(r.name, r.type, int_range=(0, 1))]
-    if isinstance(x, Ids) and dt.kind in "fb":
-
-
-        # integers used as numbers: attention masks (0/1) and position ids (RoPE angles = pos * inv_freq);
-        # the code width covers the largest value calibration saw (at least 2 bits)
-        r = L.stats.range(n.output[0]) if dt.kind == "f" else None
-        a = ids_as_codes(L, n.output[0], x, int(np.ceil(r[1])) if r else 3)
-        return [Act(a.name, a.type, boolean=dt.kind == "b")]
-    if isinstance(x, Act) and x.boolean and dt.kind == "b":
-        return [x]
-    if isinstance(x, Act) and dt.kind == "b":
-        # a float attention mask fed as a float input: true where nonzero, as exact 0/1 codes (a lookup
-        # table on x's codes: code == zero point is the only real 0)
-        r = L.b.asnc_lut(n.output[0], x, "nonzero", (), code_type(2, 1.0, 0, x.shape), None)
-        return [Act(r.name, r.type, boolean=True)]
-    raise FrontendError(f"Cast of {type(x).__name__} to {dt} is not supported")
-
 
 # ---- arithmetic ------------------------------------------------------------------------------------
 
@@ -492,38 +392,6 @@ def clip(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     return [y]
 
 
-# NOTE for the merge: branch fe-int moves Identity/Dropout to ops_int.py with the same Dropout rules; keep one.
-@register("Dropout")
-def dropout(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """Inference Dropout is the identity, its optional mask output all true.
-
-    ``training_mode`` true with a ratio above 0 is random (no two runs agree): refused. A ``training_mode``
-    that is a graph input cannot be known at compile time: refused too (make it a constant false).
-    """
-    x = ins[0]
-    if len(ins) > 2 and ins[2] is not None:
-        if not is_const(ins[2]):
-            raise FrontendError("Dropout's training_mode is computed at run time (a graph input); inference "
-                                "compiles Dropout as the identity: make training_mode a constant false")
-        if bool(np.asarray(L.const_value(ins[2])).reshape(-1)[0]):
-            ratio = 0.5
-            if len(ins) > 1 and ins[1] is not None:
-                if not is_const(ins[1]):
-                    raise FrontendError("Dropout in training mode with a ratio computed at run time is random")
-                ratio = float(np.asarray(L.const_value(ins[1])).reshape(-1)[0])
-            if ratio != 0.0:
-                raise FrontendError(f"Dropout in training mode (training_mode=true, ratio={ratio:g}) drops random "
-                                    "elements; only inference (or ratio 0) has one answer")
-    outs: list = [x]
-    if len(n.output) > 1 and n.output[1]:
-        if not isinstance(x, Act):
-            raise FrontendError(f"Dropout's mask output of {type(x).__name__} is not supported")
-        # all true: exact 0/1 codes, a Soma with weight 0 and bias 1 (one code per element of x)
-        m = L.b.affine_const(n.output[1], x, np.zeros(1), np.ones(1), code_type(2, 1.0, 0, x.shape))
-        outs.append(Act(m.name, m.type, boolean=True, int_range=(0, 1)))
-    return outs
-
-
 def _clip_int(L: Lowerer, n: onnx.NodeProto, ins: list) -> Act:
     """Clip of exact integer data by constant bounds: an exact table on the integer codes (scale 1), its
     result type the clipped interval -- value class (b), never calibrated."""
@@ -627,68 +495,6 @@ def _pow_table(L: Lowerer, stem: str, x: Act, tensor: str, e: float, out) -> Act
     return values_table(L, stem, x, y, out, _samples(L, tensor), extra=[("pow", (e,))])
 
 
-@register("And")
-def and_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """AND of bool masks: a padding mask (from an input) with a constant one (causal, sliding window).
-
-    transformers' mask builders write ``And(causal, padding)``: the constant part folds, the padding part
-    is a bool activation whose real value is 0/1 (any nonzero value is true), so the AND is an elementwise
-    product by the 0/1 constant (one exact Soma); the result is again a bool activation (2-bit codes,
-    scale 1), broadcast to the constant's shape.
-    """
-    a, b = ins
-    if is_const(a):
-        a, b = b, a
-    if isinstance(a, Act) and a.boolean and is_const(b):
-        c = np.asarray(L.const_value(b)).astype(bool)
-        shape = tuple(np.broadcast_shapes(a.shape, c.shape))
-        if np.all(c) and shape == a.shape:
-            return [a]
-        r = L.b.affine_const(n.output[0], a, c.astype(np.float64), None, code_type(2, 1.0, 0, shape))
-        return [Act(r.name, r.type, boolean=True)]
-    raise FrontendError("And is supported only between a bool mask (from an input) and a constant")
-
-
-@register("Expand")
-def expand(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """Broadcast to a shape. A bool mask stays unexpanded (it is only ever used broadcast against the
-    scores it masks); an activation (grouped-query attention's ``repeat_kv``: K/V heads expanded to the
-    query heads) is copied along each broadcast axis by a ``Take`` of repeated index 0 -- data movement,
-    no spikes."""
-    x = ins[0]
-    if isinstance(x, Act) and x.boolean:
-        return [x]
-    if not isinstance(x, Act):
-        raise FrontendError(f"Expand of {type(x).__name__} is not supported")
-    want = tuple(int(d) for d in L.const_value(ins[1], "shape").reshape(-1))
-    shape = tuple(np.broadcast_shapes(x.shape, want))
-
-
-    return [broadcast_to(L, n.output[0], x, shape)]
-
-
-@register("Where")
-def where(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    cond, a, b = ins
-    if isinstance(cond, Act) and cond.boolean and is_const(a) and is_const(b):
-        av, bv = np.asarray(L.const_value(a)), np.asarray(L.const_value(b))
-        if np.all(av == 0) and np.all(bv <= MASK_THRESHOLD):  # where(keep, 0, -inf)
-            return [DynMask(logical_not(L, n.output[0] + ".drop", cond), float(bv.reshape(-1)[0]))]
-        if np.all(bv == 0) and np.all(av <= MASK_THRESHOLD):  # where(drop, -inf, 0)
-            return [DynMask(Act(cond.name, cond.type), float(av.reshape(-1)[0]))]
-        raise FrontendError("Where on a bool mask must select between 0 and a large negative constant")
-    if not is_const(cond):
-        raise FrontendError("Where with a condition computed from inputs (dynamic masks) is not supported")
-    c = np.asarray(L.const_value(cond)).astype(bool)
-    for x, fill, mask in ((a, b, ~c), (b, a, c)):
-        if isinstance(x, Act) and is_const(fill) and np.all(np.asarray(L.const_value(fill)) <= MASK_THRESHOLD):
-            shape = x.shape
-            if tuple(np.broadcast_shapes(shape, mask.shape)) != shape:
-                raise FrontendError("Where mask broadcasts the activation")
-            return [Masked(x, np.broadcast_to(mask, shape))]
-    raise FrontendError("Where is supported only as a mask (condition constant, fill <= -1e4)")
-
-
 # ---- QOperator elementwise ------------------------------------------------------------------------
 
 
@@ -704,18 +510,6 @@ def qlinear_binary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     return [Act(r.name, r.type, True, signed)]
 
 
-@register("QLinearSigmoid", "QLinearLeakyRelu", domain=MS)
-def qlinear_unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    x, sx, zx, sy = ins[:4]
-    zy = ins[4] if len(ins) > 4 else None
-    X = q_input(L, x, sx, zx)
-    assert isinstance(X, Act)
-    out, signed = L.q_type(sy, zy, X.shape)
-    fn, params = ("sigmoid", ()) if n.op_type == "QLinearSigmoid" else ("leaky_relu", (float(attr(n, "alpha", 0.01)),))
-    r = L.b.asnc_lut(n.output[0], X, fn, params, out, None)
-    return [Act(r.name, r.type, True, signed)]
-
-
 # ---- exact integer arithmetic on integer inputs (position ids, ALiBi positions) ---------------------
 #
 # Exporters compute position ids inside the graph from the integer inputs: RoBERTa
@@ -727,103 +521,3 @@ def qlinear_unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 # taken from how the model uses them (:func:`id_bound`).
 
 
-def int_binary(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, op: str) -> Act:
-    """``a op b`` (op: add, sub, mul) for integer tensors and integer constants, exactly."""
-    stem = n.output[0]
-    if is_const(a) and op != "sub":
-        a, b = b, a
-    if is_const(a):  # c - x
-        c, x = const_int(L, a), int_of(L, stem + ".in", b)
-        lo, hi = x.int_range  # type: ignore[misc]
-        shape = tuple(np.broadcast_shapes(x.shape, c.shape))
-        return int_result(L, stem, [x], [-np.ones(1)], c, int(c.min()) - hi, int(c.max()) - lo, shape)
-    x = int_of(L, stem + ".in", a)
-    lo, hi = x.int_range  # type: ignore[misc]
-    if is_const(b):
-        c = const_int(L, b)
-        shape = tuple(np.broadcast_shapes(x.shape, c.shape))
-        if op == "mul":
-            ends = [lo * int(c.min()), lo * int(c.max()), hi * int(c.min()), hi * int(c.max())]
-            return int_result(L, stem, [x], [c], 0, min(ends), max(ends), shape)
-        s = 1 if op == "add" else -1
-        return int_result(L, stem, [x], [np.ones(1)], s * c, lo + min(s * int(c.min()), s * int(c.max())),
-                          hi + max(s * int(c.min()), s * int(c.max())), shape)
-    if not is_int(b):
-        raise FrontendError(f"{n.op_type} of an integer tensor and {type(b).__name__} is not supported")
-    y = int_of(L, stem + ".in1", b)
-    ylo, yhi = y.int_range  # type: ignore[misc]
-    shape = tuple(np.broadcast_shapes(x.shape, y.shape))
-    if op == "mul":
-
-
-        ends = [lo * ylo, lo * yhi, hi * ylo, hi * yhi]
-        out = int_type(min(ends), max(ends), shape)
-        r = L.b.decode_mac(stem, x, y, "mul", out)  # exact: (x - zx)(y - zy) requantized by scale 1
-        return Act(r.name, r.type, boolean=x.boolean and y.boolean, int_range=(min(ends), max(ends)))
-    if op == "add":
-        return int_result(L, stem, [x, y], [np.ones(1), np.ones(1)], 0, lo + ylo, hi + yhi, shape)
-    return int_result(L, stem, [x, y], [np.ones(1), -np.ones(1)], 0, lo - yhi, hi - ylo, shape)
-
-
-@register("Equal")
-def equal(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """``x == c`` for an integer tensor and a constant scalar: exact 0/1 codes. Of an integer input, a host
-    lookup of the table ``arange(bound + 1) == c`` (RoBERTa's ``input_ids != padding_idx``); of computed
-    integer codes, an exact ASNC lookup table."""
-    a, b = ins
-    if is_const(a):
-        a, b = b, a
-    if not (is_int(a) and is_const(b) and np.size(L.const_value(b)) == 1):
-        raise FrontendError("Equal is supported between an integer tensor and a constant scalar")
-    c = float(np.asarray(L.const_value(b)).reshape(-1)[0])
-    if isinstance(a, Ids):
-
-
-        table = (np.arange(id_bound(L, a) + 1) == c).astype(np.int64)
-        r = ids_lookup(L, n.output[0], a, table, 2)
-    else:
-        r = L.b.asnc_lut(n.output[0], a, "equal_to", (c,), code_type(2, 1.0, 0, a.shape), None)
-    return [Act(r.name, r.type, boolean=True, int_range=(0, 1))]
-
-
-@register("Not")
-def not_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """Logical not of a bool tensor: ``1 - x`` on exact 0/1 codes (one Soma, weight -1, bias 1)."""
-    x = ins[0]
-    if isinstance(x, Ids):
-        x = int_of(L, n.output[0] + ".in", x)
-    if not isinstance(x, Act) or not (x.boolean or x.integer):
-        raise FrontendError(f"Not of {type(x).__name__} is not supported")
-    x = as01(L, n.output[0] + ".01", x)
-    return [int_result(L, n.output[0], [x], [-np.ones(1)], 1, 0, 1, x.shape, boolean=True)]
-
-
-@register("CumSum")
-def cumsum(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """Cumulative sum of an integer tensor along an axis: a matmul-form Soma with a constant triangular
-    ones matrix (``exclusive`` drops the diagonal, ``reverse`` transposes it), exact. The result's type
-    covers ``[min(0, n*lo), max(0, n*hi)]`` for ``n`` = the axis length, so nothing saturates."""
-
-
-    x = ins[0]
-    if not is_int(x):
-        raise FrontendError(f"CumSum of {type(x).__name__} is not supported (integer tensors are)")
-    x = int_of(L, n.output[0] + ".in", x)
-    ax = int(np.asarray(L.const_value(ins[1], "axis")).reshape(-1)[0]) % len(x.shape)
-    k = x.shape[ax]
-    lo, hi = x.int_range  # type: ignore[misc]
-    lo, hi = min(0, k * lo), max(0, k * hi)
-    i, j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")  # w[i, j]: does x_i count in out_j
-    keep = (i > j if attr(n, "exclusive", 0) else i >= j) if attr(n, "reverse", 0) \
-        else (i < j if attr(n, "exclusive", 0) else i <= j)
-    last = len(x.shape) - 1
-    perm = tuple(p for p in range(len(x.shape)) if p != ax) + (ax,)
-    xt = x if ax == last else move(L, n, x, tuple(x.shape[p] for p in perm), perm)
-    assert isinstance(xt, Act)
-    r = L.b.soma_matmul(n.output[0] + (".t" if ax != last else ""), xt, keep.astype(np.int64), (1.0,),
-                        int_type(lo, hi, xt.shape))
-    out = Act(r.name, r.type, int_range=(lo, hi))
-    if ax != last:
-        inv = tuple(int(q) for q in np.argsort(perm))
-        out = move(L, n, out, x.shape, inv)  # type: ignore[assignment]
-    return [out]

@@ -14,7 +14,7 @@ records. The important distinction is between the ONNX value and the IR value be
   ONNX graph (additive ``finfo.min`` masks, ``Where`` masks): the mask is applied by Softmax.
 * :class:`Ids` -- an integer (token id) graph input.
 * An integer tensor *computed* from integer inputs (``cumsum(ids != pad)``, ``cumsum(mask) * mask - 1``) is
-  an :class:`Act` with ``int_range`` set: exact integer codes of scale 1 (``ops_elementwise.py``).
+  an :class:`Act` with ``int_range`` set: exact integer codes of scale 1 (``ops_int.py``, ``common.int_binary``).
 * :class:`DynScale` / :class:`IntAcc` -- the pieces of dynamic quantization (see ``ops.py``).
 """
 
