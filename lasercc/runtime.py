@@ -77,7 +77,7 @@ def _convert(name: str, node: Input, arr: np.ndarray) -> np.ndarray:
         if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
             raise InputError(f"input {name!r}: contains NaN or infinity")
         return arr.astype(np.float32)
-    if arr.dtype.kind not in "iu":
+    if arr.dtype.kind not in ("iub" if isinstance(t, TensorType) else "iu"):  # bool masks are 0/1 integers
         raise InputError(f"input {name!r}: expected integer {'token ids' if isinstance(t, TensorType) else 'codes'}, "
                          f"got dtype {arr.dtype}")
     arr = arr.astype(np.int64)

@@ -88,6 +88,12 @@ def sqrt(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(np.asarray(x, dtype=np.float64), 0.0))
 
 
+def log(x: np.ndarray) -> np.ndarray:
+    """Natural log for x > 0; non-positive arguments give a huge negative value (the output clip handles it)."""
+    d = np.asarray(x, dtype=np.float64)
+    return np.where(d > 0, np.log(np.where(d > 0, d, 1.0)), -_BIG)
+
+
 def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(np.asarray(x, dtype=np.float64), 0.0)
 
@@ -194,6 +200,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("rsqrt", rsqrt, ("eps",), (1e-5,)),
         FunctionSpec("erf", erf),
         FunctionSpec("sqrt", sqrt),
+        FunctionSpec("log", log),
         FunctionSpec("relu", relu),
         FunctionSpec("softplus", softplus),
         # ONNX elementwise ops the frontend lowers to lookup tables (registered here, not in the frontend,

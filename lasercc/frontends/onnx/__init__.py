@@ -3,9 +3,10 @@
 Steps: load (external data) -> float16/bfloat16 widened to float32 (``widen.py``)
 -> pin dynamic input dims and run onnx shape inference (``load.py``)
 -> calibration run in onnxruntime for the float tensors the model does not quantize
-(``calibrate.py``) -> one lowering pass over the nodes (``lower.py`` driver; handlers in
-``ops_linear.py``, ``ops_elementwise.py``, ``ops_move.py``, ``ops_quant.py``, ``ops_int.py``, ``decompose.py``;
-unary elementwise chains evaluated into one table each by ``chains.py``) -> a verified ``Graph``.
+(``calibrate.py``) -> one lowering pass over the nodes (``lower.py`` driver; handlers registered in
+``registry.py`` by the ``ops_*.py`` modules, which share ``common.py`` / ``cores.py`` and never import each
+other; unary elementwise chains evaluated into one table each by ``chains.py``, a prepare hook) -> a
+verified ``Graph``.
 
 Formats: static QDQ (8/16-bit, signed or unsigned activations, per-tensor or per-channel weights),
 QOperator (QLinearMatMul, QGemm, QLinearAdd/Mul/Sigmoid/Softmax/Concat...), dynamic quantization
@@ -24,14 +25,16 @@ import numpy as np
 import onnx
 
 from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
-    decompose,
+    ops_attention,
     ops_contrib,
     ops_elementwise,
     ops_int,
     ops_linear,
     ops_move,
     ops_nbits,
+    ops_norm,
     ops_quant,
+    ops_reduce,
 )
 from lasercc.frontends.onnx.calibrate import (
     Stats,

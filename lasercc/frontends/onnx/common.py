@@ -17,7 +17,18 @@ import onnx
 
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.registry import attr
-from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, QWeight, Val, code_type, onnx_int_bits, range_type
+from lasercc.frontends.onnx.values import (
+    Act,
+    Const,
+    DynMask,
+    Ids,
+    Masked,
+    QWeight,
+    Val,
+    code_type,
+    onnx_int_bits,
+    range_type,
+)
 from lasercc.frontends.onnx.weights import quantize_rows, table_range
 from lasercc.ir.nodes import Concat, Gather, Reshape, Take, Transpose
 from lasercc.ir.types import CodeType
@@ -27,6 +38,10 @@ if TYPE_CHECKING:
 
 
 def move(L: Lowerer, n: onnx.NodeProto, x: Val, shape: tuple[int, ...], perm: tuple[int, ...] | None = None) -> Val:
+    if isinstance(x, DynMask):  # a mask computed from an input moves with its source
+        src = move(L, n, x.src, shape, perm)
+        assert isinstance(src, Act)
+        return DynMask(src, x.factor)
     if isinstance(x, Masked):
         inner = move(L, n, x.act, shape, perm)
         assert isinstance(inner, Act)
@@ -58,6 +73,8 @@ def move(L: Lowerer, n: onnx.NodeProto, x: Val, shape: tuple[int, ...], perm: tu
 
 
 def val_shape(x: Val) -> tuple[int, ...]:
+    if isinstance(x, DynMask):
+        return x.src.shape
     return x.act.shape if isinstance(x, Masked) else x.shape  # type: ignore[union-attr]
 
 
@@ -235,7 +252,32 @@ def gather(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
             shape = data.shape[:ax] + iv.shape + data.shape[ax + 1:]
             r = move(L, n, r, shape)  # type: ignore[assignment]
         return [r]
+    if isinstance(data, Act) and isinstance(idx, Ids) and not data.integer:
+        if axis % max(len(data.shape), 1) != 0:
+            raise FrontendError("a Gather of an activation by input ids must be along axis 0")
+        return [rows_by_ids(L, n.output[0], data, idx)]
     raise FrontendError(f"Gather of {type(data).__name__} by {type(idx).__name__} is not supported")
+
+
+def rows_by_ids(L: Lowerer, stem: str, data: Act, idx: Ids) -> Act:
+    """``data[idx]`` along axis 0 for an activation ``data`` and input ids (rotary caches fed as inputs): the
+    ids become one-hot 2-bit codes (a host lookup of the identity table, value class (b)) and a DecodeMAC
+    multiplies them with the rows -- its requantization is the identity (scale 1 x s_data / s_data), so the
+    selected rows are exact copies of the codes. Ids outside [0, rows) are a run-time input error."""
+    m = data.shape[0]
+    rest = tuple(data.shape[1:])
+    flat = move(L, onnx.helper.make_node("Reshape", [], [stem + ".rows"]), data, (m, int(np.prod(rest))))
+    assert isinstance(flat, Act)
+    base = idx.base or idx.shape
+    name = L.b.fresh(stem + ".onehot")
+    t = code_type(2, 1.0, 0, tuple(base) + (m,))
+    L.b.add(Gather(name=name, inputs=(idx.name,), type=t, table=L.b.const(name + ".table", np.eye(m, dtype=np.int64))))
+    oh = Act(name, t, int_range=(0, 1))
+    lead = tuple(idx.shape) if len(idx.shape) >= 1 else (1,)
+    oh = move(L, onnx.helper.make_node("Reshape", [], [stem + ".onehot"]), oh, lead + (m,))  # type: ignore[assignment]
+    r = L.b.decode_mac(stem + ".sel", oh, flat, "matmul", code_type(data.type.bits, data.scale, data.zp,
+                                                                     lead + (flat.shape[1],)))
+    return move(L, onnx.helper.make_node("Reshape", [], [stem]), r, tuple(idx.shape) + rest)  # type: ignore[return-value]
 
 
 MASK_THRESHOLD = -1e4  # additive constants at or below this are "minus infinity" masks

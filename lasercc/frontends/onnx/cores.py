@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from lasercc.frontends.onnx.common import MASK_THRESHOLD, is_const, move
+from lasercc.frontends.onnx.common import MASK_THRESHOLD, as01, logical_not
 from lasercc.frontends.onnx.emit import with_shape
 from lasercc.frontends.onnx.load import FrontendError
-from lasercc.frontends.onnx.registry import attr
 from lasercc.frontends.onnx.values import Act, Const, DynScale, IntAcc, Masked, QWeight, Val, code_type, range_type
 from lasercc.ir.nodes import Mask, WTAMax
+from lasercc.ir.types import CodeType
 
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
@@ -159,12 +159,28 @@ def dyn_mask(L: Lowerer, stem: str, x: Act, drop: Act) -> Act:
     return L.b.soma_mul(stem, [x, drop], [np.ones(1, np.int64), big], x.scale, (1.0,), x.type)
 
 
-def softmax_core(L: Lowerer, stem: str, x: Act | Masked, out, samples: np.ndarray | None) -> Act:  # noqa: ANN001
+def exp_shifted(L: Lowerer, stem: str, x: Act | Masked, samples: np.ndarray | None) -> tuple:
+    """The shared front of Softmax / LogSoftmax / ReduceLogSumExp along the last axis, K entries::
+
+        m = WTAMax(x)            (masked entries first set to code 0 by a Mask node)
+        d = Soma(x - m)          exact: same scale, code = x - m + 2^N - 1
+        e = ASNC exp(d)          e in (0, 1], internal_bits, scale 1/(2^b - 1); masked entries -> 0
+        S = Soma(e @ ones[K, 1]) S in [1, K] (planned from the calibration samples when there are some)
+
+    A row masked throughout gives the uniform 1/K that ONNX computes for ``x + finfo.min`` (every entry rounds
+    to the same value): its exps are left unzeroed (:func:`_partly_dropped`). Returns ``(m, d, e, S, ssamp)``;
+    ``ssamp`` are the calibration values of S (or None).
+    """
     mask = x.mask if isinstance(x, Masked) else None
     xa = x.act if isinstance(x, Masked) else x
     if not xa.shape:
         raise FrontendError("Softmax of a scalar")
     k = xa.shape[-1]
+    zero_mask = mask
+    if isinstance(mask, np.ndarray) and k:
+        every = np.all(np.broadcast_to(mask, xa.shape), axis=-1, keepdims=True)
+        if np.any(every):  # rows masked throughout: uniform, as for input-dependent masks (_partly_dropped)
+            zero_mask = np.broadcast_to(mask, xa.shape) & ~every
     ib = L.opts.internal_bits
     n_bits = xa.type.bits
     shape1 = xa.shape[:-1] + (1,)
@@ -183,75 +199,141 @@ def softmax_core(L: Lowerer, stem: str, x: Act | Masked, out, samples: np.ndarra
         dead = (s <= MASK_THRESHOLD) | ~np.isfinite(s)
         if isinstance(mask, np.ndarray) and mask.ndim == s.ndim and s.shape[0] % mask.shape[0] == 0:
             dead |= np.tile(mask, (s.shape[0] // mask.shape[0],) + (1,) * (mask.ndim - 1))
-        s = np.where(dead, -np.inf, s)
+        every = np.all(dead, axis=-1, keepdims=True)  # rows masked throughout: uniform (see _partly_dropped)
+        s = np.where(every, 0.0, np.where(dead, -np.inf, s))
         mx = np.max(s, axis=-1, keepdims=True)
         dd = s - np.where(np.isfinite(mx), mx, 0.0)
         dsamp = dd[np.isfinite(dd)]
         ssamp = np.sum(np.exp(dd), axis=-1).reshape(-1)
-        smax = float(np.max(ssamp))
+        smax = float(np.max(ssamp)) if ssamp.size else None
     e = L.b.asnc_lut(stem + ".exp", d, "exp", (), e_t, dsamp)
     if mask is not None:
-        e = mask_node(L, stem + ".zero", e, mask)
+        e = mask_node(L, stem + ".zero", e,
+                      zero_mask if isinstance(mask, np.ndarray) else _partly_dropped(L, stem, mask))
     s_hi = float(min(k, 1.25 * smax)) if smax else float(k)
     s_t = range_type(0.0, max(s_hi, 1.0), ib, shape1)
     ssum = L.b.soma_matmul(stem + ".sum", e, np.ones((k, 1), np.int64), (1.0,), s_t)
+    return m, d, e, ssum, ssamp
+
+
+# Rounding an input code moves exp(x - m) by up to e^(s/2) - 1 (s: the input's code step). Softmax output does not
+# depend on a common offset of its row, but the codes must carry it: a row offset by 10^4 in a 16-bit tensor has a
+# step of ~0.15 (ONNX's test_softmax_large_number), i.e. probabilities off by ~8 %. Refused (never a silent wrong
+# answer) when that rounding alone exceeds this many steps of the result at min(input, output) bits.
+SOFTMAX_INPUT_STEPS = 256
+
+
+def check_softmax_input(xa: Act, out: CodeType, log: bool, what: str = "Softmax") -> None:
+    """Refuse a softmax whose input code step alone spoils the result (see :data:`SOFTMAX_INPUT_STEPS`)."""
+    if xa.shape and xa.shape[-1] == 1:
+        return  # one entry per row: the result is exactly 1 (0 for log-softmax) whatever the input
+    s = xa.scale
+    bits = min(xa.type.bits, out.bits)
+    if log:  # log-softmax: an absolute error s/2 against the output's real span
+        err = s / 2
+        span = out.scale[0] * ((1 << out.bits) - 1)
+    else:  # probabilities: a relative error e^(s/2) - 1 of values up to 1
+        err = float(np.expm1(min(s / 2, 700.0)))
+        span = 1.0
+    step = span / ((1 << bits) - 1)
+    if err > SOFTMAX_INPUT_STEPS * step:
+        lo, hi = s * (xa.type.lo - xa.zp), s * (xa.type.hi - xa.zp)
+        raise FrontendError(
+            f"{what} input codes are too coarse: its {xa.type.bits}-bit range [{lo:.4g}, {hi:.4g}] has a step of "
+            f"{s:.3g}, so rounding the input alone moves the result by up to {err:.3g}, more than "
+            f"{SOFTMAX_INPUT_STEPS} steps of a {bits}-bit result. {what} ignores a common offset of each row but the "
+            "codes must carry it: narrow the input's range (rows offset by large constants) or use more bits")
+
+
+def _partly_dropped(L: Lowerer, stem: str, drop: Act) -> Act:
+    """``drop`` (an input-dependent mask: true where the real value is positive) kept only in rows (last axis)
+    that keep at least one entry, as exact 0/1 codes; computed once per mask tensor.
+
+    Why: in a row where every entry is masked, ONNX's ``x + finfo.min`` rounds every entry to the same value,
+    so its softmax is uniform (1/K); zeroing every exp would give 0 (left-padded causal LMs have such rows at the
+    padding positions). Here the masked codes are all 0, so the row's max is 0 and every exp is 1: leaving them
+    unzeroed gives 1/K. (A -1e4 mask would keep ``softmax(x)`` there; finfo.min and -1e9 are what exporters use.)
+    ``drop01 * max_row(1 - drop01)``: an ASNC nonzero table, a Soma, a WTAMax and a DecodeMAC on the mask tensor
+    (typically [batch, 1, 1, keys]: small).
+    """
+    cache = L.__dict__.setdefault("_partly_dropped", {})
+    if drop.name in cache:
+        return cache[drop.name]
+    d01 = as01(L, stem + ".drop01", drop)
+    keep = logical_not(L, stem + ".keep", d01)
+    if keep.shape and keep.shape[-1] > 1:
+        t = with_shape(keep.type, keep.shape[:-1] + (1,))
+        name = L.b.fresh(stem + ".anykeep")
+        L.b.add(WTAMax(name=name, inputs=(keep.name,), type=t, axis=len(keep.shape) - 1))
+        keep = Act(name, t)
+    r = L.b.decode_mac(stem + ".dropkept", d01, keep, "mul", code_type(2, 1.0, 0, d01.shape))
+    cache[drop.name] = r
+    return r
+
+
+def softmax_core(L: Lowerer, stem: str, x: Act | Masked, out, samples: np.ndarray | None) -> Act:  # noqa: ANN001
+    """Softmax along the last axis: :func:`exp_shifted`, then r = ASNC reciprocal(S) in (0, 1] and
+    y = DecodeMAC(e * r) in the output code type."""
+    xa = x.act if isinstance(x, Masked) else x
+    if not xa.shape:
+        raise FrontendError("Softmax of a scalar")
+    check_softmax_input(xa, out, log=False)
+    ib = L.opts.internal_bits
+    shape1 = xa.shape[:-1] + (1,)
+    _, _, e, ssum, ssamp = exp_shifted(L, stem, x, samples)
+    unit = 1.0 / ((1 << ib) - 1)
     r = L.b.asnc_lut(stem + ".recip", ssum, "reciprocal", (0.0,), code_type(ib, unit, 0, shape1), ssamp)
     return L.b.decode_mac(stem, e, r, "mul", with_shape(out, xa.shape))
 
 
-def layernorm_core(L: Lowerer, stem: str, x: Act, gamma, beta, eps: float, out, samples) -> Act:  # noqa: ANN001
+def layernorm_core(L: Lowerer, stem: str, x: Act, gamma, beta, eps: float, out, samples, *,  # noqa: ANN001
+                   rms: bool = False, parts: dict | None = None) -> Act:
+    """LayerNorm (``rms=False``) or RMSNorm (``rms=True``: no centring, ``x * rsqrt(mean(x^2) + eps)``) of ``x``
+    over its last axis, then ``gamma`` / ``beta`` (constants or None). ``out`` None: the normalised value in its
+    planned internal type. ``parts`` (a dict) receives the internals ``mean`` (LayerNorm only), ``rsqrt`` (the
+    inverse standard deviation / RMS) and ``norm`` for ops that output them."""
     k = x.shape[-1]
     ib = max(L.opts.internal_bits, x.type.bits)
     shape1 = x.shape[:-1] + (1,)
-    up = ib - x.type.bits
-    mean_t = code_type(ib, x.scale / (1 << up), x.zp << up, shape1)
     ones = np.ones((k, 1), np.int64)
-    mu = L.b.soma_matmul(stem + ".mean", x, ones, (1.0 / k,), mean_t)
     if samples is not None:
-        s = np.asarray(samples, np.float64)
-        c = s - s.mean(axis=-1, keepdims=True)
+        s = np.asarray(samples, np.float64).reshape(-1, k)
+        c = s if rms else s - s.mean(axis=-1, keepdims=True)
         v = (c * c).mean(axis=-1, keepdims=True)
         cmax, qmax, vmax, vmin = float(np.abs(c).max()), float((c * c).max()), float(v.max()), float(v.min())
         nmax = float(np.abs(c / np.sqrt(v + eps)).max())
         vsamp = v.reshape(-1)
     else:
-        cmax = x.scale * x.type.hi
+        cmax = max(abs(x.scale * (x.type.lo - x.zp)), abs(x.scale * (x.type.hi - x.zp))) if rms \
+            else x.scale * x.type.hi
         qmax = vmax = cmax * cmax
         vmin, nmax, vsamp = 0.0, float(np.sqrt(k)), None
-    c_t = range_type(-1.1 * cmax, 1.1 * cmax, ib, x.shape, symmetric=True)
-    c_a = L.b.add_acts(stem + ".centre", x, mu, -1, c_t)
+    # floors: a group of one element (or constant rows) normalises to exactly 0; its types must still be sane,
+    # and x - mean must pass emit.check_cancellation: the centred range spans at least 128 input steps
+    cmax, nmax = max(cmax, 128 * x.scale), max(nmax, 0.1)
+    if rms:
+        c_a = x
+    else:
+        up = ib - x.type.bits
+        mean_t = code_type(ib, x.scale / (1 << up), x.zp << up, shape1)
+        mu = L.b.soma_matmul(stem + ".mean", x, ones, (1.0 / k,), mean_t)
+        if parts is not None:
+            parts["mean"] = mu
+        c_t = range_type(-1.1 * cmax, 1.1 * cmax, ib, x.shape, symmetric=True)
+        c_a = L.b.add_acts(stem + ".centre", x, mu, -1, c_t)
     q = L.b.decode_mac(stem + ".sq", c_a, c_a, "mul", range_type(0.0, 1.21 * qmax, ib, x.shape))
-    var = L.b.soma_matmul(stem + ".var", q, ones, (1.0 / k,), range_type(0.0, 1.25 * vmax, ib, shape1))
+    var = L.b.soma_matmul(stem + (".ms" if rms else ".var"), q, ones, (1.0 / k,),
+                          range_type(0.0, 1.25 * vmax, ib, shape1))
     r_hi = 1.0 / np.sqrt(0.5 * vmin + eps)
     r = L.b.asnc_lut(stem + ".rsqrt", var, "rsqrt", (float(eps),), range_type(0.0, r_hi, ib, shape1), vsamp)
     nrm = L.b.decode_mac(stem + ".norm", c_a, r, "mul", range_type(-1.1 * nmax, 1.1 * nmax, ib, x.shape,
                                                                     symmetric=True))
+    if parts is not None:
+        parts["rsqrt"], parts["norm"] = r, nrm
     g = None if gamma is None else np.asarray(gamma, np.float64)
     bta = None if beta is None or not np.any(beta) else np.asarray(beta, np.float64)
+    if out is None:
+        return nrm
     if g is None and bta is None:
         return L.b.requant_to(stem, nrm, with_shape(out, x.shape))
     return L.b.affine_const(stem, nrm, g, bta, with_shape(out, x.shape))
-
-
-def reduce_last(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    x = ins[0]
-    if not isinstance(x, Act):
-        raise FrontendError(f"{n.op_type} of a non-activation")
-    if len(ins) > 1 and ins[1] is not None and is_const(ins[1]):
-        axes = [int(a) for a in L.const_value(ins[1]).reshape(-1)]
-    else:
-        axes = list(attr(n, "axes", []) or [])
-    rank = len(x.shape)
-    if [a % rank for a in axes] != [rank - 1]:
-        raise FrontendError(f"{n.op_type} over axes {axes}: only the last axis is supported")
-    k = x.shape[-1]
-    keep = attr(n, "keepdims", 1)
-    shape1 = x.shape[:-1] + (1,)
-    out = L.out_type(n.output[0], shape1 if keep else x.shape[:-1])
-    w = (1.0 / k,) if n.op_type == "ReduceMean" else (1.0,)
-    y = L.b.soma_matmul(n.output[0], x, np.ones((k, 1), np.int64), w, with_shape(out, shape1))
-    if not keep:
-
-
-        y = move(L, n, y, x.shape[:-1])  # type: ignore[assignment]
-    return [y]

@@ -129,7 +129,10 @@ class Builder:
         return self.soma_mul(stem, [x], [np.ones(1, np.int64)], x.scale, (1.0,), out)
 
     def add_acts(self, stem: str, a: Act, b: Act, sign_b: int, out: CodeType) -> Act:
-        """``a + sign_b * b`` for activations in a common scale (see the module docstring)."""
+        """``a + sign_b * b`` for activations in a common scale (see the module docstring).
+
+        Refused when the operands' own rounding dwarfs the result's grid (:func:`check_cancellation`)."""
+        check_cancellation(a, b, out)
         sa, sb = a.scale, b.scale
         if sa == sb:
             return self.soma_mul(stem, [a, b], [np.ones(1, np.int64), sign_b * np.ones(1, np.int64)], sa, (1.0,), out)
@@ -183,6 +186,29 @@ class Builder:
         self.add(node)
         assert isinstance(node, ASNCSegment)
         return Act(name, out)
+
+
+# A sum/difference of two activations carries their rounding (half a code step each). When that is more than
+# this many steps of the result at min(operand, result) bits, the result's low bits are noise: typically
+# x - max(x) (an expanded softmax) of an input whose rows sit on a large offset (ONNX's
+# test_softmax_large_number_expanded: 16-bit steps of 0.15 for a result spanning 3).
+CANCELLATION_STEPS = 256
+
+
+def check_cancellation(a: Act, b: Act, out: CodeType) -> None:
+    """Refuse ``a +- b`` whose operands' rounding alone exceeds :data:`CANCELLATION_STEPS` result steps."""
+    from lasercc.frontends.onnx.load import FrontendError
+
+    bits = min(a.type.bits, b.type.bits, out.bits)
+    span = float(out.scale[0]) * ((1 << out.bits) - 1)
+    step = span / ((1 << bits) - 1)
+    err = (a.scale + b.scale) / 2
+    if err > CANCELLATION_STEPS * step:
+        raise FrontendError(
+            f"the sum/difference of two activations loses its precision: the operands' code steps ({a.scale:.3g}, "
+            f"{b.scale:.3g}) are coarser than {CANCELLATION_STEPS} steps of the result's {bits}-bit range "
+            f"(spanning {span:.3g}); the operands' range is dominated by a large common offset that cancels. "
+            "Narrow the operands' range or use more bits")
 
 
 def with_shape(t: CodeType, shape: tuple[int, ...]) -> CodeType:

@@ -3,7 +3,7 @@
 Each ONNX tensor is mapped to a :mod:`values` record. A node whose inputs are all constant is
 folded (``onnx.reference`` evaluates it; ``Shape`` of an activation is its pinned static shape), so
 exporters' shape subgraphs disappear. Every other node goes to its handler in :mod:`registry` (keyed by
-domain and op type; ``ops_*.py`` and ``decompose.py`` register them). Handlers get the node and its input records and
+domain and op type; the ``ops_*.py`` modules register them). Handlers get the node and its input records and
 return output records, emitting IR through :class:`~lasercc.frontends.onnx.emit.Builder`.
 
 Code types of float results (the quantization policy, :meth:`Lowerer.out_type`):
@@ -79,6 +79,11 @@ class Options:
 
 NORM_OPS = frozenset({"LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization", "ReduceMean",
                       "SkipLayerNormalization", "SkipSimplifiedLayerNormalization"})
+# Every reduction reads its input at the same wider width: its result carries the input's rounding while its own
+# range can be far narrower (one extreme value, a sum that cancels); ArgMax/ArgMin return exact integers, and
+# inputs closer than one code step tie (decided by index): 8-bit logits tie often, 16-bit ones rarely do.
+NORM_OPS = NORM_OPS | {"ArgMax", "ArgMin", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceSumSquare", "ReduceL2",
+                       "ReduceLogSumExp"}
 
 
 @dataclass

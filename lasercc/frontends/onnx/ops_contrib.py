@@ -3,7 +3,7 @@
 Users often run ``onnxruntime.transformers.optimizer.optimize_model`` before quantizing; on BERT- and
 GPT-2-style models it writes SkipLayerNormalization, EmbedLayerNormalization, Attention, BiasGelu,
 FastGelu and Gelu (measured: see ``bench/ort_optimized.py``). Each is lowered here with the same pieces
-the unfused subgraph uses -- ``decompose.layernorm_core`` / ``softmax_core``, ``ops_linear`` weights,
+the unfused subgraph uses -- ``cores.layernorm_core`` / ``softmax_core``, ``ops_linear`` weights,
 ``asnc_lut`` tables, ``ops_move`` data movement -- so a fused model compiles to (nearly) the same graph.
 
 What differs from the unfused graph, and why:
@@ -216,7 +216,7 @@ def skip_layernorm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     Inputs: input, skip (same shape, or broadcast over batch), gamma, beta (optional), bias (optional).
     Outputs: output, mean and inv_std_var (training only: an error if used), input_skip_bias_sum
     (optional: the residual stream, an activation here). Spec: ``DOC`` + ``SkipLayerNormalization``.
-    The sum is one Soma; the normalisation is ``decompose.layernorm_core``, planned from the samples of
+    The sum is one Soma; the normalisation is ``cores.layernorm_core``, planned from the samples of
     input and skip (:data:`SAMPLED_INPUTS`).
     """
     x = _act(ins[0], "SkipLayerNormalization input")
@@ -323,7 +323,7 @@ def embed_layernorm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     gamma, beta, mask (opt), position_ids (opt; default 0..S-1). Outputs: output, mask_index (the number
     of ones per mask row, for Attention: a :class:`MaskLengths`), embedding_sum (opt). Spec: ``DOC`` +
     ``EmbedLayerNormalization``. Lookups are lowered as the unfused Gathers; constant position rows are
-    added as a constant; the normalisation is ``decompose.layernorm_core`` planned from the tables.
+    added as a constant; the normalisation is ``cores.layernorm_core`` planned from the tables.
     """
     get = lambda i: ins[i] if len(ins) > i else None  # noqa: E731
     ids, seg_ids, word, pos, seg = get(0), get(1), get(2), get(3), get(4)

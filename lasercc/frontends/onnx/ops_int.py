@@ -639,23 +639,3 @@ def cast(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 # ---- Expand ----------------------------------------------------------------------------------------------
 
 
-@register("Expand")
-def expand(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """Broadcast to a shape (NumPy rules: the result has the larger of each axis): each size-1 axis that grows is
-    copied by a ``Take`` of repeated index 0 -- data movement, no spikes, every value class (grouped-query
-    attention's ``repeat_kv``, ``mask.unsqueeze(-1).expand(h.shape)``). Integer inputs become exact codes first."""
-    x = ins[0]
-    if not is_const(ins[1]):
-        raise FrontendError("Expand's shape must be a constant (it is computed from input values here)")
-    want = tuple(int(d) for d in L.const_value(ins[1], "shape").reshape(-1))
-    if isinstance(x, Masked | DynMask | IntAcc):
-        raise FrontendError(f"Expand of a {type(x).__name__} value is not supported")
-    shape = tuple(np.broadcast_shapes(val_shape(x), want))
-    if tuple(shape) == tuple(val_shape(x)):
-        return [x]
-    if isinstance(x, Ids):
-        x = int_of(L, n.output[0] + ".in", x)
-    if not isinstance(x, Act):
-        raise FrontendError(f"Expand of {type(x).__name__} is not supported")
-    return [broadcast_to(L, n.output[0], x, shape)]
-

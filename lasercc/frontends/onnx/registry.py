@@ -6,7 +6,7 @@ operations with different handlers. A handler receives the :class:`~lasercc.fron
 the node and its input values (:mod:`values` records: one of the three value classes -- constant, exact
 integer data, activation codes) and returns one value per output.
 
-Handler modules (``ops_*.py``, ``decompose.py``) register here and import only this module and the shared
+Handler modules (``ops_*.py``) register here and import only this module and the shared
 ones (:mod:`common`, :mod:`cores`, :mod:`values`, :mod:`emit`); they never import each other, so a new op
 is one function in one module.
 """
@@ -36,10 +36,19 @@ def domain_of(n: onnx.NodeProto) -> str:
     return "" if n.domain in ("", "ai.onnx") else n.domain
 
 
-def register(*op_types: str, domain: str = "", sampled: tuple[int, ...] | None = None) -> Callable[[Handler], Handler]:
-    """Register a handler for ``op_types`` in ``domain`` (``sampled``: see :data:`SAMPLED_INPUTS`)."""
+def register(*op_types: str, domain: str = "", sampled: tuple[int, ...] | None = None,
+             replace: bool = False) -> Callable[[Handler], Handler]:
+    """Register a handler for ``op_types`` in ``domain`` (``sampled``: see :data:`SAMPLED_INPUTS`).
+
+    One handler per operation: registering a second one for the same (domain, op) is an error unless
+    ``replace=True`` (a plugin overriding a built-in says so), so two modules can never silently race on
+    import order."""
     def deco(fn: Handler) -> Handler:
         for t in op_types:
+            old = HANDLERS.get((domain, t))
+            if old is not None and old is not fn and not replace:
+                raise ValueError(f"a handler for ({domain or 'ai.onnx'}, {t}) is already registered by "
+                                 f"{old.__module__}.{old.__name__}; pass replace=True to override it")
             HANDLERS[(domain, t)] = fn
             if sampled is not None:
                 SAMPLED_INPUTS[(domain, t)] = sampled
