@@ -6,7 +6,8 @@ input code (``histogram``). That is everything :func:`lasercc.asnc.fit` needs, s
 the ideal lookup-table form (one segment per code, LASER's "ideal SNN") into a compact table of at
 most ``max_segments`` segments -- or refits an existing table with other options. Nodes whose
 function is not in the registry (``"table"``, ``"random"``, an unregistered callable) are left as
-they are: there is nothing to refit them from.
+they are: there is nothing to refit them from -- except ``onnx_chain`` lookup tables (the frontend's
+evaluated elementwise chains), whose own codes are their definition.
 
 The rewrite is immutable: a new graph with new node records and constants. A node's old constants
 are overwritten in place when no other node reads them (so no stale tables linger); otherwise the
@@ -55,7 +56,7 @@ class AsncFit(Pass):
         changed = False
         fitted: dict[str, dict[str, object]] = {}
         for n in graph.nodes:
-            if not isinstance(n, ASNCSegment) or n.function not in FUNCTIONS:
+            if not isinstance(n, ASNCSegment) or (n.function not in FUNCTIONS and _own_lut(n, graph) is None):
                 nodes.append(n)
                 continue
             in_type = graph.type_of(n.inputs[0])
@@ -67,7 +68,8 @@ class AsncFit(Pass):
             if n.histogram is not None:
                 h = graph.constants[n.histogram]
                 hist = h if isinstance(h, np.ndarray) else None
-            table = fit(n.function, params=tuple(n.params), input_q=in_type, output_q=n.type, histogram=hist,
+            table = fit(n.function if n.function in FUNCTIONS else _own_lut(n, graph), params=tuple(n.params),  # type: ignore[arg-type]
+                        input_q=in_type, output_q=n.type, histogram=hist,
                         max_segments=self.max_segments, target_mse=self.target_mse, breakpoints=self.breakpoints)
             own = all(len(refs.get(c, ())) == 1 for c in (n.thresholds, n.slopes, n.intercepts))
             prefix = f"{n.name}.asnc"
@@ -94,3 +96,39 @@ class AsncFit(Pass):
 
 def _differs(old: object, new: np.ndarray) -> bool:
     return not (isinstance(old, np.ndarray) and np.array_equal(old, new))
+
+
+TABLE_DEFINED = "onnx_chain"  # the function name of a table whose own codes define it (see _own_lut)
+
+
+def _own_lut(n: ASNCSegment, graph: Graph):  # noqa: ANN202
+    """The real function an exact lookup table *is*, for a node whose function has no registered definition.
+
+    Why: the frontend evaluates any chain of elementwise ONNX ops into one exact table named ``onnx_chain``
+    (lasercc/frontends/onnx/chains.py); the table's own codes are its definition, and they are saved with
+    the graph, so a loaded artifact refits it too. Only the lookup form (one slope-0 segment per input
+    code) defines a function; a node already fitted has lost it (None: left as it is).
+    """
+    from lasercc.semantics.quant import dequantize, quantize
+
+    in_type = graph.type_of(n.inputs[0])
+    if n.function != TABLE_DEFINED:
+        return None
+    k = graph.constants
+    t, s, c = (k.get(x) for x in (n.thresholds, n.slopes, n.intercepts))
+    if n.function != TABLE_DEFINED:
+        return None
+    if not (isinstance(in_type, CodeType) and in_type.per_tensor and isinstance(n.type, CodeType)
+            and isinstance(t, np.ndarray) and isinstance(s, np.ndarray) and isinstance(c, np.ndarray)):
+        return None
+    size = 1 << in_type.bits
+    if n.shift != 0 or c.size != size or np.any(s) or not np.array_equal(t, np.arange(1, size)):
+        return None
+    si, zi, so, zo = in_type.scale[0], in_type.zero_point[0], n.type.scale[0], n.type.zero_point[0]
+    table = np.asarray(dequantize(np.asarray(c, np.int64), so, zo), np.float64)
+
+    def lut(u: np.ndarray) -> np.ndarray:
+        return table[quantize(np.asarray(u, np.float32), si, zi, in_type.bits)]
+
+    lut.__name__ = n.function if n.function.isidentifier() else "table"
+    return lut

@@ -5,7 +5,8 @@ Steps: load (external data) -> float16/bfloat16 widened to float32 (``widen.py``
 -> calibration run in onnxruntime for the float tensors the model does not quantize
 (``calibrate.py``) -> one lowering pass over the nodes (``lower.py`` driver; handlers registered in
 ``registry.py`` by the ``ops_*.py`` modules, which share ``common.py`` / ``cores.py`` and never import each
-other) -> a verified ``Graph``.
+other; unary elementwise chains evaluated into one table each by ``chains.py``, a prepare hook) -> a
+verified ``Graph``.
 
 Formats: static QDQ (8/16-bit, signed or unsigned activations, per-tensor or per-channel weights),
 QOperator (QLinearMatMul, QGemm, QLinearAdd/Mul/Sigmoid/Softmax/Concat...), dynamic quantization

@@ -35,7 +35,7 @@ from lasercc.frontends.onnx.common import (
 )
 from lasercc.frontends.onnx.emit import Builder, sanitize
 from lasercc.frontends.onnx.load import FrontendError
-from lasercc.frontends.onnx.registry import HINT, domain_of, handler, sampled_inputs
+from lasercc.frontends.onnx.registry import HINT, PREPARE_HOOKS, domain_of, handler, sampled_inputs
 from lasercc.frontends.onnx.values import (
     Act,
     Const,
@@ -123,12 +123,12 @@ class Lowerer:
         """
         if self._prepared:
             return
-        from lasercc.frontends.onnx import patterns  # noqa: F401 - fusions (GELU)
         from lasercc.frontends.onnx.load import initializers
 
         for k, v in initializers(self.model, self.weights).items():
             self.env[k] = Const(v)
-        patterns.find_fusions(self)
+        for hook in PREPARE_HOOKS:  # prepare-time rewrites: unary elementwise chains -> one table (chains.py)
+            hook(self)
         self._check_supported()
         self._check_input_dtypes()
         self._prepared = True
@@ -138,7 +138,7 @@ class Lowerer:
 
         Why: calibration keeps these for ``KEEP_ROWS`` rows -- they are the largest memory cost of a
         compile -- so the set is exactly what the handlers ask :meth:`Stats.values` for: the input of an
-        ASNC table (unary ops, Pow, the SiLU/GELU multiplications), of a Softmax or LayerNorm
+        ASNC table (unary ops, Pow, an elementwise chain's root), of a Softmax or LayerNorm
         decomposition, and a divisor (or the input of the Sqrt it is). Nodes inside a fused chain are
         skipped; a fusion names its own input (``fused_samples``). ``Stats.asked`` records what the
         lowering did ask, so tests check this set covers it.
@@ -154,8 +154,6 @@ class Lowerer:
             elif n.op_type == "Div" and len(n.input) > 1:
                 op, src = self.sources.get(n.input[1], ("", None))
                 want = (n.input[1], src.input[0]) if op == "Sqrt" and src is not None else (n.input[1],)
-            elif n.op_type == "Mul":
-                want = tuple(i for i in n.input if i)
             elif sampled_inputs(n):
                 want = tuple(n.input[i] for i in sampled_inputs(n) if i < len(n.input) and n.input[i])
             for t in want:
@@ -186,6 +184,8 @@ class Lowerer:
         bad: dict[str, list[str]] = {}
         for n in self.model.graph.node:
             key = n.op_type if not domain_of(n) else f"{n.domain}.{n.op_type}"
+            if id(n) in self.skip or id(n) in self.fused:
+                continue  # inside a fused region (an elementwise chain evaluated as one table)
             if handler(n) is None and not self._maybe_const(n):
                 bad.setdefault(key, []).append(n.name or n.output[0])
         if bad:

@@ -10,6 +10,14 @@ QLinearAdd / QLinearMul live in ``ops_quant.py``).
 * Add/Sub/Mul of integer data are exact (``common.int_binary``); the integer/bool ops are in ``ops_int.py``.
 * Unary functions -> ASNCSegment in exact lookup-table form (``emit.asnc_lut``), named by a
   registered function so the ``asnc-fit`` pass can refit them.
+
+Float arithmetic in detail: a constant that broadcasts the activation up copies it first (data
+movement); a divisor that can be <= 0 gets IEEE's signed 1/b table, one that is an elementwise chain a
+single 1/f table (``chains.py``); Pow by a constant tensor, by an activation, and Clip with activation
+bounds: see their handlers (Identity and Dropout: ``ops_int.py``). Unary functions of a float
+activation -- and any chain of elementwise ops on one activation -- are evaluated into one exact table by
+``chains.py`` before they reach a handler here; the unary handler serves what chains cannot evaluate
+(activations that are exact integer data). Integer Div/Pow/Clip by constants: exact tables per value.
 """
 
 from __future__ import annotations
@@ -19,15 +27,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
+from lasercc.frontends.onnx.chains import planned_table, reciprocal_table, values_table
 from lasercc.frontends.onnx.common import (
     MASK_THRESHOLD,
+    broadcast_to,
     int_binary,
+    int_of,
+    int_type,
     is_const,
     is_int,
     model_type,
     q_input,
 )
 from lasercc.frontends.onnx.cores import mul_dynamic
+from lasercc.frontends.onnx.emit import with_shape
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.registry import MS, attr, register
 
@@ -39,6 +52,7 @@ from lasercc.frontends.onnx.values import (
     Const,
     DynMask,
     Masked,
+    QWeight,
     Val,
     code_type,
     range_type,
@@ -89,10 +103,14 @@ def add_sub(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, sign: int, out=None) 
             if shape != a.shape:
                 raise FrontendError("an additive mask may not broadcast the activation")
             return Masked(a, np.broadcast_to(m, shape))
+        if shape != a.shape:  # the constant broadcasts the activation up: copy it first (data movement)
+            a = broadcast_to(L, n.output[0] + ".bcast", a, shape)
         return L.b.affine_const(n.output[0], a, None, c, _out(L, n, shape, out))
     if is_const(a) and isinstance(b, Act):  # c - x
         c = L.const_value(a)
         shape = tuple(np.broadcast_shapes(b.shape, np.shape(c)))
+        if shape != b.shape:
+            b = broadcast_to(L, n.output[0] + ".bcast", b, shape)
         return L.b.affine_const(n.output[0], b, -np.ones(1), c, _out(L, n, shape, out))
     if isinstance(a, Act) and isinstance(b, Act):
         shape = tuple(np.broadcast_shapes(a.shape, b.shape))
@@ -134,10 +152,7 @@ def mul(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, out=None) -> Val:  # noqa
         shape = tuple(np.broadcast_shapes(a.shape, np.shape(c)))
         return L.b.affine_const(n.output[0], a, c, None, _out(L, n, shape, out))
     if isinstance(a, Act) and isinstance(b, Act):
-        silu = _silu_source(L, n)
         shape = tuple(np.broadcast_shapes(a.shape, b.shape))
-        if silu is not None:
-            return L.b.asnc_lut(n.output[0], silu, "silu", (), _out(L, n, shape, out), _samples(L, _silu_in(L, n)))
         return L.b.decode_mac(n.output[0], a, b, "mul", _out(L, n, shape, out))
     raise FrontendError(f"Mul of {type(a).__name__} and {type(b).__name__} is not supported")
 
@@ -149,21 +164,6 @@ def _masked_scaled_type(L: Lowerer, n: onnx.NodeProto, x: Act, c: np.ndarray, sh
     return range_type(lo, hi, x.type.bits, shape)
 
 
-def _silu_in(L: Lowerer, n: onnx.NodeProto) -> str:
-    return next(i for i in n.input if L.sources.get(i, ("", None))[0] != "Sigmoid")
-
-
-def _silu_source(L: Lowerer, n: onnx.NodeProto) -> Act | None:
-    """x * Sigmoid(x) (the sigmoid read by nothing else) -> one SiLU table on x."""
-    for i, j in ((0, 1), (1, 0)):
-        op, src = L.sources.get(n.input[j], ("", None))
-        if op == "Sigmoid" and src is not None and src.input[0] == n.input[i] \
-                and len(L.consumers.get(n.input[j], [])) == 1:
-            v = L.env.get(n.input[i])
-            return v if isinstance(v, Act) else None
-    return None
-
-
 @register("Mul")
 def mul_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     return [mul(L, n, ins[0], ins[1])]
@@ -171,33 +171,101 @@ def mul_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 
 @register("Div")
 def div(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """``a / c`` -> ``a * (1/c)`` (a Soma); ``a / b`` of activations -> a reciprocal table on b, then a
+    DecodeMAC product. A divisor that is an elementwise chain of one activation (``sqrt(v + eps)``) is
+    already a table of 1/f(v) (``chains.py``); another divisor gets a table of 1/b (rsqrt when b is a
+    Sqrt): a positive divisor the registered ``reciprocal``, one that can be negative IEEE's 1/b."""
     a, b = ins
+    if is_int(a) and is_const(b):
+        return [_div_int(L, n, a, b)]
+    recip = L.__dict__.get("chain_recips", {}).get(n.input[1])
+    if recip is not None:
+        shape = tuple(np.broadcast_shapes(_shape_of(a), recip.shape))
+        if isinstance(a, Act):
+            return [L.b.decode_mac(n.output[0], a, recip, "mul", L.out_type(n.output[0], shape))]
+        if is_const(a):
+            return [L.b.affine_const(n.output[0], recip, L.const_value(a), None, L.out_type(n.output[0], shape))]
+        raise FrontendError(f"Div of {type(a).__name__} by an activation is not supported")
     if is_const(b):
         return [mul(L, n, a, Const(1.0 / L.const_value(b).astype(np.float64)))]
-    if isinstance(a, Act) and isinstance(b, Act):
+    if isinstance(b, Act) and not b.integer and isinstance(a, Act | Const | QWeight) and not is_int(a):
         r = reciprocal_of(L, n.input[1], b, n.output[0] + ".recip")
-        shape = tuple(np.broadcast_shapes(a.shape, b.shape))
-        return [L.b.decode_mac(n.output[0], a, r, "mul", L.out_type(n.output[0], shape))]
-    if is_const(a) and isinstance(b, Act):
-        c = L.const_value(a)
-        r = reciprocal_of(L, n.input[1], b, n.output[0] + ".recip")
-        shape = tuple(np.broadcast_shapes(b.shape, np.shape(c)))
-        return [L.b.affine_const(n.output[0], r, c, None, L.out_type(n.output[0], shape))]
-    raise FrontendError("unsupported Div operands")
+        shape = tuple(np.broadcast_shapes(_shape_of(a), b.shape))
+        if isinstance(a, Act):
+            return [L.b.decode_mac(n.output[0], a, r, "mul", L.out_type(n.output[0], shape))]
+        return [L.b.affine_const(n.output[0], r, L.const_value(a), None, L.out_type(n.output[0], shape))]
+    raise FrontendError(f"Div of {type(a).__name__} by {type(b).__name__} is not supported")
+
+
+def _div_int(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val) -> Act:
+    """Integer data divided by a constant integer tensor: ONNX's integer Div truncates toward zero."""
+    c = _int_const(L, b, "Div")
+    if np.any(c == 0):
+        raise FrontendError("integer Div by the constant 0")
+    return _int_tables(L, n, a, c, lambda v, d: np.trunc(v / d).astype(np.int64), "Div")
+
+
+def _int_const(L: Lowerer, b: Val, op: str) -> np.ndarray:
+    c = np.asarray(L.const_value(b))
+    if c.dtype.kind not in "iu" and not np.all(c == np.rint(c)):
+        raise FrontendError(f"{op} of integer data by a non-integer constant is not supported")
+    return c.astype(np.int64)
+
+
+def _int_tables(L: Lowerer, n: onnx.NodeProto, a: Val, c: np.ndarray, f, op: str) -> Act:  # noqa: ANN001
+    """``f(x, c)`` for exact integer data x and a constant integer tensor c: one exact table on x's integer
+    codes per distinct value of c (at most ``DIV_MAX_TABLES``), each element selecting its own by a Soma
+    with 0/1 weights (exact: every table has the result's type, the requantization scale is 1); the
+    result typed by the interval of the values (value class b, never calibrated)."""
+    x = int_of(L, n.output[0] + ".in", a)
+    if x.type.bits > 16:
+        raise FrontendError(f"{op} of {x.type.bits}-bit integer data: a table takes at most 16-bit codes")
+    ds = np.unique(c)
+    if ds.size > DIV_MAX_TABLES:
+        raise FrontendError(f"{op} of integer data by a constant with {ds.size} distinct values: at most "
+                            f"{DIV_MAX_TABLES} (one table each)")
+    v = np.arange(1 << x.type.bits, dtype=np.int64) - x.zp
+    lo, hi = x.int_range  # type: ignore[misc]
+    inside = (v >= lo) & (v <= hi)
+    qs = [np.asarray(f(v, int(d)), np.int64) for d in ds]
+    qlo, qhi = min(int(q[inside].min()) for q in qs), max(int(q[inside].max()) for q in qs)
+    shape = tuple(np.broadcast_shapes(x.shape, c.shape))
+    out = int_type(qlo, qhi, shape)
+    ts = [values_table(L, f"{n.output[0]}.t{k}" if ds.size > 1 else n.output[0], x,
+                       np.clip(q, qlo, qhi).astype(np.float64), int_type(qlo, qhi, x.shape), None)
+          for k, q in enumerate(qs)]
+    if ds.size == 1:
+        r = ts[0] if shape == x.shape else broadcast_to(L, n.output[0] + ".bcast", ts[0], shape)
+    else:
+        ws = [np.broadcast_to(c == d, shape).astype(np.int64) for d in ds]
+        r = L.b.soma_mul(n.output[0], ts, ws, 1.0, (1.0,), out)
+    return Act(r.name, r.type, int_range=(qlo, qhi))
+
+
+DIV_MAX_TABLES = 32
 
 
 def reciprocal_of(L: Lowerer, tensor: str, b: Act, stem: str) -> Act:
-    """1/b as an ASNC table; 1/Sqrt(v) becomes one rsqrt(v) table (the Sqrt node is then dead)."""
+    """1/b as an ASNC table; 1/Sqrt(v) becomes one rsqrt(v) table (the Sqrt node is then dead); a divisor
+    whose calibrated range reaches 0 or below gets IEEE's signed reciprocal (``chains.reciprocal_table``)."""
     op, src = L.sources.get(tensor, ("", None))
     v = L.env.get(src.input[0]) if op == "Sqrt" and src is not None else None
-    if isinstance(v, Act):
+    if isinstance(v, Act) and _positive(L, src.input[0], v):
         samples = _samples(L, src.input[0])
         lo = _positive_floor(L, src.input[0], v)
         out = range_type(0.0, 1.0 / np.sqrt(lo), L.opts.internal_bits, v.shape)
         return L.b.asnc_lut(stem, v, "rsqrt", (0.0,), out, samples)
+    if not _positive(L, tensor, b):
+        return reciprocal_table(L, tensor, b, stem)
     lo = _positive_floor(L, tensor, b)
     out = range_type(0.0, 1.0 / lo, L.opts.internal_bits, b.shape)
     return L.b.asnc_lut(stem, b, "reciprocal", (0.0,), out, _samples(L, tensor))
+
+
+def _positive(L: Lowerer, tensor: str, x: Act) -> bool:
+    """Is the divisor planned positive: calibrated above 0, or (uncalibrated) a type with no negative codes?"""
+    r = L.stats.range(tensor)
+    return r[0] > 0 if r is not None else x.zp <= 0
 
 
 def _positive_floor(L: Lowerer, tensor: str, x: Act) -> float:
@@ -249,8 +317,10 @@ def negate(L: Lowerer, tensor: str, x: Act) -> Act:
 
 
 @register("Gelu", domain=MS)  # onnxruntime's contrib Gelu is the standard (erf) GELU
-@register(*UNARY, "Gelu", "LeakyRelu", "HardSigmoid", "Clip")
+@register(*UNARY, "Gelu", "LeakyRelu", "HardSigmoid")
 def unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """A unary function of an activation -> an exact lookup table. (A float activation's unary op normally
+    arrives here only when ``chains.py`` could not evaluate it: one-op chains are tables there.)"""
     x = ins[0]
     if not isinstance(x, Act):
         raise FrontendError(f"{n.op_type} of a non-activation")
@@ -260,18 +330,169 @@ def unary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     return [L.b.asnc_lut(n.output[0], x, fn, params, L.out_type(n.output[0], x.shape), _samples(L, n.input[0]))]
 
 
+def _bound(L: Lowerer, n: onnx.NodeProto, ins: list, k: int, name: str, default: float):  # noqa: ANN202
+    """Clip's min (k=1) or max (k=2): a float, or an activation (a bound computed at run time)."""
+    v = ins[k] if len(ins) > k else None
+    if v is None:
+        return float(attr(n, name, default))
+    if isinstance(v, Act) and not v.integer and not v.boolean:
+        if int(np.prod(v.shape)) != 1:
+            raise FrontendError(f"Clip's {name} must be a scalar, got shape {list(v.shape)}")
+        return v
+    c = np.asarray(L.const_value(v, f"Clip {name}"))
+    if c.size != 1:
+        raise FrontendError(f"Clip's {name} must be a scalar, got shape {list(c.shape)}")
+    return float(c.reshape(-1)[0])
+
+
+def _real_range(x: Act) -> tuple[float, float]:
+    return x.scale * (x.type.lo - x.zp), x.scale * (x.type.hi - x.zp)
+
+
+def max_acts(L: Lowerer, stem: str, a: Act, b: Act, out, sign: int = 1) -> Act:  # noqa: ANN001
+    """``max(a, b)`` (sign 1) or ``min(a, b)`` (sign -1) of two activations: ``a + relu(b - a)`` /
+    ``a - relu(a - b)``: a 2-input Soma, an exact relu table, a 2-input Soma (internal_bits wide)."""
+    (alo, ahi), (blo, bhi) = _real_range(a), _real_range(b)
+    dlo, dhi = (blo - ahi, bhi - alo) if sign > 0 else (alo - bhi, ahi - blo)
+    shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+    ib = L.opts.internal_bits
+    d = L.b.add_acts(stem + ".diff", b, a, -1, range_type(dlo, dhi, ib, shape)) if sign > 0 else \
+        L.b.add_acts(stem + ".diff", a, b, -1, range_type(dlo, dhi, ib, shape))
+    r = L.b.asnc_lut(stem + ".relu", d, "relu", (), range_type(0.0, max(dhi, 0.0), ib, shape), None)
+    return L.b.add_acts(stem, a, r, sign, out)
+
+
+@register("Clip")
+def clip(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """Clip of a float activation. Constant bounds (inputs, or the attributes before opset 11; an omitted
+    bound is +-inf) -> one exact clip table (a one-op chain, normally lowered by ``chains.py``); a bound that
+    is an activation (computed at run time) -> ``max(x, lo)`` / ``min(., hi)`` by :func:`max_acts`.
+    ``min > max`` gives ``max`` everywhere, as ONNX says."""
+    x = ins[0]
+    if is_int(x):
+        return [_clip_int(L, n, ins)]
+    if not isinstance(x, Act) or x.boolean:
+        raise FrontendError(f"Clip of {type(x).__name__} is not supported")
+    lo, hi = _bound(L, n, ins, 1, "min", -np.inf), _bound(L, n, ins, 2, "max", np.inf)
+    out = L.out_type(n.output[0], x.shape)
+    if not isinstance(lo, Act) and not isinstance(hi, Act):
+        return [L.b.asnc_lut(n.output[0], x, "clip", (lo, hi), out, _samples(L, n.input[0]))]
+    y = x
+    clo = lo if not isinstance(lo, Act) else -np.inf
+    chi = hi if not isinstance(hi, Act) else np.inf
+    ib = max(L.opts.internal_bits, x.type.bits)
+    if np.isfinite(clo) or np.isfinite(chi):
+        y = L.b.asnc_lut(n.output[0] + ".const", x, "clip", (clo, chi), x.type, None)
+    if isinstance(lo, Act):
+        (ylo, yhi), (llo, lhi) = _real_range(y), _real_range(lo)
+        t = out if not isinstance(hi, Act) else range_type(max(ylo, llo), max(yhi, lhi), ib, x.shape)
+        y = max_acts(L, n.output[0] + (".max" if isinstance(hi, Act) else ""), y, lo, t)
+    if isinstance(hi, Act):
+        y = max_acts(L, n.output[0], y, hi, out, sign=-1)
+    return [y]
+
+
+def _clip_int(L: Lowerer, n: onnx.NodeProto, ins: list) -> Act:
+    """Clip of exact integer data by constant bounds: an exact table on the integer codes (scale 1), its
+    result type the clipped interval -- value class (b), never calibrated."""
+    x = int_of(L, n.output[0] + ".in", ins[0])
+    bounds = []
+    for k, name, default in ((1, "min", -np.inf), (2, "max", np.inf)):
+        v = ins[k] if len(ins) > k else None
+        if v is not None and not is_const(v):
+            raise FrontendError(f"Clip of integer data with a {name} computed at run time is not supported")
+        bounds.append(float(np.asarray(L.const_value(v)).reshape(-1)[0]) if v is not None
+                      else float(attr(n, name, default)))
+    clo, chi = bounds
+    a, b = x.int_range  # type: ignore[misc]
+    lo, hi = int(np.clip(np.clip(a, clo, np.inf), -np.inf, chi)), int(np.clip(np.clip(b, clo, np.inf), -np.inf, chi))
+    if x.type.bits > 16:
+        raise FrontendError(f"Clip of {x.type.bits}-bit integer data: a table takes at most 16-bit codes")
+    r = L.b.asnc_lut(n.output[0], x, "clip", (clo, chi), int_type(lo, hi, x.shape), None)
+    return Act(r.name, r.type, int_range=(lo, hi))
+
+
 @register("Pow")
 def pow_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """``x ** p`` of a float activation.
+
+    * constant scalar p: 2 -> DecodeMAC(x, x), 1 -> x, else one exact table (normally a one-op chain);
+    * constant tensor p (per element): one table per distinct exponent (at most ``POW_MAX_TABLES``), each
+      element selecting its own by a Soma with 0/1 weights -- exact, since every table has the output's
+      code type;
+    * p an activation: ``exp(p * log(x))`` (a log table, a DecodeMAC, an exp table) when calibration saw
+      only x > 0; otherwise refused (a negative base needs p's parity, which codes do not carry);
+    * constant base c > 0 and activation p: ``exp(log(c) * p)`` (a Soma and an exp table).
+    Integer base and exponent (exact integer data) are refused here.
+    """
     x, p = ins
-    if not isinstance(x, Act) or not is_const(p):
-        raise FrontendError("Pow needs an activation base and a constant exponent")
-    e = float(np.asarray(L.const_value(p)).reshape(-1)[0])
-    out = L.out_type(n.output[0], x.shape)
-    if e == 2.0:
-        return [L.b.decode_mac(n.output[0], x, x, "mul", out)]
-    if e == 1.0:
-        return [L.b.requant_to(n.output[0], x, out)]
-    return [L.b.asnc_lut(n.output[0], x, "pow", (e,), out, _samples(L, n.input[0]))]
+    if is_int(x) and is_const(p):
+        e = _int_const(L, p, "Pow")
+        if np.any(e < 0):
+            raise FrontendError("Pow of integer data by a negative exponent is not an integer")
+        return [_int_tables(L, n, x, e, lambda v, k: v ** k, "Pow")]
+    if is_int(x):
+        raise FrontendError("Pow of integer data by an exponent computed at run time is not supported")
+    if is_int(p) and isinstance(x, Act):
+        p = int_of(L, n.output[0] + ".exp", p)  # an integer exponent tensor: exact codes, then exp(p * log x)
+    if isinstance(x, Act) and is_const(p):
+        pv = np.asarray(L.const_value(p), np.float64)
+        shape = tuple(np.broadcast_shapes(x.shape, pv.shape))
+        out = L.out_type(n.output[0], shape)
+        vals = np.unique(pv)
+        if vals.size == 1:
+            e = float(vals[0])
+            if e == 2.0:
+                r = L.b.decode_mac(n.output[0], x, x, "mul", with_shape(out, x.shape))
+            elif e == 1.0:
+                r = L.b.requant_to(n.output[0], x, with_shape(out, x.shape))
+            else:
+                r = _pow_table(L, n.output[0], x, n.input[0], e, with_shape(out, x.shape))
+            return [r if r.shape == shape else broadcast_to(L, n.output[0] + ".bcast", r, shape)]
+        if vals.size > POW_MAX_TABLES:
+            raise FrontendError(f"Pow by a constant tensor with {vals.size} distinct exponents: at most "
+                                f"{POW_MAX_TABLES} (one table each)")
+        ts = [_pow_table(L, f"{n.output[0]}.p{k}", x, n.input[0], float(e), with_shape(out, x.shape))
+              for k, e in enumerate(vals)]
+        ws = [np.broadcast_to(pv == e, shape).astype(np.int64) for e in vals]
+        return [L.b.soma_mul(n.output[0], ts, ws, out.scale[0], (1.0,), out)]
+    if isinstance(x, Act) and isinstance(p, Act):
+        r = L.stats.range(n.input[0])
+        if r is None or r[0] <= 0:
+            raise FrontendError("Pow of two activations needs a positive base (exp(p * log x)); calibration saw "
+                                f"base values down to {r[0] if r else 'unknown'}")
+        lg = planned_table(L, n.input[0], x, np.log, n.output[0] + ".log", "log")
+        (glo, ghi), (plo, phi) = _real_range(lg), _real_range(p)
+        ends = [glo * plo, glo * phi, ghi * plo, ghi * phi]
+        shape = tuple(np.broadcast_shapes(x.shape, p.shape))
+        prod = L.b.decode_mac(n.output[0] + ".mul", p, lg, "mul",
+                              range_type(min(ends), max(ends), L.opts.internal_bits, shape))
+        return [L.b.asnc_lut(n.output[0], prod, "exp", (), L.out_type(n.output[0], shape), None)]
+    if is_const(x) and isinstance(p, Act):
+        c = np.asarray(L.const_value(x), np.float64)
+        if np.any(c <= 0):
+            raise FrontendError("Pow of a constant base with an activation exponent needs a positive base")
+        shape = tuple(np.broadcast_shapes(c.shape, p.shape))
+        (plo, phi) = _real_range(p)
+        lc = np.log(c)
+        ends = [float(lc.min()) * plo, float(lc.min()) * phi, float(lc.max()) * plo, float(lc.max()) * phi]
+        e = L.b.affine_const(n.output[0] + ".mul", p, lc, None,
+                             range_type(min(ends), max(ends), L.opts.internal_bits, shape))
+        return [L.b.asnc_lut(n.output[0], e, "exp", (), L.out_type(n.output[0], shape), None)]
+    raise FrontendError(f"Pow of {type(x).__name__} by {type(p).__name__} is not supported")
+
+
+POW_MAX_TABLES = 8
+
+
+def _pow_table(L: Lowerer, stem: str, x: Act, tensor: str, e: float, out) -> Act:  # noqa: ANN001
+    """x ** e on every code, IEEE (a negative base with a fractional e has no real value: code of 0)."""
+    from lasercc.semantics.quant import dequantize
+
+    xs = np.asarray(dequantize(np.arange(1 << x.type.bits), x.scale, x.zp), np.float32)
+    with np.errstate(all="ignore"):
+        y = np.power(xs, np.float32(e)).astype(np.float64)
+    return values_table(L, stem, x, y, out, _samples(L, tensor), extra=[("pow", (e,))])
 
 
 # ---- QOperator elementwise ------------------------------------------------------------------------

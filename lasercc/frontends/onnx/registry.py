@@ -57,6 +57,17 @@ def register(*op_types: str, domain: str = "", sampled: tuple[int, ...] | None =
     return deco
 
 
+# Functions ``Lowerer.prepare`` calls, in registration order, after the initializers are known and before
+# the supported-op check: prepare-time rewrites such as chains.find_chains (lower.py does not import them).
+PREPARE_HOOKS: list[Callable[[Lowerer], None]] = []
+
+
+def prepare_hook(fn: Callable[[Lowerer], None]) -> Callable[[Lowerer], None]:
+    """Register ``fn(lowerer)`` to run in ``Lowerer.prepare`` (see :data:`PREPARE_HOOKS`)."""
+    PREPARE_HOOKS.append(fn)
+    return fn
+
+
 def handler(n: onnx.NodeProto) -> Handler | None:
     return HANDLERS.get((domain_of(n), n.op_type))
 
