@@ -20,7 +20,7 @@ and decompositions (softmax, normalizations) add a few roundings at their intern
 passes when ``max |got - expected| <= K_N * step`` where ``step = R / (2^N - 1)`` and ``R`` is the
 expected output's range (``max - min``, or ``max |x|`` when constant, at least 1e-6): ``K_16 = 64`` (a
 relative error of 1e-3 of the range) and ``K_8 = 8`` (3 % of the range). An expected output in
-float16 is itself rounded to float16 by ONNX's reference, so its dtype's epsilon times its largest magnitude
+float16/bfloat16 is itself rounded to that type by ONNX's reference, so its dtype's epsilon times its largest magnitude
 is added. Integer and boolean outputs (ids, masks, ArgMax, comparisons, Shape) must be exact: they are value
 class (b), carried exactly.
 
@@ -260,10 +260,11 @@ def tolerance(expected: np.ndarray, bits: int) -> tuple[float, float]:
         r = float(np.abs(e).max()) if e.size else 0.0
     step = max(r, 1e-6) / ((1 << bits) - 1)
     tol = STEPS_TOLERANCE.get(bits, 64) * step
-    if expected.dtype.itemsize < 4 and expected.dtype.kind == "f" and e.size:
-        # a half-precision expected output was itself rounded to its dtype (float16: 2^-11 relative): ONNX's
+    half = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}.get(expected.dtype.name)
+    if half is not None and e.size:
+        # a half-precision expected output was itself rounded to its dtype (its epsilon relative): ONNX's
         # reference computed it in that precision, lasercc in codes of the exact function -- allow that rounding
-        tol += float(np.finfo(expected.dtype).eps) * float(np.abs(e).max())
+        tol += half * float(np.abs(e).max())
     return tol, step
 
 

@@ -335,6 +335,7 @@ def _table(L: Lowerer, c: Cone, x: Act, final: onnx.NodeProto):  # noqa: ANN202
         out = _planned_type(L, y, seen, where, x.shape)
     else:
         out = L.out_type(c.exit, x.shape)
+        _check_resolution(L, c, x, y, out, samples, where)
     r = values_table(L, stem, x, y, out, samples, c)
     if c.recip:
         recips = L.__dict__.setdefault("chain_recips", {})
@@ -342,6 +343,47 @@ def _table(L: Lowerer, c: Cone, x: Act, final: onnx.NodeProto):  # noqa: ANN202
         # every reader of the exit is a Div that takes the reciprocal from chain_recips (find_chains checked)
         return recips[c.exit]
     return _shaped(L, c.exit, r, shape)
+
+
+# A table is refused (never a silent wrong answer) when rounding its input to the code grid alone moves its
+# value by more than 2^-RESOLUTION_BITS of its output range (2^-(bits-3) at fewer than 11 output bits: 8 steps
+# at 8 bits) on the calibration samples: log(sum(exp(x))) written out by hand flushes small exps to code 0 and
+# the log then amplifies the flush (ONNX's ReduceLogSumExp function body).
+RESOLUTION_BITS = 8
+
+
+def _check_resolution(L: Lowerer, c: Cone, x: Act, y: np.ndarray, out, samples, where: str) -> None:  # noqa: ANN001
+    """Refuse the table when the input's code grid cannot resolve the function on the calibrated inputs."""
+    from lasercc.semantics.quant import quantize
+
+    if samples is None:
+        return
+    s = np.asarray(samples, np.float32).reshape(-1)
+    s = s[np.isfinite(s)][:: max(1, s.size // 4096)]
+    if s.size == 0:
+        return
+    exact = evaluate(L, c, s)
+    if exact is None:
+        return
+    exact = np.asarray(exact, np.float64).reshape(-1)
+    lo, hi = _real_range(out)
+    got = np.nan_to_num(y[quantize(s, x.scale, x.zp, x.type.bits)], nan=0.0, posinf=hi, neginf=lo)
+    ok = np.isfinite(exact)
+    if not ok.any():
+        return
+    err_in = float(np.max(np.abs(np.clip(exact[ok], lo, hi) - np.clip(got[ok], lo, hi))))
+    step = float(out.scale[0])
+    limit = (hi - lo) * 2.0 ** -min(RESOLUTION_BITS, out.bits - 3)
+    if err_in > limit:
+        raise FrontendError(f"{where}: the input's {x.type.bits}-bit code grid (step {x.scale:.3g}) cannot resolve "
+                            f"the function on the calibrated inputs: rounding the input alone moves the result by "
+                            f"{err_in:.3g}, {err_in / step:.0f} output steps (limit {limit / step:.0f}). Use more "
+                            "bits, narrow the input's range, or use the fused op (e.g. ReduceLogSumExp)")
+
+
+def _real_range(t) -> tuple[float, float]:  # noqa: ANN001
+    s, z = float(t.scale[0]), float(t.zero_point[0])
+    return s * (t.lo - z), s * (t.hi - z)
 
 
 def _planned_type(L: Lowerer, y: np.ndarray, seen: np.ndarray, where: str, shape: tuple[int, ...]):  # noqa: ANN202
