@@ -175,10 +175,11 @@ def find_chains(L: Lowerer) -> None:
             cones.append(cone)
         fused = [c for c in cones if not all(_plain(L, n, consts) for n in c.nodes)]
         plain = {id(n) for c in cones if c not in fused for n in c.nodes}
+        finals = {id(made[c.exit]) for c in fused}  # a node another cone reads is still emitted (its own cone)
         for c in fused:
             final = made[c.exit]
             for n in c.nodes:
-                if n is not final and id(n) not in plain:
+                if n is not final and id(n) not in plain and id(n) not in finals:
                     L.skip.add(id(n))
             L.skip.discard(id(final))
             L.fused[id(final)] = _emitter(L, c, final)

@@ -84,6 +84,27 @@ def _mask_of(c: np.ndarray) -> np.ndarray | None:
     return None
 
 
+def _add_masked(L: Lowerer, n: onnx.NodeProto, a: Act, b: Masked) -> Masked:
+    """``scores + where(keep, bias, -inf)`` (T5's position bias under a padding mask): the sum of the two
+    activations, masked where ``b`` is. The sum's code type comes from interval arithmetic on the operands'
+    ranges -- the calibrated range of the ONNX tensor holds the -inf fill, so it cannot be used."""
+    x = b.act
+    shape = tuple(np.broadcast_shapes(a.shape, x.shape))
+
+    def span(v: Act) -> tuple[float, float]:
+        return v.scale * (v.type.lo - v.zp), v.scale * (v.type.hi - v.zp)
+
+    (alo, ahi), (xlo, xhi) = span(a), span(x)
+    t = range_type(alo + xlo, ahi + xhi, max(a.type.bits, x.type.bits), shape)
+    total = L.b.add_acts(n.output[0], a, x, 1, t)
+    mask = b.mask
+    if isinstance(mask, np.ndarray):
+        mask = np.broadcast_to(mask, shape)
+    elif mask.shape != shape:
+        mask = broadcast_to(L, n.output[0] + ".maskb", mask, shape)
+    return Masked(total, mask)
+
+
 def add_sub(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, sign: int, out=None) -> Val:  # noqa: ANN001
     if is_int(a) or is_int(b):  # integer tensors (position ids): exact, never calibrated
         return int_binary(L, n, a, b, "add" if sign > 0 else "sub")
@@ -91,6 +112,10 @@ def add_sub(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, sign: int, out=None) 
         a, b = b, a
     if isinstance(a, Act) and isinstance(b, DynMask) and sign * b.factor < 0:
         return Masked(a, b.src)
+    if isinstance(a, Masked) and isinstance(b, Act) and sign > 0:
+        a, b = b, a
+    if isinstance(a, Act) and isinstance(b, Masked) and sign > 0:
+        return _add_masked(L, n, a, b)
     if isinstance(a, Masked) and is_const(b) and sign > 0:
         a, b = b, a
     if is_const(a) and isinstance(b, Act | Masked) and sign > 0:

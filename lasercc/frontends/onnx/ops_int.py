@@ -40,6 +40,7 @@ from lasercc.frontends.onnx.common import (
     MASK_THRESHOLD,
     as01,
     broadcast_to,
+    const_output,
     id_bound,
     ids_as_codes,
     ids_lookup,
@@ -409,6 +410,16 @@ def where(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
                 if tuple(np.broadcast_shapes(x.shape, drop.shape)) != x.shape:
                     raise FrontendError("a Where mask (fill <= -1e4) may not broadcast the activation")
                 return [Masked(x, drop)]
+        for x, fill, first in ((a, b, True), (b, a, False)):
+            if is_const(x) and not is_fill(x) and is_fill(fill):  # where(keep, bias, -inf): T5's position bias
+                m = _bool01(L, n.output[0] + ".m", cond)
+                drop = logical_not(L, n.output[0] + ".drop", m) if first else m
+                xv = np.asarray(L.const_value(x), np.float32)
+                shape = tuple(np.broadcast_shapes(xv.shape, drop.shape))
+                xa = const_output(L, n.output[0] + ".bias", np.broadcast_to(xv, shape).copy())
+                if drop.shape != shape:
+                    drop = broadcast_to(L, n.output[0] + ".dropb", drop, shape)
+                return [Masked(xa, drop)]
     if is_fill(a) or is_fill(b):
         raise FrontendError("Where with a -inf fill (<= -1e4) must select it against an activation or 0 (a mask)")
     return [_select(L, n, cond, a, b)]
