@@ -32,3 +32,11 @@ class InputError(LasercError):
 
 class ExecutionError(LasercError):
     """A backend failed on a node; the message carries the node's IR text."""
+
+
+class ArtifactError(LasercError):
+    """An artifact directory that is torn, edited, of a newer format, or being written by another process."""
+
+
+class ResourceError(LasercError):
+    """A request over a size limit (declared shapes, rows, segments) or more memory than the machine has."""

@@ -33,15 +33,20 @@ def run(args: argparse.Namespace) -> int:
 
     from lasercc.compiler import compile as compile_model
     from lasercc.frontends.onnx.load import parse_shape_option
+    from lasercc.ir.artifact import artifact_lock, check_replaceable
 
     shapes = dict(parse_shape_option(s) for s in args.input_shape)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = lambda msg, *a, **k: print(f"lasercc compile: warning: {msg}", file=sys.stderr)
-        art = compile_model(args.model, target=args.target, bits=args.bits, calibration=args.calibration,
-                            input_shapes=shapes or None, requant=args.requant, passes=args.passes,
-                            progress=not args.quiet)
-    out = art.save(args.output)
+    # The output directory is locked and checked before compiling: a second compile into it, or an
+    # -o naming a file or someone's non-artifact directory, fails in a second rather than at the end.
+    with artifact_lock(args.output) as out_dir:
+        check_replaceable(out_dir)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda msg, *a, **k: print(f"lasercc compile: warning: {msg}", file=sys.stderr)
+            art = compile_model(args.model, target=args.target, bits=args.bits, calibration=args.calibration,
+                                input_shapes=shapes or None, requant=args.requant, passes=args.passes,
+                                progress=not args.quiet)
+        out = art.save(out_dir)
     m = art.manifest
     print(f"compiled {args.model} ({m['frontend']['format']}) -> {out}: {m['nodes']} nodes, "
           f"latency {m.get('latency_steps', '?')} steps, target {m['target']}, requant {m['options']['requant']}, "
