@@ -15,7 +15,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from lasercc.errors import LasercError
+from lasercc.errors import LasercError, boundary
 from lasercc.ir.artifact import Artifact
 
 if TYPE_CHECKING:
@@ -124,9 +124,11 @@ def _lava_files(graph) -> tuple[dict[str, str], str | None]:  # noqa: ANN001
         return {}, str(e)
 
 
+@boundary
 def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy", bits: int | None = None,  # noqa: A001
             calibration: str | os.PathLike | dict | None = None, input_shapes: dict[str, Any] | None = None,
-            requant: str | None = None, passes: str | list | None = None, progress: bool = True) -> Artifact:
+            requant: str | None = None, passes: str | list | None = None, progress: bool = True,
+            max_elements: int | None = None) -> Artifact:
     """Compile an ONNX model to a spiking artifact.
 
     ``bits``: activation bits for float models and float islands (8 or 16; default 8 for float models,
@@ -135,12 +137,37 @@ def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy"
     dynamic dims, e.g. ``{'ids': (1, 16)}``. ``requant``: ``'ort'`` (bit-exact with onnxruntime) or
     ``'fixed'`` (integer multiplier and shift; the default for ``loihi2``). ``passes``: a pipeline
     spec for :mod:`lasercc.passes` (e.g. ``"fold,dce"``); ``None`` runs the target's default
-    (:data:`DEFAULT_PASSES`), ``""`` runs none. Call ``.save(dir)`` on the result.
+    (:data:`DEFAULT_PASSES`), ``""`` runs none. ``max_elements``: raises the size limit of one declared
+    tensor (:mod:`lasercc.limits`, default 2^31 elements). Call ``.save(dir)`` on the result.
     """
+    from lasercc.limits import override
+
+    with override(max_elements=max_elements):
+        return _compile(model, target=target, bits=bits, calibration=calibration, input_shapes=input_shapes,
+                        requant=requant, passes=passes, progress=progress)
+
+
+def _compile(model: str | os.PathLike | onnx.ModelProto, *, target: str, bits: int | None,
+             calibration: str | os.PathLike | dict | None, input_shapes: dict[str, Any] | None,
+             requant: str | None, passes: str | list | None, progress: bool) -> Artifact:
     from lasercc.frontends.onnx import import_onnx
+    from lasercc.frontends.onnx.load import check_model_path
 
     if target not in TARGETS:
         raise LasercError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if not isinstance(model, str | os.PathLike) and type(model).__name__ != "ModelProto":
+        raise LasercError(f"model must be a path or an onnx.ModelProto, got {type(model).__name__}")
+    if isinstance(model, str | os.PathLike):
+        check_model_path(model)
+    if passes is None:
+        passes = DEFAULT_PASSES[target]
+    if passes:  # a bad pipeline spec fails now, not after minutes of calibration and lowering
+        try:
+            from lasercc.passes.base import parse_pipeline
+        except ImportError:
+            parse_pipeline = None
+        if parse_pipeline is not None:
+            parse_pipeline(passes)
     rq = requant or ("fixed" if target == "loihi2" else "ort")
     prog = Progress(progress)
     t0 = time.perf_counter()
@@ -150,8 +177,6 @@ def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy"
         graph = res.graph
         records: list = []
         extra: dict[str, str | bytes] = {}
-        if passes is None:
-            passes = DEFAULT_PASSES[target]
         if passes:
             graph, records, part_files = _run_passes(graph, passes, prog)
             extra.update(part_files)

@@ -16,7 +16,7 @@ import numpy as np
 
 from lasercc.backends import get_executor
 from lasercc.backends.stats import NodeStats, summarize
-from lasercc.errors import InputError
+from lasercc.errors import InputError, boundary
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import Input
 from lasercc.ir.types import CodeType, TensorType
@@ -63,6 +63,8 @@ def _validate(graph: Graph, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np
                                  f"(rows stacked on axis 0 in multiples of the batch size {b}), "
                                  f"got {list(arr.shape)}")
             n_chunks = arr.shape[0] // b
+            if n_chunks == 0:
+                raise InputError(f"input {name!r} has no rows (shape {list(arr.shape)}); give at least {b} row(s)")
         if chunks is not None and n_chunks != chunks:
             raise InputError("all inputs must hold the same number of batches of rows")
         chunks = n_chunks
@@ -121,6 +123,7 @@ def _run_stacked(graph: Graph, feeds: dict[str, np.ndarray], n_chunks: int, coll
                 per_node[k] = s
 
 
+@boundary
 def run_graph(graph: Graph, inputs: dict[str, np.ndarray], backend: str = "numpy", mode: str = "codes",
               device: str = "cpu", collect_stats: bool = True, executor: Any = None) -> RunResult:
     """Run ``graph`` on ``inputs`` (validated and chunked by batch) and dequantize the outputs.
@@ -129,6 +132,8 @@ def run_graph(graph: Graph, inputs: dict[str, np.ndarray], backend: str = "numpy
     executor :class:`lasercc.backends.numpy_f32.NumpyCodesF32` (identical codes and statistics, far less
     Python overhead per row); other backends and modes walk once per batch.
     """
+    if backend == "numpy" and device != "cpu":
+        raise InputError(f"device={device!r} needs backend='torch': the numpy backend runs on the CPU only")
     feeds, n_chunks = _validate(graph, inputs)
     t0 = time.perf_counter()
     parts: dict[str, list[np.ndarray]] = {o: [] for o in graph.outputs}

@@ -1,27 +1,57 @@
-"""Helpers shared by CLI verbs: reading input files and printing tables."""
+"""Helpers shared by CLI verbs: reading input files, writing output files and printing tables."""
 
 from __future__ import annotations
 
-import zipfile
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from lasercc.errors import InputError
 
 
-def read_npz(path: str) -> dict[str, np.ndarray]:
-    """An ``.npz`` of one array per graph input name (pickles refused)."""
+def read_npz(path: str, what: str = "input file") -> dict[str, np.ndarray]:
+    """An ``.npz`` of one array per graph input name (pickles refused, declared sizes checked before
+    allocation; see :func:`lasercc.ir.artifact.read_npz_arrays`)."""
+    from lasercc.ir.artifact import read_npz_arrays
+
+    return read_npz_arrays(path, what)
+
+
+def check_output_file(path: str, option: str = "-o") -> Path:
+    """An output file path that can be written: a name, an existing parent directory, not a directory.
+
+    Checked before the (possibly long) run, so a typo costs a second, not the run.
+    """
+    if not str(path).strip():
+        raise InputError(f"the output file name is empty; pass a file such as {option} out.npz")
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"no such input file: {p}")
+    if p.is_dir():
+        raise InputError(f"{p} is a directory; {option} needs a file name")
+    if not p.parent.is_dir():
+        raise InputError(f"{p}: directory {p.parent} does not exist; create it first or choose another {option}")
+    return p
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write a file through a temporary sibling and rename it into place: an interrupted write leaves the
+    previous file (or none), never a truncated one that a later step would read as valid."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with np.load(p, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise InputError(f"{p}: expected an .npz archive (one array per input name), got a single array")
-            return {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise InputError(f"{p}: cannot read as .npz ({e})") from None
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def table(rows: list[list[object]], header: list[str]) -> str:

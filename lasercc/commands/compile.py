@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pass pipeline, e.g. 'fold,dce,asnc-fit{max_segments=16}' (default per target: "
                         "numpy/torch 'dce', loihi2 'dce,asnc-fit,fuse-asnc,dce,partition'; '' for none; "
                         "see `lasercc passes`)")
+    p.add_argument("--max-elements", type=int, default=None, metavar="N",
+                   help="size limit of one declared tensor (graph input shape, initializer dims), checked before "
+                        "anything is allocated (default 2^31 elements, or $LASERCC_MAX_ELEMENTS)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     p.set_defaults(func=run)
 
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             warnings.showwarning = lambda msg, *a, **k: print(f"lasercc compile: warning: {msg}", file=sys.stderr)
             art = compile_model(args.model, target=args.target, bits=args.bits, calibration=args.calibration,
                                 input_shapes=shapes or None, requant=args.requant, passes=args.passes,
-                                progress=not args.quiet)
+                                progress=not args.quiet, max_elements=args.max_elements)
         out = art.save(out_dir)
     m = art.manifest
     print(f"compiled {args.model} ({m['frontend']['format']}) -> {out}: {m['nodes']} nodes, "

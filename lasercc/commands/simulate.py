@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from lasercc.commands.common import read_npz, table
+from lasercc.commands.common import check_output_file, read_npz, table, write_atomic
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,9 +31,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse flags that would be silently ignored, and unusable paths, before loading anything."""
+    from lasercc.errors import InputError
+
+    if args.device != "cpu" and args.backend != "torch":
+        raise InputError(f"--device applies to --backend torch only; the {args.backend} backend runs on the CPU "
+                         f"(got --device {args.device})")
+    if args.output is not None:
+        check_output_file(args.output)
+    if args.compare_onnx is not None:
+        p = Path(args.compare_onnx)
+        if not p.exists():
+            raise InputError(f"no such ONNX model: {p} (--compare-onnx)")
+        if p.is_dir():
+            raise InputError(f"{p} is a directory, not an ONNX model (--compare-onnx)")
+
+
 def run(args: argparse.Namespace) -> int:
     from lasercc.ir.artifact import load
 
+    _check_options(args)
     art = load(args.artifact)
     inputs = read_npz(args.input)
     if args.backend == "lava":
@@ -44,10 +63,13 @@ def run(args: argparse.Namespace) -> int:
 
         res = run_graph(art.graph, inputs, backend=args.backend, mode=args.mode, device=args.device)
     extra = _post(args, art, inputs, res)
-    if args.output:
+    if args.output is not None:
         payload = dict(res.values)
         payload.update({f"{k}.codes": v for k, v in res.codes.items()})
-        np.savez(args.output, **payload)
+        out = Path(args.output)
+        if out.suffix != ".npz":  # what np.savez does to a bare name, kept for compatibility
+            out = out.with_name(out.name + ".npz")
+        write_atomic(out, lambda f: np.savez(f, **payload))
     if args.json:
         out = {"outputs": {k: _summ(v, res.codes[k]) for k, v in res.values.items()},
                "stats": {k: v for k, v in res.stats.items() if k != "nodes"}, "seconds": res.seconds, **extra}

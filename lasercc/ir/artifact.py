@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from lasercc.errors import ArtifactError, InputError, LasercError
+from lasercc.errors import ArtifactError, InputError, LasercError, boundary
 from lasercc.ir.graph import ConstSpec, Graph
 from lasercc.ir.text import parse_graph, print_graph
 
@@ -92,6 +92,7 @@ class Artifact:
         self.stats = res.stats
         return res.values if output == "float" else res.codes
 
+    @boundary
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the artifact to ``directory`` atomically (see the module docstring).
 
@@ -338,6 +339,7 @@ def artifact_lock(directory: str | os.PathLike) -> Iterator[Path]:
             _held.discard(d)
 
 
+@boundary
 def load(path: str | os.PathLike) -> Artifact:
     """Load an artifact directory or a ``.lir`` file; the graph is verified, the files' hashes and the
     format version are checked against the manifest (see the module docstring)."""
@@ -384,6 +386,18 @@ def load(path: str | os.PathLike) -> Artifact:
         raise LasercError(f"{wfile}: missing weights for constant(s) {', '.join('@' + m for m in missing[:8])}")
     graph.verify()
     return Artifact(graph=graph, manifest=manifest, path=p if p.is_dir() else p.parent)
+
+
+def read_json_object(f: Path, what: str) -> dict[str, Any]:
+    """A JSON object from ``f`` (UTF-8), or an :class:`ArtifactError` naming the file: non-UTF-8 bytes, bad
+    JSON and a non-object top level are all "corrupt", never a UnicodeDecodeError or AttributeError later."""
+    try:
+        data = json.loads(f.read_bytes().decode("utf-8"))
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ArtifactError(f"{f}: corrupt {what} ({e}); re-run lasercc compile") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{f}: corrupt {what} (a JSON object expected, got {type(data).__name__})")
+    return data
 
 
 def _read_manifest(mfile: Path) -> dict[str, Any]:
@@ -433,36 +447,37 @@ def verify_files(d: Path, manifest: dict[str, Any]) -> None:
                                 f"re-run lasercc compile, or load the .lir file itself to run an edited graph")
 
 
-# npz headers may declare any shape; refuse before NumPy allocates (a crafted 20-byte header can
-# ask for terabytes). Override with LASERCC_MAX_ARRAY_BYTES.
-MAX_ARRAY_BYTES_DEFAULT = 16 << 30
-
-
 def max_array_bytes() -> int:
-    """The largest single array an ``.npz`` may declare (``LASERCC_MAX_ARRAY_BYTES``, default 16 GiB)."""
-    v = os.environ.get("LASERCC_MAX_ARRAY_BYTES")
-    if v is None:
-        return MAX_ARRAY_BYTES_DEFAULT
-    try:
-        return int(float(v))
-    except ValueError:
-        raise InputError(f"LASERCC_MAX_ARRAY_BYTES={v!r} is not a number of bytes") from None
+    """The largest single array an ``.npz`` header may declare (see :mod:`lasercc.limits`): a crafted
+    100-byte header can ask for terabytes, so it is refused before NumPy allocates."""
+    from lasercc.limits import current
+
+    return current().max_array_bytes
 
 
 def read_npz_arrays(path: str | os.PathLike, what: str = "array file") -> dict[str, np.ndarray]:
     """All arrays of an ``.npz`` (pickles refused, headers size-checked before allocation); every
     failure is an :class:`~lasercc.errors.InputError` naming the file."""
+    if not str(path).strip():
+        raise InputError(f"the {what} name is empty")
     p = Path(path)
     if not p.exists():
         raise InputError(f"no such {what}: {p}")
     if p.is_dir():
         raise InputError(f"{p} is a directory, not an .npz {what}")
+    try:
+        with open(p, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise InputError(f"{p}: cannot read ({e.strerror or e})") from None
+    if magic == b"\x93NUMPY":
+        raise InputError(f"{p}: expected an .npz archive (one array per name), got a single array (.npy); "
+                         "save with np.savez(path, name=array)")
+    if not magic.startswith(b"PK"):
+        raise InputError(f"{p}: cannot read as .npz (not a zip archive; save with np.savez(path, name=array))")
     limit = max_array_bytes()
     try:
         with np.load(p, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise InputError(f"{p}: expected an .npz archive (one array per name), got a single array (.npy); "
-                                 "save with np.savez(path, name=array)")
             out = {}
             for k in z.files:
                 _check_member(p, z, k, limit)

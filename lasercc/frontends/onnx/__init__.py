@@ -31,6 +31,7 @@ from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
 from lasercc.frontends.onnx.calibrate import (
     Stats,
     calibration_shapes,
+    check_inputs,
     default_calibration,
     read_calibration,
     run_calibration,
@@ -38,6 +39,7 @@ from lasercc.frontends.onnx.calibrate import (
 from lasercc.frontends.onnx.heap import release_freed_heap
 from lasercc.frontends.onnx.load import (
     FrontendError,
+    check_weights_finite,
     initializers,
     input_specs,
     parse_shape_option,
@@ -117,6 +119,7 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     # (memory-mapped from the file when possible): peak memory stays near one copy of them (weights.py).
     split = load_split(model)
     m, weights = split.model, split.weights
+    check_weights_finite(m, weights)  # NaN/inf weights: refused by name, never quantized to INT64_MIN
     shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}
     cal_shapes = calibration_shapes(m, shapes)
     m_cal = pin_shapes(m, cal_shapes) if cal_shapes else None  # a copy of the light model: kilobytes
@@ -128,6 +131,8 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     opts = Options(act_bits=bits or (16 if quantized else 8), internal_bits=16, weight_bits=8, requant=requant)
     data = read_calibration(calibration)
     generated = data is None
+    if data is not None:  # before onnxruntime sees it: names, shapes, dtypes, NaN, ids within their tables
+        check_inputs(data, cal_specs, vocab=_vocab(m, weights))
     if data is None:
         data = default_calibration(cal_specs, _vocab(m, weights))
     types = tensor_dtypes(m)

@@ -86,24 +86,58 @@ def default_calibration(specs: dict[str, tuple[np.dtype, tuple[int, ...]]], voca
 
 
 def check_inputs(data: dict[str, np.ndarray], specs: dict[str, tuple[np.dtype, tuple[int, ...]]],
-                 what: str = "calibration") -> int:
-    """Validate names and shapes; return the number of batches (rows / model batch size)."""
+                 what: str = "calibration", vocab: dict[str, int] | None = None) -> int:
+    """Validate names, shapes, dtypes and values; return the number of batches (rows / model batch size).
+
+    Values are checked because onnxruntime and NumPy would not refuse them: NaN rows were dropped from
+    the ranges silently, negative token ids wrap around to the end of the table, fractional ids are
+    truncated, and ids at or beyond the table size (``vocab``: input -> rows of the table it indexes)
+    failed deep inside the host-side embedding lookup.
+    """
     missing = sorted(set(specs) - set(data))
     if missing:
         have = ", ".join(sorted(data)) or "none"
         raise InputError(f"{what} data lacks input(s) {', '.join(missing)} (it has {have})")
     n = None
-    for name, (_, shape) in specs.items():
+    for name, (dt, shape) in specs.items():
         a = data[name]
         b = shape[0] if shape else 1
-        if a.ndim != len(shape) or tuple(a.shape[1:]) != tuple(shape[1:]) or a.shape[0] % b:
+        if a.ndim != len(shape) or tuple(a.shape[1:]) != tuple(shape[1:]) or (shape and a.shape[0] % b):
             raise InputError(f"{what} input {name!r}: expected shape [n*{b}, {', '.join(map(str, shape[1:]))}], "
                              f"got {list(a.shape)}")
-        k = a.shape[0] // b
+        k = a.shape[0] // b if shape else 1
+        if k == 0:
+            raise InputError(f"{what} input {name!r} has no rows (shape {list(a.shape)}); give at least {b} row(s)")
+        _check_values(name, a, np.dtype(dt), what, (vocab or {}).get(name))
         if n is not None and k != n:
             raise InputError(f"{what} inputs hold different numbers of rows")
         n = k
     return n or 1
+
+
+def _check_values(name: str, a: np.ndarray, dt: np.dtype, what: str, table_rows: int | None) -> None:
+    if dt.kind in "iub":
+        if a.dtype.kind not in "iub":
+            raise InputError(f"{what} input {name!r}: the model takes integer {dt} values, got dtype {a.dtype}")
+        if a.size and dt.kind in "iu" and a.dtype.kind != "b":
+            lo, hi = int(a.min()), int(a.max())
+            if lo < 0 and (dt.kind == "u" or table_rows is not None):
+                raise InputError(f"{what} input {name!r}: negative value {lo} (token ids index a table from 0)")
+            if table_rows is not None and hi >= table_rows:
+                raise InputError(f"{what} input {name!r}: id {hi} is out of range for the {table_rows}-row table "
+                                 f"it indexes (ids must be 0..{table_rows - 1})")
+            info = np.iinfo(dt)
+            if lo < info.min or hi > info.max:
+                raise InputError(f"{what} input {name!r}: values {lo}..{hi} do not fit the model's {dt}")
+        return
+    if a.dtype.kind not in "fiub":
+        raise InputError(f"{what} input {name!r}: expected real numbers, got dtype {a.dtype}")
+    if a.dtype.kind == "f" and a.size:
+        bad = ~np.isfinite(a)
+        if bad.any():
+            rows = int(bad.reshape(len(a), -1).any(axis=1).sum()) if a.ndim else 1
+            raise InputError(f"{what} input {name!r} contains NaN or infinity in {rows} of {max(len(a), 1)} row(s); "
+                             "calibration ranges need finite values")
 
 
 def calibration_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]]) -> dict | None:

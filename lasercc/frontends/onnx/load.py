@@ -23,17 +23,102 @@ class FrontendError(LasercError):
     """The ONNX model cannot be compiled (unsupported ops, bad shapes, malformed model)."""
 
 
+def check_model_path(model: str | os.PathLike) -> Path:
+    """The model file, or a one-line error: missing, a directory, empty, unreadable."""
+    if not str(model).strip():
+        raise InputError("the ONNX model path is empty")
+    p = Path(model)
+    if not p.exists():
+        raise InputError(f"no such ONNX model: {p}")
+    if p.is_dir():
+        raise InputError(f"{p} is a directory, not an ONNX model file")
+    try:
+        size = p.stat().st_size
+        with open(p, "rb"):
+            pass
+    except OSError as e:
+        raise InputError(f"{p}: cannot read ({e.strerror or e})") from None
+    if size == 0:
+        raise InputError(f"{p}: empty file, not an ONNX model")
+    return p
+
+
 def load_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
     """Read a model (external-data weights are loaded from beside the file)."""
     if isinstance(model, onnx.ModelProto):
         return model
-    p = Path(model)
-    if not p.exists():
-        raise InputError(f"no such ONNX model: {p}")
+    p = check_model_path(model)
     try:
         return onnx.load(str(p), load_external_data=True)
     except Exception as e:  # noqa: BLE001 - onnx raises many kinds (DecodeError, OSError...)
         raise InputError(f"{p}: cannot read as ONNX ({type(e).__name__}: {e})") from None
+
+
+def tensor_array(t: onnx.TensorProto, what: str = "initializer") -> np.ndarray:
+    """``numpy_helper.to_array`` with the tensor named when its proto is malformed (dims that disagree
+    with the data, an unknown data type, negative or absurd dims): such files exist (fuzzed, truncated
+    or hand-edited models) and must fail as input errors, not as NumPy's ValueError."""
+    from lasercc.limits import check_elements
+
+    try:
+        np_dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type))
+    except (KeyError, ValueError, TypeError):
+        raise FrontendError(f"{what} {t.name!r}: unknown ONNX data type {t.data_type}") from None
+    if any(d < 0 for d in t.dims):
+        raise FrontendError(f"{what} {t.name!r}: negative dimension in dims {list(t.dims)}")
+    n = 1
+    for d in t.dims:
+        n *= int(d)
+    check_elements(n, f"{what} {t.name!r} (dims {list(t.dims)})")
+    try:
+        arr = numpy_helper.to_array(t)
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - onnx/NumPy raise ValueError, TypeError, KeyError, IndexError...
+        raise FrontendError(f"{what} {t.name!r} ({np_dtype}, dims {list(t.dims)}) is malformed: "
+                            f"{type(e).__name__}: {e}") from None
+    if arr.size != n:
+        raise FrontendError(f"{what} {t.name!r}: dims {list(t.dims)} ({n} elements) disagree with its data "
+                            f"({arr.size} elements)")
+    return arr
+
+
+def check_weights_finite(model: onnx.ModelProto, weights: dict[str, np.ndarray] | None = None) -> None:
+    """Refuse NaN in any float initializer and infinity in a MatMul/Gemm weight, naming the tensor.
+
+    Why: quantizing a NaN weight gives INT64_MIN in a constant (each backend then prints different codes)
+    and an infinite one an infinite scale. Infinity elsewhere (``-inf`` additive attention masks) is legal.
+    Large tables are scanned in row blocks so the check does not copy them.
+    """
+    weight_inputs = {n.input[1] for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1}
+    weight_inputs |= {n.input[0] for n in model.graph.node if n.op_type == "Gemm" and n.input}
+    split = weights or {}
+    for t in model.graph.initializer:
+        if t.name in split or t.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
+                           onnx.TensorProto.BFLOAT16):
+            _check_finite(t.name, tensor_array(t), t.name in weight_inputs)
+    for name, arr in split.items():
+        if np.asarray(arr).dtype.kind == "f":
+            _check_finite(name, arr, name in weight_inputs)
+
+
+def _check_finite(name: str, a: np.ndarray, is_weight: bool) -> None:
+    flat = a.reshape(-1) if a.ndim else a.reshape(1)
+    step = 1 << 22
+    for i in range(0, flat.size, step):
+        blk = np.asarray(flat[i:i + step], dtype=np.float32 if a.dtype.itemsize <= 4 else np.float64)
+        if np.isnan(blk).any():
+            at = i + int(np.flatnonzero(np.isnan(blk))[0])
+            idx = tuple(int(j) for j in np.unravel_index(at, a.shape)) if a.ndim else ()
+            raise FrontendError(f"initializer {name!r} holds NaN (first at index {list(idx)}); the model's weights "
+                                "are corrupt -- re-export or fix them")
+        if is_weight and np.isinf(blk).any():
+            at = i + int(np.flatnonzero(np.isinf(blk))[0])
+            idx = tuple(int(j) for j in np.unravel_index(at, a.shape)) if a.ndim else ()
+            raise FrontendError(f"initializer {name!r} holds infinity (first at index {list(idx)}) and is a "
+                                "MatMul/Gemm weight; weights must be finite")
 
 
 def parse_shape_option(text: str) -> tuple[str, tuple[int, ...]]:
@@ -93,6 +178,18 @@ def pin_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]] 
     if missing:
         raise InputError(f"dynamic dimensions must be pinned: {'; '.join(missing)}; pass --input-shape "
                          f"NAME=D1,D2,... (Python: input_shapes={{'name': (1, 16)}})")
+    from lasercc.limits import check_elements
+
+    for vi in ins:  # before anything allocates by these shapes (calibration data, the graph's types)
+        tt = vi.type.tensor_type
+        try:
+            onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
+        except (KeyError, ValueError, TypeError):
+            raise FrontendError(f"graph input {vi.name!r}: unsupported element type {tt.elem_type}") from None
+        n = 1
+        for d in tt.shape.dim:
+            n *= max(int(d.dim_value), 0)
+        check_elements(n, f"graph input {vi.name!r} of shape [{_dims_str(tt.shape.dim)}]")
     # outputs and value_info may carry stale symbolic dims; inference recomputes them
     for vi in list(m.graph.value_info):
         m.graph.value_info.remove(vi)
@@ -119,7 +216,7 @@ def input_specs(model: onnx.ModelProto) -> dict[str, tuple[np.dtype, tuple[int, 
 
 def initializers(model: onnx.ModelProto, weights: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Every initializer as an array: the proto's own data, and ``weights`` for those split off."""
-    out = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer if not weights or i.name not in weights}
+    out = {i.name: tensor_array(i) for i in model.graph.initializer if not weights or i.name not in weights}
     out.update(weights or {})
     return out
 
@@ -150,7 +247,7 @@ def split_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np
         if int(np.prod(t.dims)) < SPLIT_ELEMENTS or t.data_location == onnx.TensorProto.EXTERNAL:
             lg.initializer.append(t)
             continue
-        arr = numpy_helper.to_array(t)
+        arr = tensor_array(t)
         weights[t.name] = np.ascontiguousarray(arr)
         stub = lg.initializer.add()
         stub.name, stub.data_type = t.name, t.data_type
