@@ -11,9 +11,16 @@ onnx and onnxruntime before the CLI can catch a Ctrl-C (exit 130, no traceback) 
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# onnxruntime's telemetry writes ~/.cache/Microsoft/DeveloperTools/.onnxruntime/{deviceid,onnxruntime.db} the
+# moment it is imported (measured with onnxruntime 1.32): a compile must not write outside the paths it was
+# given. The variable is read at its import, so it is set here, before any lasercc module imports it; an
+# explicit value in the environment wins.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 _LAZY = {
     "compile": "lasercc.compiler",

@@ -379,3 +379,47 @@ def test_python_api_translates_os_errors(tmp_path: Path) -> None:
             lasercc.load(d)
     finally:
         (d / "graph.lir").chmod(0o644)
+
+
+def test_lava_interpreter_is_never_taken_from_the_working_directory(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``.venv-lava/bin/python`` planted in the working directory (or its parents) is never run."""
+    from lasercc.backends import lava_runner
+    from lasercc.errors import LasercError
+
+    planted = tmp_path / ".venv-lava" / "bin" / "python"
+    planted.parent.mkdir(parents=True)
+    planted.write_text("#!/bin/sh\ntouch pwned\n")
+    planted.chmod(0o755)
+    work = _mk(tmp_path / "models" / "downloaded")
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("LASERCC_LAVA_PYTHON", raising=False)
+    try:
+        found = lava_runner.lava_python()
+    except LasercError as e:
+        assert "no Lava environment at" in str(e)
+    else:
+        assert found == lava_runner.installation_root() / ".venv-lava" / "bin" / "python"
+    assert lava_runner.lava_python(planted) == planted  # named explicitly: the user's choice
+    with pytest.raises(LasercError, match="--lava-python .* is not an executable file"):
+        lava_runner.lava_python(tmp_path / "nope")
+
+
+def test_no_files_outside_the_named_paths(tmp_path: Path) -> None:
+    """A compile and a simulate with --compare-onnx write nothing under $HOME (onnxruntime telemetry is off)
+    and nothing in the working directory."""
+    home, work = _mk(tmp_path / "home"), _mk(tmp_path / "work")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(home)}
+    env.pop("ORT_DISABLE_TELEMETRY", None)
+    env.pop("XDG_CACHE_HOME", None)
+    model = _tiny_model(tmp_path, dims=(2, 4))
+    cmds = [["compile", model, "-o", tmp_path / "art", "-q", "--calibration",
+             _x(tmp_path, x=np.ones((4, 4), np.float32))],
+            ["simulate", tmp_path / "art", "-i", _x(tmp_path, "y.npz", x=np.ones((2, 4), np.float32)),
+             "--compare-onnx", model, "-o", tmp_path / "out.npz"]]
+    for c in cmds:
+        r = subprocess.run([sys.executable, "-m", "lasercc", *map(str, c)], capture_output=True, text=True, env=env,
+                           cwd=work, check=False)
+        assert r.returncode == 0, r.stderr
+    assert [p for p in home.rglob("*")] == [] and list(work.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art", "home", "m.onnx", "out.npz", "work", "x.npz", "y.npz"]

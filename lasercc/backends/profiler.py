@@ -187,7 +187,7 @@ def default_inputs(art: Any) -> tuple[dict[str, np.ndarray], str]:
     uniform over each code type, token ids uniform over the embedding table, reals uniform over
     each encoder's range -- spike counts (hence energy) depend on data, so the profile says which.
     """
-    from lasercc.commands.common import read_npz
+    from lasercc.ir.artifact import read_npz_arrays as read_npz
     from lasercc.testing import random_inputs
 
     calib = ((art.manifest or {}).get("options") or {}).get("calibration")

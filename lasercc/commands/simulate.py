@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", "-i", required=True, help=".npz with one array per graph input")
     p.add_argument("--backend", default="numpy", help="numpy (reference), torch, or lava (default: numpy)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (torch backend only)")
+    p.add_argument("--lava-python", metavar="PYTHON", help="the Lava environment's interpreter (--backend lava; "
+                   "default $LASERCC_LAVA_PYTHON, else .venv-lava/bin/python of the lasercc installation -- "
+                   "never searched from the working directory)")
     p.add_argument("--mode", choices=("codes", "spikes"), default="codes",
                    help="codes: compute on integer codes; spikes: step real spike trains (same codes)")
     p.add_argument("--output", "-o", help="write dequantized outputs (and <name>.codes) to this .npz")
@@ -38,6 +41,8 @@ def _check_options(args: argparse.Namespace) -> None:
     if args.device != "cpu" and args.backend != "torch":
         raise InputError(f"--device applies to --backend torch only; the {args.backend} backend runs on the CPU "
                          f"(got --device {args.device})")
+    if args.lava_python is not None and args.backend != "lava":
+        raise InputError("--lava-python applies to --backend lava only")
     if args.output is not None:
         check_output_file(args.output)
     if args.compare_onnx is not None:
@@ -57,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == "lava":
         from lasercc.backends.lava_runner import run_lava  # noqa: PLC0415 - optional, Python 3.10 env
 
-        res = run_lava(art, inputs)
+        res = run_lava(art, inputs, python=args.lava_python)
     else:
         from lasercc.runtime import run_graph
 

@@ -63,9 +63,9 @@ def read_calibration(calibration: str | Path | dict | None) -> dict[str, np.ndar
         return None
     if isinstance(calibration, dict):
         return {k: np.asarray(v) for k, v in calibration.items()}
-    from lasercc.commands.common import read_npz
+    from lasercc.ir.artifact import read_npz_arrays
 
-    return read_npz(str(calibration))
+    return read_npz_arrays(calibration, "calibration file")
 
 
 def default_calibration(specs: dict[str, tuple[np.dtype, tuple[int, ...]]], vocab: dict[str, int],
