@@ -29,6 +29,7 @@ from lasercc.frontends.onnx.weights import drop_pages
 
 DEFAULT_ROWS = 16
 KEEP_ROWS = 8
+DEGENERATE_ABS = 1e30  # a calibration input beyond this magnitude is not data (3e38 gave absurd scales silently)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Stats:
     rows: int = 0
     generated: bool = False
     asked: set[str] = field(default_factory=set)  # every name values() was called with (tests check coverage)
+    nan_values: dict[str, int] = field(default_factory=dict)  # NaN elements per tensor, left out of its range
 
     def range(self, name: str) -> tuple[float, float] | None:
         if name not in self.lo:
@@ -86,7 +88,7 @@ def default_calibration(specs: dict[str, tuple[np.dtype, tuple[int, ...]]], voca
 
 
 def check_inputs(data: dict[str, np.ndarray], specs: dict[str, tuple[np.dtype, tuple[int, ...]]],
-                 what: str = "calibration", vocab: dict[str, int] | None = None) -> int:
+                 what: str = "calibration", vocab: dict[str, int] | None = None, warn: bool = True) -> int:
     """Validate names, shapes, dtypes and values; return the number of batches (rows / model batch size).
 
     Values are checked because onnxruntime and NumPy would not refuse them: NaN rows were dropped from
@@ -108,14 +110,14 @@ def check_inputs(data: dict[str, np.ndarray], specs: dict[str, tuple[np.dtype, t
         k = a.shape[0] // b if shape else 1
         if k == 0:
             raise InputError(f"{what} input {name!r} has no rows (shape {list(a.shape)}); give at least {b} row(s)")
-        _check_values(name, a, np.dtype(dt), what, (vocab or {}).get(name))
+        _check_values(name, a, np.dtype(dt), what, (vocab or {}).get(name), warn)
         if n is not None and k != n:
             raise InputError(f"{what} inputs hold different numbers of rows")
         n = k
     return n or 1
 
 
-def _check_values(name: str, a: np.ndarray, dt: np.dtype, what: str, table_rows: int | None) -> None:
+def _check_values(name: str, a: np.ndarray, dt: np.dtype, what: str, table_rows: int | None, warn: bool) -> None:
     if dt.kind in "iub":
         if a.dtype.kind not in "iub":
             raise InputError(f"{what} input {name!r}: the model takes integer {dt} values, got dtype {a.dtype}")
@@ -138,6 +140,15 @@ def _check_values(name: str, a: np.ndarray, dt: np.dtype, what: str, table_rows:
             rows = int(bad.reshape(len(a), -1).any(axis=1).sum()) if a.ndim else 1
             raise InputError(f"{what} input {name!r} contains NaN or infinity in {rows} of {max(len(a), 1)} row(s); "
                              "calibration ranges need finite values")
+        lo, hi = float(a.min()), float(a.max())
+        if not warn:
+            return
+        if lo == hi:
+            warnings.warn(f"{what} input {name!r} is constant (every value {lo:g}): the activation ranges derived "
+                          "from it are degenerate; pass representative data", stacklevel=3)
+        elif max(abs(lo), abs(hi)) > DEGENERATE_ABS:
+            warnings.warn(f"{what} input {name!r} holds values up to {max(abs(lo), abs(hi)):.3g}: scales derived from "
+                          "them will be absurd; pass representative data", stacklevel=3)
 
 
 def calibration_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]]) -> dict | None:
@@ -268,7 +279,7 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
     names = [o.name for o in sess.get_outputs()]
     session_inputs = {i.name for i in sess.get_inputs()}
     wanted = set(tensors)
-    n = check_inputs(data, specs)
+    n = check_inputs(data, specs, warn=False)  # import_onnx checked (and warned about) the data already
     st = Stats()
     for c in range(n):
         feed = {}
@@ -290,6 +301,8 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
             if not isinstance(v, np.ndarray) or v.dtype.kind != "f" or v.size == 0:
                 continue
             fin = v[np.isfinite(v)] if not np.isfinite(v).all() else v
+            if fin is not v and (nans := int(np.isnan(v).sum())):  # -inf from additive masks is legal, NaN is not
+                st.nan_values[name] = st.nan_values.get(name, 0) + nans
             lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 0.0)
             st.lo[name] = min(st.lo.get(name, lo), lo)
             st.hi[name] = max(st.hi.get(name, hi), hi)
@@ -299,4 +312,9 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
         st.rows += 1
         if progress is not None:
             progress(c + 1, n)
+    if st.nan_values:  # the ranges silently dropped these values before
+        worst = sorted(st.nan_values.items(), key=lambda kv: -kv[1])
+        shown = ", ".join(f"{k} ({v:,} values)" for k, v in worst[:4]) + (", ..." if len(worst) > 4 else "")
+        warnings.warn(f"calibration: {len(worst)} tensor(s) computed NaN in onnxruntime and were ranged without "
+                      f"those values: {shown}; check the model and the calibration data", stacklevel=2)
     return st
