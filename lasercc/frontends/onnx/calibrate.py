@@ -257,7 +257,7 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
             m.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # errors are raised (with their message) by the boundary, not logged twice
     so.add_session_config_entry("session.disable_prepacking", "1")  # prepacked copies of every weight
     so.enable_cpu_mem_arena = False  # the arena would keep the peak of all exposed tensors for the session
     if external_dir is not None:

@@ -49,9 +49,28 @@ def load_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
         return model
     p = check_model_path(model)
     try:
-        return onnx.load(str(p), load_external_data=True)
+        m = onnx.load(str(p), load_external_data=True)
     except Exception as e:  # noqa: BLE001 - onnx raises many kinds (DecodeError, OSError...)
         raise InputError(f"{p}: cannot read as ONNX ({type(e).__name__}: {e})") from None
+    check_names(m)
+    return m
+
+
+def check_names(model: onnx.ModelProto) -> None:
+    """Every tensor and node name must be UTF-8: protobuf parses invalid bytes in string fields and raises
+    UnicodeDecodeError only when the field is read, deep inside a later step."""
+    try:
+        g = model.graph
+        for vi in (*g.input, *g.output, *g.value_info):
+            vi.name  # noqa: B018 - reading the field is the check
+        for t in g.initializer:
+            t.name  # noqa: B018
+        for n in g.node:
+            n.name, n.op_type, n.domain, list(n.input), list(n.output)  # noqa: B018
+            for a in n.attribute:
+                a.name  # noqa: B018
+    except UnicodeDecodeError as e:
+        raise FrontendError(f"the model holds a name that is not valid UTF-8 ({e.reason} at byte {e.start})") from None
 
 
 def tensor_array(t: onnx.TensorProto, what: str = "initializer") -> np.ndarray:
@@ -90,6 +109,7 @@ def check_weights_finite(model: onnx.ModelProto, weights: dict[str, np.ndarray] 
     and an infinite one an infinite scale. Infinity elsewhere (``-inf`` additive attention masks) is legal.
     Large tables are scanned in row blocks so the check does not copy them.
     """
+    check_names(model)
     weight_inputs = {n.input[1] for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1}
     weight_inputs |= {n.input[0] for n in model.graph.node if n.op_type == "Gemm" and n.input}
     split = weights or {}
@@ -210,7 +230,7 @@ def input_specs(model: onnx.ModelProto) -> dict[str, tuple[np.dtype, tuple[int, 
     out = {}
     for vi in graph_inputs(model):
         tt = vi.type.tensor_type
-        out[vi.name] = (onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type), tuple(d.dim_value for d in tt.shape.dim))
+        out[vi.name] = (onnx_dtype(tt.elem_type, f"graph input {vi.name!r}"), tuple(d.dim_value for d in tt.shape.dim))
     return out
 
 
@@ -238,6 +258,13 @@ def split_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np
     at the location :data:`IN_MEMORY`, so ONNX tooling sees a well-formed model. ``model`` itself
     is not modified.
     """
+    try:
+        return _split_weights(model)
+    except UnicodeDecodeError as e:  # a name with invalid UTF-8 bytes, read while copying (see check_names)
+        raise FrontendError(f"the model holds a name that is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def _split_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     light = onnx.ModelProto()
     _copy_fields(model, light, skip="graph")
     g, lg = model.graph, light.graph
@@ -281,6 +308,15 @@ _QOUT = {"QuantizeLinear", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul",
          "QLinearConcat", "QLinearLeakyRelu", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearReduceMean"}
 
 
+def onnx_dtype(elem_type: int, what: str) -> np.dtype:
+    """The NumPy dtype of an ONNX element type, or a FrontendError naming ``what`` (fuzzed and hand-edited
+    models carry unknown type numbers; onnx raises a bare KeyError for them)."""
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, ValueError, TypeError):
+        raise FrontendError(f"{what}: unknown ONNX element type {elem_type}") from None
+
+
 def tensor_dtypes(model: onnx.ModelProto) -> dict[str, np.dtype]:
     """Element type of every tensor: shape inference where it answered, simple rules elsewhere
     (onnx does not infer com.microsoft ops, nor what follows them)."""
@@ -288,9 +324,9 @@ def tensor_dtypes(model: onnx.ModelProto) -> dict[str, np.dtype]:
     for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
         et = vi.type.tensor_type.elem_type
         if et:
-            types[vi.name] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(et))
+            types[vi.name] = onnx_dtype(et, f"tensor {vi.name!r}")
     for i in model.graph.initializer:
-        types[i.name] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(i.data_type))
+        types[i.name] = onnx_dtype(i.data_type, f"initializer {i.name!r}")
     for n in model.graph.node:
         for k, o in enumerate(n.output):
             if not o or o in types:
@@ -305,8 +341,10 @@ def tensor_dtypes(model: onnx.ModelProto) -> dict[str, np.dtype]:
             elif n.op_type == "DequantizeLinear":
                 types[o] = np.dtype(np.float32)
             elif n.op_type == "Cast":
-                to = next(a.i for a in n.attribute if a.name == "to")
-                types[o] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(to))
+                to = next((a.i for a in n.attribute if a.name == "to"), None)
+                if to is None:
+                    raise FrontendError(f"Cast node {n.name or o!r} has no 'to' attribute")
+                types[o] = onnx_dtype(to, f"Cast node {n.name or o!r} (to)")
             elif n.op_type in _QOUT:
                 last = n.input[-1] if n.input else ""
                 zp = n.input[2] if n.op_type == "QuantizeLinear" and len(n.input) > 2 else last
@@ -316,7 +354,7 @@ def tensor_dtypes(model: onnx.ModelProto) -> dict[str, np.dtype]:
                 types[o] = np.dtype(np.uint8) if k != 1 else np.dtype(np.float32)
             elif n.op_type == "Constant":
                 t = next((a for a in n.attribute if a.name == "value"), None)
-                types[o] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.t.data_type)) if t else np.dtype(np.float32)
+                types[o] = onnx_dtype(t.t.data_type, f"Constant node {n.name or o!r}") if t else np.dtype(np.float32)
             else:
                 types[o] = next((t for t in ins if t is not None), np.dtype(np.float32))
     return types
