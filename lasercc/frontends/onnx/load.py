@@ -49,11 +49,59 @@ def load_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
         return model
     p = check_model_path(model)
     try:
-        m = onnx.load(str(p), load_external_data=True)
+        m = onnx.load(str(p), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - onnx raises many kinds (DecodeError, OSError...)
         raise InputError(f"{p}: cannot read as ONNX ({type(e).__name__}: {e})") from None
     check_names(m)
+    load_external_data(m, p)
     return m
+
+
+def load_external_data(model: onnx.ModelProto, model_path: Path) -> None:
+    """Read external-data initializers into the model, from files beside ``model_path`` *as named*.
+
+    Why not onnx's loader: it refuses a data file that is a symbolic link, and resolves the model's own
+    symlink first -- so the Hugging Face cache layout (``snapshots/REV/model.onnx`` and
+    ``model.onnx_data``, both links into ``blobs/`` under hashed names) failed ("... but it is a symbolic
+    link" / "External data path validation failed"). Here a location is resolved against the directory
+    of the path the user gave; links inside that directory are followed (the user chose that folder),
+    while a location that is absolute or climbs out of it (``..``) is refused: the model file cannot
+    make lasercc read arbitrary files.
+    """
+    import os.path
+
+    base = model_path.parent
+    for t in model.graph.initializer:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location", "")
+        norm = os.path.normpath(loc) if loc else ""
+        if not loc or os.path.isabs(loc) or norm.startswith("..") or "\0" in loc:
+            raise FrontendError(f"initializer {t.name!r}: external data location {loc!r} must be a file name "
+                                f"relative to the model's folder {base}")
+        f = base / norm
+        try:
+            offset = int(info.get("offset", 0) or 0)
+            length = int(info["length"]) if info.get("length") else None
+        except ValueError:
+            raise FrontendError(f"initializer {t.name!r}: bad external data offset/length {info}") from None
+        if offset < 0 or (length is not None and length < 0):
+            raise FrontendError(f"initializer {t.name!r}: negative external data offset/length {info}")
+        try:
+            size = f.stat().st_size
+            if offset > size or (length is not None and offset + length > size):
+                raise FrontendError(f"initializer {t.name!r}: external data {f} has {size:,} bytes, the model asks "
+                                    f"for {length if length is not None else 'the rest'} at offset {offset:,}")
+            with open(f, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read(length if length is not None else -1)
+        except OSError as e:
+            raise InputError(f"initializer {t.name!r}: cannot read its external data {f}: "
+                             f"{e.strerror or e}") from None
+        t.raw_data = data
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.DEFAULT
 
 
 def check_names(model: onnx.ModelProto) -> None:
