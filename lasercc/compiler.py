@@ -15,7 +15,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from lasercc.errors import LasercError
+from lasercc.errors import LasercError, boundary
 from lasercc.ir.artifact import Artifact
 
 if TYPE_CHECKING:
@@ -124,10 +124,11 @@ def _lava_files(graph) -> tuple[dict[str, str], str | None]:  # noqa: ANN001
         return {}, str(e)
 
 
+@boundary
 def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy", bits: int | None = None,  # noqa: A001
             calibration: str | os.PathLike | dict | None = None, input_shapes: dict[str, Any] | None = None,
             requant: str | None = None, passes: str | list | None = None, progress: bool = True,
-            weight_bits: int | None = None) -> Artifact:
+            weight_bits: int | None = None, max_elements: int | None = None) -> Artifact:
     """Compile an ONNX model to a spiking artifact.
 
     ``bits``: activation bits for float models and float islands (8 or 16; default 8 for float models,
@@ -140,12 +141,37 @@ def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy"
     of the float weights lasercc quantizes itself (a model's own integer weights are kept as they are);
     default 16 for a float model at ``bits=16``, else 8 -- and 8 for ``loihi2``, whose synaptic weights are
     at most 8 bits.
-    Call ``.save(dir)`` on the result.
+    ``max_elements``: raises the size limit of one declared tensor (:mod:`lasercc.limits`, default 2^31
+    elements). Call ``.save(dir)`` on the result.
     """
+    from lasercc.limits import override
+
+    with override(max_elements=max_elements):
+        return _compile(model, target=target, bits=bits, calibration=calibration, input_shapes=input_shapes,
+                        requant=requant, passes=passes, progress=progress, weight_bits=weight_bits)
+
+
+def _compile(model: str | os.PathLike | onnx.ModelProto, *, target: str, bits: int | None,
+             calibration: str | os.PathLike | dict | None, input_shapes: dict[str, Any] | None,
+             requant: str | None, passes: str | list | None, progress: bool, weight_bits: int | None) -> Artifact:
     from lasercc.frontends.onnx import import_onnx
+    from lasercc.frontends.onnx.load import check_model_path
 
     if target not in TARGETS:
         raise LasercError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if not isinstance(model, str | os.PathLike) and type(model).__name__ != "ModelProto":
+        raise LasercError(f"model must be a path or an onnx.ModelProto, got {type(model).__name__}")
+    if isinstance(model, str | os.PathLike):
+        check_model_path(model)
+    if passes is None:
+        passes = DEFAULT_PASSES[target]
+    if passes:  # a bad pipeline spec fails now, not after minutes of calibration and lowering
+        try:
+            from lasercc.passes.base import parse_pipeline
+        except ImportError:
+            parse_pipeline = None
+        if parse_pipeline is not None:
+            parse_pipeline(passes)
     rq = requant or ("fixed" if target == "loihi2" else "ort")
     if weight_bits is None and target == "loihi2":
         weight_bits = 8  # Loihi 2 synapses hold 8-bit weights (Lava Dense); wider ones need the exact-synapse process
@@ -157,8 +183,6 @@ def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy"
         graph = res.graph
         records: list = []
         extra: dict[str, str | bytes] = {}
-        if passes is None:
-            passes = DEFAULT_PASSES[target]
         if passes:
             graph, records, part_files = _run_passes(graph, passes, prog)
             extra.update(part_files)

@@ -9,6 +9,7 @@ backend, so the same bad input gives the same one-line error everywhere.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from lasercc.backends import get_executor
 from lasercc.backends.stats import NodeStats, summarize
-from lasercc.errors import InputError
+from lasercc.errors import InputError, boundary
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import Input
 from lasercc.ir.types import CodeType, TensorType
@@ -63,6 +64,8 @@ def _validate(graph: Graph, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np
                                  f"(rows stacked on axis 0 in multiples of the batch size {b}), "
                                  f"got {list(arr.shape)}")
             n_chunks = arr.shape[0] // b
+            if n_chunks == 0:
+                raise InputError(f"input {name!r} has no rows (shape {list(arr.shape)}); give at least {b} row(s)")
         if chunks is not None and n_chunks != chunks:
             raise InputError("all inputs must hold the same number of batches of rows")
         chunks = n_chunks
@@ -89,6 +92,82 @@ def _convert(name: str, node: Input, arr: np.ndarray) -> np.ndarray:
 # At most this many batches go through the stacked NumPy codes executor at once (bounds memory).
 STACK_CHUNKS = 64
 
+# ``simulate`` warns when a node saturates more than this fraction of its codes.
+SATURATION_WARN = 0.05
+
+
+class SaturationCounter:
+    """Codes forced to the edge of their range, counted per node while a run goes (the executor's
+    ``observe`` hook; nothing is recomputed).
+
+    * ``bse_encode`` of a real graph input: **clipped** -- exact: ``rint(x / scale) + zero_point`` (in the
+      precision :func:`~lasercc.semantics.quant.quantize` uses) outside ``[0, 2^N - 1]``. Inputs beyond the
+      calibration range (ten times larger inputs clipped 67% of the codes) used to pass unreported.
+    * ``soma`` / ``decode_mac`` (linear requantization): **at_limit** -- codes equal to a range limit that
+      is not the zero point. The pre-clip value is not kept, so a code exactly at the limit counts too; a
+      node with many is one whose accumulator left the range calibration saw.
+
+    Nonlinear nodes (ASNC: sigmoid, exp ...) reach their limits legitimately and are not counted.
+    """
+
+    LINEAR = ("soma", "decode_mac")
+
+    def __init__(self, to_numpy: Any = np.asarray) -> None:
+        self.to_numpy = to_numpy
+        self.counts: dict[str, list] = {}  # node -> [op, kind, count, total]
+
+    def observe(self, node: Any, inputs: list[Any], output: Any) -> None:
+        t = node.type
+        if not isinstance(t, CodeType):
+            return
+        if node.op == "bse_encode" and inputs:
+            x = inputs[0]
+            x = np.asarray(x.detach().cpu()) if hasattr(x, "detach") else np.asarray(x)
+            if x.dtype.kind != "f":
+                return
+            ft = np.float32 if t.bits <= 16 else np.float64
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                q = np.rint(x.astype(ft) / self._param(t, t.scale_array().astype(ft))) + \
+                    self._param(t, t.zero_point_array())
+            n = int(np.count_nonzero((q < 0) | (q > t.hi)))
+            self._add(node, "clipped", n, q.size)
+        elif node.op in self.LINEAR:
+            c = self.to_numpy(output)
+            zp = self._param(t, t.zero_point_array())
+            n = int(np.count_nonzero(((c == t.hi) & (zp != t.hi)) | ((c == 0) & (zp != 0))))
+            self._add(node, "at_limit", n, c.size)
+
+    @staticmethod
+    def _param(t: CodeType, arr: np.ndarray) -> np.ndarray:
+        """Per-axis parameters shaped from the trailing axes (values may carry a leading chunk axis)."""
+        if t.axis is None:
+            return np.asarray(arr).reshape(())
+        k = len(t.shape) - t.axis
+        return np.asarray(arr).reshape((-1,) + (1,) * (k - 1))
+
+    def _add(self, node: Any, kind: str, n: int, total: int) -> None:
+        rec = self.counts.setdefault(node.name, [node.op, kind, 0, 0])
+        rec[2] += n
+        rec[3] += total
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Nodes with at least one saturated code: op, kind, count, total, fraction (largest first)."""
+        out = {k: {"op": op, "kind": kind, "count": n, "total": tot, "fraction": n / tot if tot else 0.0}
+               for k, (op, kind, n, tot) in self.counts.items() if n}
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]["fraction"]))
+
+
+def _attach(ex: Any, sat: SaturationCounter) -> None:
+    """Chain ``sat`` after the executor's own ``observe`` (statistics) on this instance."""
+    orig = ex.observe
+    sat.to_numpy = ex.to_numpy_codes
+
+    def observe(node: Any, inputs: list[Any], output: Any) -> None:
+        orig(node, inputs, output)
+        sat.observe(node, inputs, output)
+
+    ex.observe = observe
+
 
 def _stackable(graph: Graph, backend: str, mode: str, executor: Any, n_chunks: int) -> bool:
     """Whether the NumPy codes mode may run its batches as chunk-stacked walks (:class:`NumpyCodesF32`):
@@ -99,11 +178,14 @@ def _stackable(graph: Graph, backend: str, mode: str, executor: Any, n_chunks: i
 
 
 def _run_stacked(graph: Graph, feeds: dict[str, np.ndarray], n_chunks: int, collect_stats: bool,
-                 parts: dict[str, list[np.ndarray]], per_node: dict[str, NodeStats]) -> None:
+                 emit: Callable[[dict[str, np.ndarray]], None], per_node: dict[str, NodeStats],
+                 sat: SaturationCounter | None = None) -> None:
     """Batches ``STACK_CHUNKS`` at a time, each as one walk with a leading chunk axis (same codes, same stats)."""
     from lasercc.backends.numpy_f32 import NumpyCodesF32
 
     ex = NumpyCodesF32(collect_stats)
+    if sat is not None:
+        _attach(ex, sat)
     for c0 in range(0, n_chunks, STACK_CHUNKS):
         c1 = min(c0 + STACK_CHUNKS, n_chunks)
         block = {}
@@ -111,9 +193,8 @@ def _run_stacked(graph: Graph, feeds: dict[str, np.ndarray], n_chunks: int, coll
             b = graph.node(k).type.shape[0]
             block[k] = v[c0 * b:c1 * b].reshape((c1 - c0, b) + v.shape[1:])
         res = ex.run(graph, block)
-        for o in graph.outputs:
-            r = res.codes[o]
-            parts[o].append(r.reshape((r.shape[0] * r.shape[1],) + r.shape[2:]))  # not -1: zero-size outputs
+        emit({o: res.codes[o].reshape((res.codes[o].shape[0] * res.codes[o].shape[1],) + res.codes[o].shape[2:])
+              for o in graph.outputs})  # not -1: zero-size outputs
         for k, s in res.node_stats.items():
             if k in per_node:
                 per_node[k].add(s)
@@ -121,42 +202,64 @@ def _run_stacked(graph: Graph, feeds: dict[str, np.ndarray], n_chunks: int, coll
                 per_node[k] = s
 
 
+def _dequantize(graph: Graph, name: str, codes: np.ndarray) -> np.ndarray:
+    t: CodeType = graph.type_of(name)  # type: ignore[assignment]
+    return dequantize(codes, np.asarray(t.scale), np.asarray(t.zero_point), t.axis)
+
+
+@boundary
 def run_graph(graph: Graph, inputs: dict[str, np.ndarray], backend: str = "numpy", mode: str = "codes",
-              device: str = "cpu", collect_stats: bool = True, executor: Any = None) -> RunResult:
+              device: str = "cpu", collect_stats: bool = True, executor: Any = None,
+              sink: Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], None] | None = None) -> RunResult:
     """Run ``graph`` on ``inputs`` (validated and chunked by batch) and dequantize the outputs.
 
     The NumPy ``codes`` mode runs up to :data:`STACK_CHUNKS` batches per graph walk on the float32-valued
     executor :class:`lasercc.backends.numpy_f32.NumpyCodesF32` (identical codes and statistics, far less
     Python overhead per row); other backends and modes walk once per batch.
+
+    ``sink(codes, values)``: called with each block of output rows (in order) instead of collecting them;
+    the result then has empty ``codes``/``values``. Why: ``simulate -o`` of 100k rows held every output
+    row in memory twice (codes and values) before writing; a sink writes them as they come.
     """
+    if backend == "numpy" and device != "cpu":
+        raise InputError(f"device={device!r} needs backend='torch': the numpy backend runs on the CPU only")
     feeds, n_chunks = _validate(graph, inputs)
     t0 = time.perf_counter()
     parts: dict[str, list[np.ndarray]] = {o: [] for o in graph.outputs}
+
+    def emit(block: dict[str, np.ndarray]) -> None:
+        if sink is None:
+            for o, c in block.items():
+                parts[o].append(c)
+        else:
+            sink(block, {o: _dequantize(graph, o, c) for o, c in block.items()})
+
     per_node: dict[str, NodeStats] = {}
     stacked = _stackable(graph, backend, mode, executor, n_chunks)
+    sat = SaturationCounter() if collect_stats else None
     if stacked:
-        _run_stacked(graph, feeds, n_chunks, collect_stats, parts, per_node)
+        _run_stacked(graph, feeds, n_chunks, collect_stats, emit, per_node, sat)
     ex = None if stacked else (executor or get_executor(backend, mode, device, collect_stats))
+    if ex is not None and sat is not None:
+        _attach(ex, sat)
     for c in range(0 if stacked else n_chunks):
         chunk = {}
         for k, v in feeds.items():
             b = graph.node(k).type.shape[0] if graph.node(k).type.shape else 1
             chunk[k] = v[c * b:(c + 1) * b] if v.ndim else v
         res = ex.run(graph, chunk)  # type: ignore[union-attr]
-        for o in graph.outputs:
-            parts[o].append(res.codes[o])
+        emit({o: res.codes[o] for o in graph.outputs})
         for k, s in res.node_stats.items():
             if k in per_node:
                 per_node[k].add(s)
             else:
                 per_node[k] = s
     seconds = time.perf_counter() - t0
-    codes = {o: (np.concatenate(p, axis=0) if p[0].ndim else p[0]) for o, p in parts.items()}
-    values = {}
-    for o, c in codes.items():
-        t: CodeType = graph.type_of(o)  # type: ignore[assignment]
-        values[o] = dequantize(c, np.asarray(t.scale), np.asarray(t.zero_point), t.axis)
+    codes = {} if sink is not None else \
+        {o: (np.concatenate(p, axis=0) if p[0].ndim else p[0]) for o, p in parts.items()}
+    values = {o: _dequantize(graph, o, c) for o, c in codes.items()}
     stats = summarize(per_node, graph) if collect_stats else {}
     if stats:
         stats["batches"] = n_chunks
+        stats["saturation"] = sat.summary() if sat is not None else {}
     return RunResult(codes=codes, values=values, stats=stats, seconds=seconds)

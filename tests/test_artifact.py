@@ -41,5 +41,7 @@ def test_missing_weights_named(tmp_path):
     g = random_graph(4)
     lasercc.Artifact(graph=g).save(tmp_path / "a")
     np.savez(tmp_path / "a" / "weights.npz")
-    with pytest.raises(LasercError, match="missing weights"):
+    with pytest.raises(LasercError, match="weights.npz: content does not match"):  # the directory: hash check
         lasercc.load(tmp_path / "a")
+    with pytest.raises(LasercError, match="missing weights"):  # the .lir itself: no hash check, names the constant
+        lasercc.load(tmp_path / "a" / "graph.lir")

@@ -99,6 +99,20 @@ def _measure(table: ASNCTable, dist: Distribution, f: Callable[[np.ndarray], np.
             "max_code_error": int(np.abs(out - lut).max()) if out.size else 0}
 
 
+def check_max_segments(max_segments: int, who: str = "") -> None:
+    """1 <= max_segments <= the limit (:mod:`lasercc.limits`, 4096): the greedy splitter's time grows with the
+    segment count (100,000 segments ran for over 35 minutes), and more segments than that is what the exact
+    lookup table already is."""
+    from lasercc.limits import current
+
+    limit = current().max_segments
+    if int(max_segments) < 1:
+        raise ASNCFitError(f"{who}max_segments must be >= 1, got {max_segments}")
+    if int(max_segments) > limit:
+        raise ASNCFitError(f"{who}max_segments={max_segments} is over the limit of {limit}; for an exact table "
+                           "leave asnc-fit out (or raise LASERCC_MAX_SEGMENTS)")
+
+
 def fit(fn: str | RealFn, *, input_q: object, output_q: object, samples: np.ndarray | None = None,
         max_segments: int = 32, target_mse: float | None = None, breakpoints: str = "adaptive",
         params: tuple[float, ...] = (), histogram: np.ndarray | None = None) -> ASNCTable:
@@ -112,8 +126,7 @@ def fit(fn: str | RealFn, *, input_q: object, output_q: object, samples: np.ndar
     t0 = time.perf_counter()
     if breakpoints not in BREAKPOINTS:
         raise ASNCFitError(f"breakpoints must be one of {', '.join(BREAKPOINTS)}, got {breakpoints!r}")
-    if int(max_segments) < 1:
-        raise ASNCFitError(f"max_segments must be >= 1, got {max_segments}")
+    check_max_segments(max_segments)
     if target_mse is not None and not target_mse > 0:
         raise ASNCFitError(f"target_mse must be positive, got {target_mse}")
     in_q, out_q = as_q(input_q, "input_q"), as_q(output_q, "output_q")

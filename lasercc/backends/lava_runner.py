@@ -2,8 +2,10 @@
 
 Lava (lava-nc 0.10.0) needs Python 3.10 and numpy < 2, so it lives in a second environment; this module
 runs :mod:`lasercc.backends.lava.run` there in a subprocess and reads the codes back. The interpreter is
-``$LASERCC_LAVA_PYTHON`` if set, else ``.venv-lava/bin/python`` found from the current directory or the
-repository root upwards.
+the ``python`` argument (``lasercc simulate --lava-python``), else ``$LASERCC_LAVA_PYTHON``, else
+``.venv-lava/bin/python`` of the lasercc installation (the repository lasercc was imported from) -- never
+one found from the working directory: running lasercc in an untrusted directory (a downloaded model's
+folder) must not execute an interpreter planted there.
 """
 
 from __future__ import annotations
@@ -22,25 +24,31 @@ from lasercc.errors import LasercError
 ENV_VAR = "LASERCC_LAVA_PYTHON"
 
 
-def lava_python() -> Path:
-    """The Lava environment's interpreter, or a one-line LasercError saying how to create it."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        p = Path(env)
-        if not p.exists():
-            raise LasercError(f"{ENV_VAR}={env} does not exist; point it at the Python 3.10 interpreter of a "
-                              "lava-nc environment")
+def installation_root() -> Path:
+    """The directory holding the ``lasercc`` package (the repository root of a source or editable install)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def lava_python(explicit: str | os.PathLike | None = None) -> Path:
+    """The Lava environment's interpreter (see the module docstring for the order), or a one-line
+    LasercError saying how to create or name it."""
+    for given, how in ((explicit, "--lava-python"), (os.environ.get(ENV_VAR) or None, ENV_VAR)):
+        if given is None:
+            continue
+        p = Path(given)
+        if not p.is_file() or not os.access(p, os.X_OK):
+            raise LasercError(f"{how} {given} is not an executable file; point {ENV_VAR} (or --lava-python) at "
+                              "the Python 3.10 interpreter of a lava-nc environment")
         return p
-    roots = [Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[2]]
-    for r in roots:
-        cand = r / ".venv-lava" / "bin" / "python"
-        if cand.exists():
-            return cand
-    raise LasercError("no Lava environment: create it with `make .venv-lava/.stamp` in the lasercc repository "
-                      f"(Python 3.10 + lava-nc 0.10.0) or set {ENV_VAR} to its python")
+    cand = installation_root() / ".venv-lava" / "bin" / "python"
+    if cand.exists():
+        return cand
+    raise LasercError(f"no Lava environment at {cand}: create it with `make .venv-lava/.stamp` in the lasercc "
+                      f"repository (Python 3.10 + lava-nc 0.10.0), or set {ENV_VAR} (or --lava-python) to its python")
 
 
-def run_lava(artifact: Any, inputs: dict[str, np.ndarray], timeout: float | None = None):
+def run_lava(artifact: Any, inputs: dict[str, np.ndarray], timeout: float | None = None,
+             python: str | os.PathLike | None = None):
     """Run ``artifact`` (an Artifact, or a path to one) in Lava; returns a :class:`lasercc.runtime.RunResult`.
 
     ``stats`` are the NumPy reference's event counts for the same inputs (Lava does not count synaptic
@@ -52,7 +60,7 @@ def run_lava(artifact: Any, inputs: dict[str, np.ndarray], timeout: float | None
     from lasercc.semantics.quant import dequantize
 
     art = artifact if isinstance(artifact, Artifact) else load(artifact)
-    py = lava_python()
+    py = lava_python(python)
     ref = run_graph(art.graph, inputs)  # validates inputs first: same one-line errors as other backends
     with tempfile.TemporaryDirectory(prefix="lasercc-lava-") as td:
         d = Path(td)
@@ -61,7 +69,7 @@ def run_lava(artifact: Any, inputs: dict[str, np.ndarray], timeout: float | None
         np.savez(d / "in.npz", **{k: np.asarray(v) for k, v in inputs.items()})
         cmd = [str(py), "-W", "ignore", "-m", "lasercc.backends.lava.run", str(adir), "--input", str(d / "in.npz"),
                "--output", str(d / "out.npz"), "--stats", str(d / "stats.json")]
-        repo = Path(__file__).resolve().parents[2]
+        repo = installation_root()
         envv = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=envv)
         if proc.returncode != 0:

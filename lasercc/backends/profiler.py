@@ -206,13 +206,12 @@ def default_inputs(art: Any) -> tuple[dict[str, np.ndarray], str]:
 def _partition(art: Any) -> dict[str, Any] | None:
     if getattr(art, "path", None) is None:
         return None
+    from lasercc.ir.artifact import read_json_object
+
     f = Path(art.path) / "partition.json"
     if not f.exists():
         return None
-    try:
-        return json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise LasercError(f"{f}: corrupt partition file ({e})") from None
+    return read_json_object(f, "partition file")
 
 
 def read_gpu_measured(path: str | Path | dict | None) -> dict[str, dict[str, float]]:
@@ -224,8 +223,8 @@ def read_gpu_measured(path: str | Path | dict | None) -> dict[str, dict[str, flo
     else:
         p = Path(path)
         try:
-            data = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            data = json.loads(p.read_bytes().decode("utf-8"))
+        except (OSError, ValueError) as e:  # ValueError: JSONDecodeError and UnicodeDecodeError
             raise LasercError(f"cannot read GPU measurement file {p}: {e}") from None
     variants = data.get("variants") if isinstance(data, dict) else None
     if not isinstance(variants, dict):

@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pass pipeline, e.g. 'fold,dce,asnc-fit{max_segments=16}' (default per target: "
                         "numpy/torch 'dce', loihi2 'dce,asnc-fit,fuse-asnc,dce,partition'; '' for none; "
                         "see `lasercc passes`)")
+    p.add_argument("--max-elements", type=int, default=None, metavar="N",
+                   help="size limit of one declared tensor (graph input shape, initializer dims), checked before "
+                        "anything is allocated (default 2^31 elements, or $LASERCC_MAX_ELEMENTS)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     p.set_defaults(func=run)
 
@@ -37,15 +40,21 @@ def run(args: argparse.Namespace) -> int:
 
     from lasercc.compiler import compile as compile_model
     from lasercc.frontends.onnx.load import parse_shape_option
+    from lasercc.ir.artifact import artifact_lock, check_replaceable
 
     shapes = dict(parse_shape_option(s) for s in args.input_shape)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = lambda msg, *a, **k: print(f"lasercc compile: warning: {msg}", file=sys.stderr)
-        art = compile_model(args.model, target=args.target, bits=args.bits, calibration=args.calibration,
-                            input_shapes=shapes or None, requant=args.requant, passes=args.passes,
-                            progress=not args.quiet, weight_bits=args.weight_bits)
-    out = art.save(args.output)
+    # The output directory is locked and checked before compiling: a second compile into it, or an
+    # -o naming a file or someone's non-artifact directory, fails in a second rather than at the end.
+    with artifact_lock(args.output) as out_dir:
+        check_replaceable(out_dir)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda msg, *a, **k: print(f"lasercc compile: warning: {msg}", file=sys.stderr)
+            art = compile_model(args.model, target=args.target, bits=args.bits, calibration=args.calibration,
+                                input_shapes=shapes or None, requant=args.requant, passes=args.passes,
+                                progress=not args.quiet, max_elements=args.max_elements,
+                                weight_bits=args.weight_bits)
+        out = art.save(out_dir)
     m = art.manifest
     print(f"compiled {args.model} ({m['frontend']['format']}) -> {out}: {m['nodes']} nodes, "
           f"latency {m.get('latency_steps', '?')} steps, target {m['target']}, requant {m['options']['requant']}, "

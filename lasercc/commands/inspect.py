@@ -39,16 +39,12 @@ def summary(graph) -> dict:
 
 def saved_partition(art) -> dict[str, Any] | None:
     """The artifact's ``partition.json`` as a dict, or None when it has none."""
-    from lasercc.errors import LasercError
+    from lasercc.ir.artifact import read_json_object
     from lasercc.passes.partition import PARTITION_FILE
 
     if art.path is None or not (Path(art.path) / PARTITION_FILE).exists():
         return None
-    f = Path(art.path) / PARTITION_FILE
-    try:
-        return json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise LasercError(f"{f}: corrupt partition file ({e})") from None
+    return read_json_object(Path(art.path) / PARTITION_FILE, "partition file")
 
 
 def partition_lines(p: dict[str, Any]) -> list[str]:

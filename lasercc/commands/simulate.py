@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from lasercc.commands.common import read_npz, table
+from lasercc.commands.common import NpzStreamWriter, check_output_file, read_npz, table, write_atomic
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,34 +21,65 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", "-i", required=True, help=".npz with one array per graph input")
     p.add_argument("--backend", default="numpy", help="numpy (reference), torch, or lava (default: numpy)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (torch backend only)")
+    p.add_argument("--lava-python", metavar="PYTHON", help="the Lava environment's interpreter (--backend lava; "
+                   "default $LASERCC_LAVA_PYTHON, else .venv-lava/bin/python of the lasercc installation -- "
+                   "never searched from the working directory)")
     p.add_argument("--mode", choices=("codes", "spikes"), default="codes",
                    help="codes: compute on integer codes; spikes: step real spike trains (same codes)")
     p.add_argument("--output", "-o", help="write dequantized outputs (and <name>.codes) to this .npz")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of tables")
+    p.add_argument("--saturation-warn", type=float, default=None, metavar="FRACTION",
+                   help="warn on stderr when a node saturates more than this fraction of its codes (default 0.05)")
     p.add_argument("--compare-onnx", metavar="MODEL.onnx",
                    help="also run this ONNX model in onnxruntime on the same inputs and print, per output, max abs "
                         "error, cosine similarity, top-1 agreement (last axis) and the fraction of identical codes")
     p.set_defaults(func=run)
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse flags that would be silently ignored, and unusable paths, before loading anything."""
+    from lasercc.errors import InputError
+
+    if args.device != "cpu" and args.backend != "torch":
+        raise InputError(f"--device applies to --backend torch only; the {args.backend} backend runs on the CPU "
+                         f"(got --device {args.device})")
+    if args.lava_python is not None and args.backend != "lava":
+        raise InputError("--lava-python applies to --backend lava only")
+    if args.output is not None:
+        check_output_file(args.output)
+    if args.compare_onnx is not None:
+        p = Path(args.compare_onnx)
+        if not p.exists():
+            raise InputError(f"no such ONNX model: {p} (--compare-onnx)")
+        if p.is_dir():
+            raise InputError(f"{p} is a directory, not an ONNX model (--compare-onnx)")
+
+
 def run(args: argparse.Namespace) -> int:
     from lasercc.ir.artifact import load
 
+    _check_options(args)
     art = load(args.artifact)
     inputs = read_npz(args.input)
+    if _streamable(args, art.graph):
+        return _run_streaming(args, art, inputs)
     if args.backend == "lava":
         from lasercc.backends.lava_runner import run_lava  # noqa: PLC0415 - optional, Python 3.10 env
 
-        res = run_lava(art, inputs)
+        res = run_lava(art, inputs, python=args.lava_python)
     else:
         from lasercc.runtime import run_graph
 
         res = run_graph(art.graph, inputs, backend=args.backend, mode=args.mode, device=args.device)
     extra = _post(args, art, inputs, res)
-    if args.output:
+    _warn_saturation(res.stats.get("saturation") or {}, args.saturation_warn)
+    if args.output is not None:
         payload = dict(res.values)
         payload.update({f"{k}.codes": v for k, v in res.codes.items()})
-        np.savez(args.output, **payload)
+        out = Path(args.output)
+        if out.suffix != ".npz":  # what np.savez does to a bare name, kept for compatibility
+            out = out.with_name(out.name + ".npz")
+        write_atomic(out, lambda f: np.savez(f, **payload))
     if args.json:
         out = {"outputs": {k: _summ(v, res.codes[k]) for k, v in res.values.items()},
                "stats": {k: v for k, v in res.stats.items() if k != "nodes"}, "seconds": res.seconds, **extra}
@@ -60,6 +92,30 @@ def run(args: argparse.Namespace) -> int:
     for k, v in res.values.items():
         flat = v.reshape(-1)
         print(f"{k}[:8] = {np.array2string(flat[:8], precision=4, separator=', ')}")
+    _print_stats(args, res)
+    for line in extra.get("lines", []):
+        print(line)
+    return 0
+
+
+def _warn_saturation(sat: dict, threshold: float | None) -> None:
+    """One stderr line when nodes saturate beyond the threshold: the run's codes are then far from the
+    float model's (inputs outside the calibration range), although every backend agrees on them."""
+    from lasercc.errors import InputError
+    from lasercc.runtime import SATURATION_WARN
+
+    limit = SATURATION_WARN if threshold is None else threshold
+    if not 0 <= limit <= 1:
+        raise InputError(f"--saturation-warn must be a fraction in [0, 1], got {threshold}")
+    bad = [(k, d) for k, d in sat.items() if d["fraction"] > limit]
+    if bad:
+        shown = ", ".join(f"%{k} {d['fraction']:.1%} {d['kind']}" for k, d in bad[:3])
+        print(f"lasercc simulate: warning: {len(bad)} node(s) saturate more than {limit:.0%} of their codes "
+              f"({shown}{', ...' if len(bad) > 3 else ''}); inputs outside the calibration range?", file=sys.stderr)
+
+
+def _print_stats(args: argparse.Namespace, res) -> None:  # noqa: ANN001
+    """The spike statistics and saturation tables of a run."""
     st = res.stats
     if st:
         print()
@@ -70,8 +126,88 @@ def run(args: argparse.Namespace) -> int:
         print(table(rows, ["node kind", "spikes", "synaptic events", "neuron updates", "dense MACs"]))
         print(f"latency: {st['latency_steps']} timesteps per batch on the critical path; "
               f"{st.get('batches', 1)} batch(es) in {res.seconds:.3f} s ({args.backend}, {args.mode} mode)")
-    for line in extra.get("lines", []):
-        print(line)
+        sat = st.get("saturation") or {}
+        if sat:
+            rows = [[k, d["op"], d["kind"], d["count"], d["total"], f"{d['fraction']:.2%}"]
+                    for k, d in list(sat.items())[:10]]
+            print()
+            print(table(rows, ["saturated node", "op", "kind", "codes", "of", "fraction"])
+                  + (f"\n... and {len(sat) - 10} more node(s) (--json lists all)" if len(sat) > 10 else ""))
+        else:
+            print("saturation: no code clipped at an encoder, no linear node at its range limits")
+
+
+def _streamable(args: argparse.Namespace, graph) -> bool:  # noqa: ANN001
+    """``-o`` without --compare-onnx on numpy/torch, every output with a batch axis: outputs go to the file
+    block by block (memory flat in the number of rows), summaries are accumulated on the way."""
+    return (args.output is not None and not args.compare_onnx and args.backend in ("numpy", "torch")
+            and all(graph.type_of(o).shape for o in graph.outputs) and all(n.type.shape for n in graph.inputs))
+
+
+class _Summary:
+    """min / max / mean and the first 8 values of one output, accumulated over blocks."""
+
+    def __init__(self) -> None:
+        self.lo, self.hi, self.total, self.n = np.inf, -np.inf, 0.0, 0
+        self.head: np.ndarray | None = None
+        self.codes_head: np.ndarray | None = None
+
+    def add(self, v: np.ndarray, c: np.ndarray) -> None:
+        if v.size:
+            self.lo, self.hi = min(self.lo, float(v.min())), max(self.hi, float(v.max()))
+            self.total += float(v.sum(dtype=np.float64))
+            self.n += v.size
+        if self.head is None or self.head.size < 8:
+            flat, cflat = v.reshape(-1)[:8], c.reshape(-1)[:8]
+            self.head = flat if self.head is None else np.concatenate([self.head, flat])[:8]
+            self.codes_head = cflat if self.codes_head is None else np.concatenate([self.codes_head, cflat])[:8]
+
+    def as_dict(self, shape: list[int]) -> dict:
+        return {"shape": shape, "min": self.lo, "max": self.hi, "mean": self.total / max(self.n, 1),
+                "codes_head": [] if self.codes_head is None else self.codes_head.tolist()}
+
+
+def _run_streaming(args: argparse.Namespace, art, inputs: dict) -> int:  # noqa: ANN001
+    from lasercc.runtime import _validate, run_graph
+
+    g = art.graph
+    _, n_chunks = _validate(g, inputs)
+    out = Path(args.output)
+    if out.suffix != ".npz":
+        out = out.with_name(out.name + ".npz")
+    shapes = {o: (n_chunks * g.type_of(o).shape[0], *g.type_of(o).shape[1:]) for o in g.outputs}
+    members = {}
+    for o in g.outputs:
+        members[o] = (np.dtype(np.float32), shapes[o])
+        members[f"{o}.codes"] = (np.dtype(np.int64), shapes[o])
+    writer = NpzStreamWriter(out, members)
+    summ = {o: _Summary() for o in g.outputs}
+
+    def sink(codes: dict, values: dict) -> None:
+        for o in g.outputs:
+            writer.write(o, values[o])
+            writer.write(f"{o}.codes", codes[o])
+            summ[o].add(values[o], codes[o])
+
+    try:
+        res = run_graph(g, inputs, backend=args.backend, mode=args.mode, device=args.device, sink=sink)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    _warn_saturation(res.stats.get("saturation") or {}, args.saturation_warn)
+    outs = {o: summ[o].as_dict(list(shapes[o])) for o in g.outputs}
+    if args.json:
+        json.dump({"outputs": outs, "stats": {k: v for k, v in res.stats.items() if k != "nodes"},
+                   "seconds": res.seconds, "output_file": str(out)}, sys.stdout, indent=2, default=_jsonable)
+        print()
+        return 0
+    print(table([[o, "x".join(map(str, d["shape"])), d["min"], d["max"], d["mean"]] for o, d in outs.items()],
+                ["output", "shape", "min", "max", "mean"]))
+    for o in g.outputs:
+        print(f"{o}[:8] = {np.array2string(summ[o].head, precision=4, separator=', ')}")
+    _print_stats(args, res)
+    print(f"wrote {out} ({', '.join(members)})")
     return 0
 
 

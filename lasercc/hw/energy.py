@@ -88,8 +88,8 @@ class EnergyConstants(BaseModel):
 
 def _read(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError and UnicodeDecodeError
         raise LasercError(f"cannot read {what} {path}: {e}") from None
     if not isinstance(data, dict):
         raise LasercError(f"{what} {path} must hold a JSON object of constant names to values")

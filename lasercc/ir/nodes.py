@@ -18,6 +18,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from lasercc.ir.bounds import abs_max, check_requant_scales, column_abs_sum_max
 from lasercc.ir.types import CodeType, Shape, TensorType, ValueType, format_type
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/:]*$")
@@ -205,17 +206,15 @@ class Soma(Node):
             else:
                 shapes.append(_broadcast(x.shape, ws))
             data = consts.data(w)
-            if data is not None and data.size:
-                a = np.abs(data.astype(np.int64))
-                row = a.sum(axis=0).max() if form == "matmul" else a.max()
-                bound += x.hi * int(row)
+            if data is not None and data.size:  # exact Python ints (lasercc.ir.bounds: INT64_MIN, wrap-around)
+                bound += x.hi * (column_abs_sum_max(data) if form == "matmul" else abs_max(data))
         shape = _broadcast(*shapes)
         if self.bias is not None:
             _, bs = _require_int(consts, self.bias, "bias")
             _broadcast(shape, bs)
             b = consts.data(self.bias)
             if b is not None and b.size:
-                bound += int(np.abs(b.astype(np.int64)).max())
+                bound += abs_max(b)
         self._expect_shape(shape)
         if bound >= 1 << ACC_LIMIT_BITS:
             raise ValueError(f"accumulator can reach {bound} >= 2^{ACC_LIMIT_BITS}; split the layer or "
@@ -298,7 +297,7 @@ class ASNCSegment(Node):
             raise ValueError("thresholds must be strictly increasing")
         s, c = consts.data(self.slopes), consts.data(self.intercepts)
         if s is not None and c is not None and s.size:
-            bound = int(np.abs(s.astype(np.int64)).max()) * x_bound + int(np.abs(c.astype(np.int64)).max())
+            bound = abs_max(s) * x_bound + abs_max(c)
             if bound >= 1 << ASNC_LIMIT_BITS:
                 raise ValueError(f"|a*x + c| can reach 2^{bound.bit_length() - 1}; must stay below 2^{ASNC_LIMIT_BITS}")
 
@@ -504,6 +503,7 @@ def _check_scales(scale_in: float, scale_w: tuple[float, ...], out: CodeType) ->
     for s in (scale_in, *scale_w):
         if not (np.isfinite(s) and s > 0):
             raise ValueError(f"scales must be finite and positive, got {s}")
+    check_requant_scales(scale_in, scale_w, out.scale)  # in float32, as used (lasercc.ir.bounds)
     n = out.shape[-1] if out.shape else 1
     if len(scale_w) not in (1, n):
         raise ValueError(f"scale_w needs 1 or {n} (output channels) entries, got {len(scale_w)}")

@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from lasercc.ir.bounds import check_scale_f32
 from lasercc.semantics.bse import MAX_BITS, MIN_BITS
 
 Shape = tuple[int, ...]
@@ -60,6 +61,7 @@ class CodeType(_Frozen):
         for s in self.scale:
             if not (math.isfinite(s) and s > 0):
                 raise ValueError(f"scale must be finite and positive, got {s}")
+            check_scale_f32(s)  # dequantize and requantize use float32 scales
         hi = (1 << self.bits) - 1
         for z in self.zero_point:
             if not 0 <= z <= hi:

@@ -23,6 +23,7 @@ import numpy as np
 
 from lasercc.asnc import FUNCTIONS, fit
 from lasercc.asnc.distribution import BREAKPOINTS, ASNCFitError
+from lasercc.asnc.fit import check_max_segments
 from lasercc.ir.analysis import const_users
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import ASNCSegment, Node
@@ -44,8 +45,7 @@ class AsncFit(Pass):
         if self.breakpoints not in BREAKPOINTS:
             raise ASNCFitError(f"asnc-fit: breakpoints must be one of {', '.join(BREAKPOINTS)}, "
                                f"got {self.breakpoints!r}")
-        if int(self.max_segments) < 1:
-            raise ASNCFitError(f"asnc-fit: max_segments must be >= 1, got {self.max_segments}")
+        check_max_segments(self.max_segments, "asnc-fit: ")
         if self.target_mse is not None and not self.target_mse > 0:
             raise ASNCFitError(f"asnc-fit: target_mse must be positive, got {self.target_mse}")
 

@@ -212,9 +212,12 @@ def get_pass(name: str) -> type[Pass]:
 
 def _import_pass(spec: str) -> type[Pass]:
     mod_name, _, attr = spec.partition(":")
+    if not mod_name.strip() or not attr.strip():
+        raise PipelineError(f"bad pass spec {spec!r}: a plugin pass is module:Class, "
+                            "e.g. examples.custom_pass:WidenLayers")
     try:
         mod = importlib.import_module(mod_name)
-    except ImportError as e:
+    except (ImportError, ValueError) as e:  # ValueError: relative or malformed module names
         raise PipelineError(f"cannot import pass module {mod_name!r} (from {spec!r}): {e}") from None
     obj = mod
     for part in attr.split("."):

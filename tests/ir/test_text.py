@@ -34,7 +34,7 @@ def test_roundtrip_examples():
 
 
 def test_floats_survive_exactly():
-    t = CodeType(bits=8, scale=(0.1 + 0.2, 1e-300, 3.4028234663852886e38), zero_point=(0, 1, 2), shape=(1, 3), axis=1)
+    t = CodeType(bits=8, scale=(0.1 + 0.2, 1e-37, 3.4028234663852886e38), zero_point=(0, 1, 2), shape=(1, 3), axis=1)
     g = mlp_graph(layers=1, width=3, batch=1)
     n = g.nodes[1].replace(type=t.with_shape((1, 3), axis=1))
     g = g.replace(nodes=(g.nodes[0], n, *g.nodes[2:]))

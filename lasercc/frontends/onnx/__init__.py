@@ -39,6 +39,7 @@ from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
 from lasercc.frontends.onnx.calibrate import (
     Stats,
     calibration_shapes,
+    check_inputs,
     default_calibration,
     read_calibration,
     run_calibration,
@@ -47,6 +48,7 @@ from lasercc.frontends.onnx.heap import release_freed_heap
 from lasercc.frontends.onnx.load import (
     IN_MEMORY,
     FrontendError,
+    check_weights_finite,
     initializers,
     input_specs,
     parse_shape_option,
@@ -132,6 +134,7 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     split = load_split(model)
     m, weights = split.model, split.weights
     widen_notes = widen_half(m, weights, split.in_memory, IN_MEMORY)  # float16/bfloat16 -> float32 (widen.py)
+    check_weights_finite(m, weights)  # NaN/inf weights: refused by name, never quantized to INT64_MIN
     shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}
     cal_shapes = calibration_shapes(m, shapes)
     m_cal = pin_shapes(m, cal_shapes) if cal_shapes else None  # a copy of the light model: kilobytes
@@ -151,6 +154,8 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
                    weight_bits=weight_bits or (16 if fmt == "float" and bits == 16 else 8))
     data = read_calibration(calibration)
     generated = data is None
+    if data is not None:  # before onnxruntime sees it: names, shapes, dtypes, NaN, ids within their tables
+        check_inputs(data, cal_specs, vocab=_vocab(m, weights))
     if data is None:
         data = default_calibration(cal_specs, _vocab(m, weights))
     types = tensor_dtypes(m)

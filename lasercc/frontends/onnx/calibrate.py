@@ -33,6 +33,7 @@ from lasercc.frontends.onnx.weights import drop_pages
 
 DEFAULT_ROWS = 16
 KEEP_ROWS = 8
+DEGENERATE_ABS = 1e30  # a calibration input beyond this magnitude is not data (3e38 gave absurd scales silently)
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Stats:
     generated: bool = False
     notes: list[str] = field(default_factory=list)  # how calibration ran where it departed from one onnxruntime run
     asked: set[str] = field(default_factory=set)  # every name values() was called with (tests check coverage)
+    nan_values: dict[str, int] = field(default_factory=dict)  # NaN elements per tensor, left out of its range
 
     def range(self, name: str) -> tuple[float, float] | None:
         if name not in self.lo:
@@ -68,9 +70,9 @@ def read_calibration(calibration: str | Path | dict | None) -> dict[str, np.ndar
         return None
     if isinstance(calibration, dict):
         return {k: np.asarray(v) for k, v in calibration.items()}
-    from lasercc.commands.common import read_npz
+    from lasercc.ir.artifact import read_npz_arrays
 
-    return read_npz(str(calibration))
+    return read_npz_arrays(calibration, "calibration file")
 
 
 def default_calibration(specs: dict[str, tuple[np.dtype, tuple[int, ...]]], vocab: dict[str, int],
@@ -91,25 +93,34 @@ def default_calibration(specs: dict[str, tuple[np.dtype, tuple[int, ...]]], voca
 
 
 def check_inputs(data: dict[str, np.ndarray], specs: dict[str, tuple[np.dtype, tuple[int, ...]]],
-                 what: str = "calibration") -> int:
-    """Validate names and shapes; return the number of batches (rows / model batch size).
+                 what: str = "calibration", vocab: dict[str, int] | None = None, warn: bool = True) -> int:
+    """Validate names, shapes, dtypes and values; return the number of batches (rows / model batch size).
 
     A scalar (0-d) input takes a 0-d array (one batch) or a 1-D array of samples (one batch each); an
     input whose leading dimension is 0 (zero-size) takes exactly its shape (one batch).
+
+    Values are checked because onnxruntime and NumPy would not refuse them: NaN rows were dropped from
+    the ranges silently, negative token ids wrap around to the end of the table, fractional ids are
+    truncated, and ids at or beyond the table size (``vocab``: input -> rows of the table it indexes)
+    failed deep inside the host-side embedding lookup.
     """
     missing = sorted(set(specs) - set(data))
     if missing:
         have = ", ".join(sorted(data)) or "none"
         raise InputError(f"{what} data lacks input(s) {', '.join(missing)} (it has {have})")
     n = None
-    for name, (_, shape) in specs.items():
+    for name, (dt, shape) in specs.items():
         a = np.asarray(data[name])
         k = batches_of(a, shape)
         if k is None:
             b = shape[0] if shape else 1
+            if shape and b and a.ndim == len(shape) and a.shape[0] == 0:
+                raise InputError(f"{what} input {name!r} has no rows (shape {list(a.shape)}); give at least {b} "
+                                 "row(s)")
             want = "a scalar (or a 1-D array of scalar samples)" if not shape else \
                 f"[n*{b}, {', '.join(map(str, shape[1:]))}]" if b else f"{list(shape)}"
             raise InputError(f"{what} input {name!r}: expected shape {want}, got {list(a.shape)}")
+        _check_values(name, a, np.dtype(dt), what, (vocab or {}).get(name), warn)
         if n is not None and k != n:
             raise InputError(f"{what} inputs hold different numbers of rows")
         n = k
@@ -135,6 +146,40 @@ def batch_slice(a: np.ndarray, shape: tuple[int, ...], c: int) -> np.ndarray:
         return a if a.ndim == 0 else a[c]
     b = shape[0]
     return a if b == 0 else a[c * b:(c + 1) * b]
+
+
+def _check_values(name: str, a: np.ndarray, dt: np.dtype, what: str, table_rows: int | None, warn: bool) -> None:
+    if dt.kind in "iub":
+        if a.dtype.kind not in "iub":
+            raise InputError(f"{what} input {name!r}: the model takes integer {dt} values, got dtype {a.dtype}")
+        if a.size and dt.kind in "iu" and a.dtype.kind != "b":
+            lo, hi = int(a.min()), int(a.max())
+            if lo < 0 and (dt.kind == "u" or table_rows is not None):
+                raise InputError(f"{what} input {name!r}: negative value {lo} (token ids index a table from 0)")
+            if table_rows is not None and hi >= table_rows:
+                raise InputError(f"{what} input {name!r}: id {hi} is out of range for the {table_rows}-row table "
+                                 f"it indexes (ids must be 0..{table_rows - 1})")
+            info = np.iinfo(dt)
+            if lo < info.min or hi > info.max:
+                raise InputError(f"{what} input {name!r}: values {lo}..{hi} do not fit the model's {dt}")
+        return
+    if a.dtype.kind not in "fiub":
+        raise InputError(f"{what} input {name!r}: expected real numbers, got dtype {a.dtype}")
+    if a.dtype.kind == "f" and a.size:
+        bad = ~np.isfinite(a)
+        if bad.any():
+            rows = int(bad.reshape(len(a), -1).any(axis=1).sum()) if a.ndim else 1
+            raise InputError(f"{what} input {name!r} contains NaN or infinity in {rows} of {max(len(a), 1)} row(s); "
+                             "calibration ranges need finite values")
+        lo, hi = float(a.min()), float(a.max())
+        if not warn:
+            return
+        if lo == hi:
+            warnings.warn(f"{what} input {name!r} is constant (every value {lo:g}): the activation ranges derived "
+                          "from it are degenerate; pass representative data", stacklevel=3)
+        elif max(abs(lo), abs(hi)) > DEGENERATE_ABS:
+            warnings.warn(f"{what} input {name!r} holds values up to {max(abs(lo), abs(hi)):.3g}: scales derived from "
+                          "them will be absurd; pass representative data", stacklevel=3)
 
 
 def calibration_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]]) -> dict | None:
@@ -237,7 +282,7 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
     m = cut_lookups(model, lookups, tables or {}) if lookups else model  # a copy of the light model: kilobytes
     st = Stats()
     wanted = set(tensors)
-    n = check_inputs(data, specs)
+    n = check_inputs(data, specs, warn=False)  # import_onnx checked (and warned about) the data already
     # outputs are appended for the session and removed again: no copy of the weights. Untyped: onnxruntime
     # infers each one's type (float64 / float16 tensors must not be declared float32)
     n_out = len(m.graph.output)
@@ -247,7 +292,7 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
             m.graph.output.append(onnx.ValueInfoProto(name=t))
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # errors are raised (with their message) by the boundary, not logged twice
     so.add_session_config_entry("session.disable_prepacking", "1")  # prepacked copies of every weight
     so.enable_cpu_mem_arena = False  # the arena would keep the peak of all exposed tensors for the session
     if external_dir is not None:
@@ -305,6 +350,8 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
             if not isinstance(v, np.ndarray) or v.dtype.kind != "f" or v.size == 0:
                 continue
             fin = v[np.isfinite(v)] if not np.isfinite(v).all() else v
+            if fin is not v and (nans := int(np.isnan(v).sum())):  # -inf from additive masks is legal, NaN is not
+                st.nan_values[name] = st.nan_values.get(name, 0) + nans
             lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 0.0)
             st.lo[name] = min(st.lo.get(name, lo), lo)
             st.hi[name] = max(st.hi.get(name, hi), hi)
@@ -317,6 +364,11 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
     if by_node is not None and by_node.reference:
         st.notes.append("evaluated by onnx.reference during calibration (onnxruntime cannot run them): "
                         + ", ".join(sorted(by_node.reference)))
+    if st.nan_values:  # the ranges silently dropped these values before
+        worst = sorted(st.nan_values.items(), key=lambda kv: -kv[1])
+        shown = ", ".join(f"{k} ({v:,} values)" for k, v in worst[:4]) + (", ..." if len(worst) > 4 else "")
+        warnings.warn(f"calibration: {len(worst)} tensor(s) computed NaN in onnxruntime and were ranged without "
+                      f"those values: {shown}; check the model and the calibration data", stacklevel=2)
     return st
 
 

@@ -23,17 +23,170 @@ class FrontendError(LasercError):
     """The ONNX model cannot be compiled (unsupported ops, bad shapes, malformed model)."""
 
 
+def check_model_path(model: str | os.PathLike) -> Path:
+    """The model file, or a one-line error: missing, a directory, empty, unreadable."""
+    if not str(model).strip():
+        raise InputError("the ONNX model path is empty")
+    p = Path(model)
+    if not p.exists():
+        raise InputError(f"no such ONNX model: {p}")
+    if p.is_dir():
+        raise InputError(f"{p} is a directory, not an ONNX model file")
+    try:
+        size = p.stat().st_size
+        with open(p, "rb"):
+            pass
+    except OSError as e:
+        raise InputError(f"{p}: cannot read ({e.strerror or e})") from None
+    if size == 0:
+        raise InputError(f"{p}: empty file, not an ONNX model")
+    return p
+
+
 def load_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
     """Read a model (external-data weights are loaded from beside the file)."""
     if isinstance(model, onnx.ModelProto):
         return model
-    p = Path(model)
-    if not p.exists():
-        raise InputError(f"no such ONNX model: {p}")
+    p = check_model_path(model)
     try:
-        return onnx.load(str(p), load_external_data=True)
+        m = onnx.load(str(p), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - onnx raises many kinds (DecodeError, OSError...)
         raise InputError(f"{p}: cannot read as ONNX ({type(e).__name__}: {e})") from None
+    check_names(m)
+    load_external_data(m, p)
+    return m
+
+
+def load_external_data(model: onnx.ModelProto, model_path: Path) -> None:
+    """Read external-data initializers into the model, from files beside ``model_path`` *as named*.
+
+    Why not onnx's loader: it refuses a data file that is a symbolic link, and resolves the model's own
+    symlink first -- so the Hugging Face cache layout (``snapshots/REV/model.onnx`` and
+    ``model.onnx_data``, both links into ``blobs/`` under hashed names) failed ("... but it is a symbolic
+    link" / "External data path validation failed"). Here a location is resolved against the directory
+    of the path the user gave; links inside that directory are followed (the user chose that folder),
+    while a location that is absolute or climbs out of it (``..``) is refused: the model file cannot
+    make lasercc read arbitrary files.
+    """
+    import os.path
+
+    base = model_path.parent
+    for t in model.graph.initializer:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location", "")
+        norm = os.path.normpath(loc) if loc else ""
+        if not loc or os.path.isabs(loc) or norm.startswith("..") or "\0" in loc:
+            raise FrontendError(f"initializer {t.name!r}: external data location {loc!r} must be a file name "
+                                f"relative to the model's folder {base}")
+        f = base / norm
+        try:
+            offset = int(info.get("offset", 0) or 0)
+            length = int(info["length"]) if info.get("length") else None
+        except ValueError:
+            raise FrontendError(f"initializer {t.name!r}: bad external data offset/length {info}") from None
+        if offset < 0 or (length is not None and length < 0):
+            raise FrontendError(f"initializer {t.name!r}: negative external data offset/length {info}")
+        try:
+            size = f.stat().st_size
+            if offset > size or (length is not None and offset + length > size):
+                raise FrontendError(f"initializer {t.name!r}: external data {f} has {size:,} bytes, the model asks "
+                                    f"for {length if length is not None else 'the rest'} at offset {offset:,}")
+            with open(f, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read(length if length is not None else -1)
+        except OSError as e:
+            raise InputError(f"initializer {t.name!r}: cannot read its external data {f}: "
+                             f"{e.strerror or e}") from None
+        t.raw_data = data
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.DEFAULT
+
+
+def check_names(model: onnx.ModelProto) -> None:
+    """Every tensor and node name must be UTF-8: protobuf parses invalid bytes in string fields and raises
+    UnicodeDecodeError only when the field is read, deep inside a later step."""
+    try:
+        g = model.graph
+        for vi in (*g.input, *g.output, *g.value_info):
+            vi.name  # noqa: B018 - reading the field is the check
+        for t in g.initializer:
+            t.name  # noqa: B018
+        for n in g.node:
+            n.name, n.op_type, n.domain, list(n.input), list(n.output)  # noqa: B018
+            for a in n.attribute:
+                a.name  # noqa: B018
+    except UnicodeDecodeError as e:
+        raise FrontendError(f"the model holds a name that is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def tensor_array(t: onnx.TensorProto, what: str = "initializer") -> np.ndarray:
+    """``numpy_helper.to_array`` with the tensor named when its proto is malformed (dims that disagree
+    with the data, an unknown data type, negative or absurd dims): such files exist (fuzzed, truncated
+    or hand-edited models) and must fail as input errors, not as NumPy's ValueError."""
+    from lasercc.limits import check_elements
+
+    try:
+        np_dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type))
+    except (KeyError, ValueError, TypeError):
+        raise FrontendError(f"{what} {t.name!r}: unknown ONNX data type {t.data_type}") from None
+    if any(d < 0 for d in t.dims):
+        raise FrontendError(f"{what} {t.name!r}: negative dimension in dims {list(t.dims)}")
+    n = 1
+    for d in t.dims:
+        n *= int(d)
+    check_elements(n, f"{what} {t.name!r} (dims {list(t.dims)})")
+    try:
+        arr = numpy_helper.to_array(t)
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - onnx/NumPy raise ValueError, TypeError, KeyError, IndexError...
+        raise FrontendError(f"{what} {t.name!r} ({np_dtype}, dims {list(t.dims)}) is malformed: "
+                            f"{type(e).__name__}: {e}") from None
+    if arr.size != n:
+        raise FrontendError(f"{what} {t.name!r}: dims {list(t.dims)} ({n} elements) disagree with its data "
+                            f"({arr.size} elements)")
+    return arr
+
+
+def check_weights_finite(model: onnx.ModelProto, weights: dict[str, np.ndarray] | None = None) -> None:
+    """Refuse NaN in any float initializer and infinity in a MatMul/Gemm weight, naming the tensor.
+
+    Why: quantizing a NaN weight gives INT64_MIN in a constant (each backend then prints different codes)
+    and an infinite one an infinite scale. Infinity elsewhere (``-inf`` additive attention masks) is legal.
+    Large tables are scanned in row blocks so the check does not copy them.
+    """
+    check_names(model)
+    weight_inputs = {n.input[1] for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1}
+    weight_inputs |= {n.input[0] for n in model.graph.node if n.op_type == "Gemm" and n.input}
+    split = weights or {}
+    for t in model.graph.initializer:
+        if t.name in split or t.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
+                           onnx.TensorProto.BFLOAT16):
+            _check_finite(t.name, tensor_array(t), t.name in weight_inputs)
+    for name, arr in split.items():
+        if np.asarray(arr).dtype.kind == "f":
+            _check_finite(name, arr, name in weight_inputs)
+
+
+def _check_finite(name: str, a: np.ndarray, is_weight: bool) -> None:
+    flat = a.reshape(-1) if a.ndim else a.reshape(1)
+    step = 1 << 22
+    for i in range(0, flat.size, step):
+        blk = np.asarray(flat[i:i + step], dtype=np.float32 if a.dtype.itemsize <= 4 else np.float64)
+        if np.isnan(blk).any():
+            at = i + int(np.flatnonzero(np.isnan(blk))[0])
+            idx = tuple(int(j) for j in np.unravel_index(at, a.shape)) if a.ndim else ()
+            raise FrontendError(f"initializer {name!r} holds NaN (first at index {list(idx)}); the model's weights "
+                                "are corrupt -- re-export or fix them")
+        if is_weight and np.isinf(blk).any():
+            at = i + int(np.flatnonzero(np.isinf(blk))[0])
+            idx = tuple(int(j) for j in np.unravel_index(at, a.shape)) if a.ndim else ()
+            raise FrontendError(f"initializer {name!r} holds infinity (first at index {list(idx)}) and is a "
+                                "MatMul/Gemm weight; weights must be finite")
 
 
 def parse_shape_option(text: str) -> tuple[str, tuple[int, ...]]:
@@ -93,6 +246,18 @@ def pin_shapes(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]] 
     if missing:
         raise InputError(f"dynamic dimensions must be pinned: {'; '.join(missing)}; pass --input-shape "
                          f"NAME=D1,D2,... (Python: input_shapes={{'name': (1, 16)}})")
+    from lasercc.limits import check_elements
+
+    for vi in ins:  # before anything allocates by these shapes (calibration data, the graph's types)
+        tt = vi.type.tensor_type
+        try:
+            onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
+        except (KeyError, ValueError, TypeError):
+            raise FrontendError(f"graph input {vi.name!r}: unsupported element type {tt.elem_type}") from None
+        n = 1
+        for d in tt.shape.dim:
+            n *= max(int(d.dim_value), 0)
+        check_elements(n, f"graph input {vi.name!r} of shape [{_dims_str(tt.shape.dim)}]")
     # outputs and value_info may carry stale symbolic dims; inference recomputes them
     for vi in list(m.graph.value_info):
         m.graph.value_info.remove(vi)
@@ -113,13 +278,13 @@ def input_specs(model: onnx.ModelProto) -> dict[str, tuple[np.dtype, tuple[int, 
     out = {}
     for vi in graph_inputs(model):
         tt = vi.type.tensor_type
-        out[vi.name] = (onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type), tuple(d.dim_value for d in tt.shape.dim))
+        out[vi.name] = (onnx_dtype(tt.elem_type, f"graph input {vi.name!r}"), tuple(d.dim_value for d in tt.shape.dim))
     return out
 
 
 def initializers(model: onnx.ModelProto, weights: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Every initializer as an array: the proto's own data, and ``weights`` for those split off."""
-    out = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer if not weights or i.name not in weights}
+    out = {i.name: tensor_array(i) for i in model.graph.initializer if not weights or i.name not in weights}
     out.update(weights or {})
     return out
 
@@ -141,6 +306,13 @@ def split_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np
     at the location :data:`IN_MEMORY`, so ONNX tooling sees a well-formed model. ``model`` itself
     is not modified.
     """
+    try:
+        return _split_weights(model)
+    except UnicodeDecodeError as e:  # a name with invalid UTF-8 bytes, read while copying (see check_names)
+        raise FrontendError(f"the model holds a name that is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def _split_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     light = onnx.ModelProto()
     _copy_fields(model, light, skip="graph")
     g, lg = model.graph, light.graph
@@ -150,7 +322,7 @@ def split_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np
         if int(np.prod(t.dims)) < SPLIT_ELEMENTS or t.data_location == onnx.TensorProto.EXTERNAL:
             lg.initializer.append(t)
             continue
-        arr = numpy_helper.to_array(t)
+        arr = tensor_array(t)
         weights[t.name] = np.ascontiguousarray(arr)
         stub = lg.initializer.add()
         stub.name, stub.data_type = t.name, t.data_type
@@ -184,6 +356,15 @@ _QOUT = {"QuantizeLinear", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul",
          "QLinearConcat", "QLinearLeakyRelu", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearReduceMean"}
 
 
+def onnx_dtype(elem_type: int, what: str) -> np.dtype:
+    """The NumPy dtype of an ONNX element type, or a FrontendError naming ``what`` (fuzzed and hand-edited
+    models carry unknown type numbers; onnx raises a bare KeyError for them)."""
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, ValueError, TypeError):
+        raise FrontendError(f"{what}: unknown ONNX element type {elem_type}") from None
+
+
 def tensor_dtypes(model: onnx.ModelProto) -> dict[str, np.dtype]:
     """Element type of every tensor: shape inference where it answered, simple rules elsewhere
     (onnx does not infer com.microsoft ops, nor what follows them)."""
@@ -191,9 +372,9 @@ def tensor_dtypes(model: onnx.ModelProto) -> dict[str, np.dtype]:
     for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
         et = vi.type.tensor_type.elem_type
         if et:
-            types[vi.name] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(et))
+            types[vi.name] = onnx_dtype(et, f"tensor {vi.name!r}")
     for i in model.graph.initializer:
-        types[i.name] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(i.data_type))
+        types[i.name] = onnx_dtype(i.data_type, f"initializer {i.name!r}")
     for n in model.graph.node:
         for k, o in enumerate(n.output):
             if not o or o in types:
@@ -208,8 +389,10 @@ def tensor_dtypes(model: onnx.ModelProto) -> dict[str, np.dtype]:
             elif n.op_type == "DequantizeLinear":
                 types[o] = np.dtype(np.float32)
             elif n.op_type == "Cast":
-                to = next(a.i for a in n.attribute if a.name == "to")
-                types[o] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(to))
+                to = next((a.i for a in n.attribute if a.name == "to"), None)
+                if to is None:
+                    raise FrontendError(f"Cast node {n.name or o!r} has no 'to' attribute")
+                types[o] = onnx_dtype(to, f"Cast node {n.name or o!r} (to)")
             elif n.op_type in _QOUT:
                 last = n.input[-1] if n.input else ""
                 zp = n.input[2] if n.op_type == "QuantizeLinear" and len(n.input) > 2 else last
@@ -219,7 +402,7 @@ def tensor_dtypes(model: onnx.ModelProto) -> dict[str, np.dtype]:
                 types[o] = np.dtype(np.uint8) if k != 1 else np.dtype(np.float32)
             elif n.op_type == "Constant":
                 t = next((a for a in n.attribute if a.name == "value"), None)
-                types[o] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.t.data_type)) if t else np.dtype(np.float32)
+                types[o] = onnx_dtype(t.t.data_type, f"Constant node {n.name or o!r}") if t else np.dtype(np.float32)
             else:
                 types[o] = next((t for t in ins if t is not None), np.dtype(np.float32))
     return types
