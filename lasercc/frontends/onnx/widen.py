@@ -21,6 +21,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from lasercc.frontends.onnx.load import FrontendError
+
 HALF = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
 FLOAT = onnx.TensorProto.FLOAT
 _DTYPE_ATTRS = {"to", "dtype", "output_dtype"}  # integer attributes that name an element type
@@ -43,7 +45,10 @@ def _widen_tensor(t: onnx.TensorProto, weights: dict[str, np.ndarray] | None = N
             e = t.external_data.add()
             e.key, e.value = k, v
         return True
-    arr = numpy_helper.to_array(t).astype(np.float32)
+    try:
+        arr = numpy_helper.to_array(t).astype(np.float32)
+    except (ValueError, TypeError) as e:  # dims that disagree with the data: a malformed file, not a bug
+        raise FrontendError(f"initializer {t.name!r}: its dims {list(t.dims)} do not match its data ({e})") from None
     t.CopyFrom(numpy_helper.from_array(arr, t.name))
     return True
 
