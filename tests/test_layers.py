@@ -28,7 +28,6 @@ LAYER = {"errors": 0, "limits": 0, "semantics": 0, "ir": 1, "io": 1, "analysis":
 ALLOWED_UPWARD: dict[tuple[str, str], str] = {
     # Artifact.run and the manifest's latency: artifact.py belongs to the reliability work.
     ("lasercc.ir.artifact", "lasercc.runtime"): "Artifact.run calls runtime.run_graph; running belongs above ir",
-    ("lasercc.ir.artifact", "lasercc.backends.stats"): "import critical_path from lasercc.ir.analysis instead",
     # runtime.run_graph / runtime._validate are in runtime.py (reliability work): callers below it.
     ("lasercc.backends.lava_runner", "lasercc.runtime"): "lava_runner.py is reliability work; runs via runtime",
     ("lasercc.backends.lava.run", "lasercc.runtime"): "uses runtime._validate: move input validation to "

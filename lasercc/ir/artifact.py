@@ -111,7 +111,7 @@ class Artifact:
         return d
 
     def _write_replace(self, d: Path) -> dict[str, Any]:
-        from lasercc.backends.stats import critical_path
+        from lasercc.ir.analysis import critical_path
 
         _remove_leftovers(d)
         tmp = d.parent / f".{d.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
