@@ -39,6 +39,7 @@ from lasercc.frontends.onnx.common import (
     as01,
     broadcast_to,
     concat_acts,
+    const_codes,
     ids_as_codes,
     int_of,
     logical_not,
@@ -73,22 +74,11 @@ def _planned(lo: float, hi: float, bits: int, shape: tuple[int, ...]) -> CodeTyp
     return range_type(lo - pad, hi + pad, bits, shape)
 
 
-def const_codes(L: Lowerer, stem: str, c: np.ndarray, like: Act, bits: int) -> Act:
-    """A compile-time constant as codes: one element of the live activation ``like`` moved to ``c``'s shape
-    (data movement) feeds a Soma with weight 0 whose bias is the constant, in accumulator units equal to
-    the output scale -- so the requantization is an exact identity and the codes are ``quantize(c)``."""
+def const_codes_over(L: Lowerer, stem: str, c: np.ndarray, like: Act, bits: int) -> Act:
+    """A compile-time constant as ``bits``-bit codes over its own range (:func:`common.const_codes`)."""
     c = np.asarray(c, np.float64)
     t = range_type(float(c.min()) if c.size else 0.0, float(c.max()) if c.size else 0.0, bits, c.shape)
-    one = like
-    for ax in range(len(like.shape)):
-        if one.shape[ax] != 1:
-            one = take(L, stem + ".src", one, ax, np.zeros(1, np.int64))
-    if len(one.shape) != c.ndim:
-        one = move(L, onnx.helper.make_node("Reshape", [], [stem + ".src"]), one, (1,) * c.ndim)  # type: ignore
-    one = broadcast_to(L, stem + ".src", one, c.shape)
-    s = float(t.scale[0])
-    codes = np.clip(np.rint(c / s), -t.zero_point[0], t.hi - t.zero_point[0]).astype(np.int64)
-    return L.b.soma_mul(stem, [one], [np.zeros(1, np.int64)], one.scale, (s / one.scale,), t, codes)
+    return const_codes(L, stem, like, c, t)
 
 
 def relabel(L: Lowerer, stem: str, x: Act, factor: float) -> Act:
@@ -106,7 +96,7 @@ def _as_act(L: Lowerer, stem: str, v: Val | None, like: Act, what: str) -> Act |
             raise FrontendError(f"{what} must be a float tensor, got integer/bool data")
         return v
     if isinstance(v, Const | QWeight):
-        return const_codes(L, stem, np.asarray(L.const_value(v), np.float64), like,
+        return const_codes_over(L, stem, np.asarray(L.const_value(v), np.float64), like,
                            max(L.opts.act_bits, L.opts.internal_bits, like.type.bits))
     raise FrontendError(f"{what} of {type(v).__name__} is not supported")
 
@@ -733,8 +723,8 @@ def rotary_embedding(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         real = L.b.soma_mul(stem + ".real", [x1, x2], [wc, -ws], x4.scale, (sw,), with_shape(out, pshape))
         imag = L.b.soma_mul(stem + ".imag", [x1, x2], [ws, wc], x4.scale, (sw,), with_shape(out, pshape))
     else:
-        ca = cos if isinstance(cos, Act) else const_codes(L, stem + ".cosc", cos, x4, L.opts.internal_bits)
-        sa = sin if isinstance(sin, Act) else const_codes(L, stem + ".sinc", sin, x4, L.opts.internal_bits)
+        ca = cos if isinstance(cos, Act) else const_codes_over(L, stem + ".cosc", cos, x4, L.opts.internal_bits)
+        sa = sin if isinstance(sin, Act) else const_codes_over(L, stem + ".sinc", sin, x4, L.opts.internal_bits)
         ca = move(L, _mv(stem + ".cosv"), ca, cshape)
         sa = move(L, _mv(stem + ".sinv"), sa, cshape)
         assert isinstance(ca, Act) and isinstance(sa, Act)

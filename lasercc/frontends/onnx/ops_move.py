@@ -28,6 +28,7 @@ import onnx
 from lasercc.frontends.onnx.common import (
     broadcast_to,
     concat_acts,
+    const_codes,
     gather,
     gather_by_codes,
     ids_lookup,
@@ -238,28 +239,6 @@ def split(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 
 
 # ---- Concat: activations, exact integers and constants in one code type --------------------------------
-
-
-def const_codes(L: Lowerer, stem: str, like: Act, value: np.ndarray, out) -> Act:  # noqa: ANN001
-    """A constant as codes of type ``out`` (shape ``value.shape``): one mul-form Soma whose weight is 0 and whose
-    bias is the codes minus the zero point (requantization scale exactly 1); ``like`` is any activation of the
-    graph, read through one element -- a constant needs an input to be a node of the spiking graph."""
-    v = np.asarray(value, np.float64)
-    codes = np.clip(np.rint(v / out.scale[0]) + out.zero_point[0], 0, (1 << out.bits) - 1).astype(np.int64)
-    one = like
-    for ax in range(len(like.shape)):
-        if one.shape[ax] != 1:
-            one = take(L, stem + ".one", one, ax, np.zeros(1, np.int64))
-    if len(one.shape) != v.ndim:
-        r = L.b.fresh(stem + ".one")
-        from lasercc.ir.nodes import Reshape
-
-        t = code_type(one.type.bits, one.scale, one.zp, (1,) * v.ndim)
-        L.b.add(Reshape(name=r, inputs=(one.name,), type=t))
-        one = Act(r, t)
-    t = with_shape(out, v.shape)
-    return L.b.soma_mul(stem, [one], [np.zeros(v.shape or (1,), np.int64)], out.scale[0], (1.0,), t,
-                        codes - out.zero_point[0])
 
 
 @register("Concat")
