@@ -73,7 +73,7 @@ def translate(exc: BaseException) -> LasercError | None:
             try:
                 e0 = errs()[0]
                 detail = [f"{'.'.join(map(str, e0.get('loc', ())))}: {e0.get('msg')}"]
-            except Exception:  # noqa: BLE001 - best effort for the message only
+            except (IndexError, KeyError, TypeError, AttributeError):  # best effort for the message only
                 pass
         return InputError(f"invalid value: {detail[0] if detail else type(exc).__name__}")
     return None

@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 
 from lasercc.errors import InputError
+from lasercc.frontends.onnx.evaluators import REFERENCE_ERRORS, ort_errors
 from lasercc.frontends.onnx.weights import drop_pages
 
 DEFAULT_ROWS = 16
@@ -305,7 +306,7 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
     sess = None
     try:
         sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001 - any failure of onnxruntime: evaluate node by node instead
+    except ort_errors() as e:  # onnxruntime cannot build the session: evaluate node by node instead
         st.notes.append(f"onnxruntime cannot run the whole model for calibration ({_first_line(e)}); its nodes "
                         "are evaluated one by one (onnxruntime where it can, onnx.reference where it cannot)")
     finally:
@@ -335,7 +336,7 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
             try:
                 outs = sess.run(names, {k: v for k, v in (*feed.items(), *looked) if k in session_inputs})
                 got = list(zip(names, outs))
-            except Exception as e:  # noqa: BLE001 - onnxruntime failed on this data: node by node from now on
+            except ort_errors() as e:  # onnxruntime failed on this data: node by node from now on
                 st.notes.append(f"onnxruntime failed running the model for calibration ({_first_line(e)}); its "
                                 "nodes are evaluated one by one (onnxruntime where it can, onnx.reference where "
                                 "it cannot)")
@@ -438,13 +439,13 @@ class NodeRunner:
                 so.log_severity_level = 4  # a node onnxruntime cannot run goes to onnx.reference: no log
                 sess = ort.InferenceSession(self._single(nd, feeds).SerializeToString(), so,
                                             providers=["CPUExecutionProvider"])
-            except Exception as e:  # noqa: BLE001 - onnxruntime lacks the op / opset / dtype
+            except ort_errors() as e:  # onnxruntime lacks the op / opset / dtype
                 sess, err = None, e
             self.sessions[k] = sess
         if sess is not None:
             try:
                 return sess.run(None, {i: feeds[i] for i in dict.fromkeys(nd.input) if i})  # type: ignore[attr-defined]
-            except Exception as e:  # noqa: BLE001
+            except ort_errors() as e:
                 err = e
                 self.sessions[k] = None
         from onnx.reference import ReferenceEvaluator
@@ -455,7 +456,7 @@ class NodeRunner:
             if ev is None:
                 ev = self.refs[k] = ReferenceEvaluator(self._single(nd, feeds))
             return ev.run(None, {i: feeds[i] for i in dict.fromkeys(nd.input) if i})  # type: ignore[attr-defined]
-        except Exception as e:  # noqa: BLE001 - neither evaluator runs it: the user's model cannot be calibrated
+        except REFERENCE_ERRORS as e:  # neither evaluator runs it: the user's model cannot be calibrated
             from lasercc.frontends.onnx.load import FrontendError
 
             model = self.model.graph.name or "model"

@@ -46,6 +46,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from lasercc.frontends.onnx.evaluators import REFERENCE_ERRORS
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.registry import prepare_hook
 from lasercc.frontends.onnx.values import Act, Const, QWeight, code_type, range_type
@@ -269,7 +270,7 @@ def evaluate(L: Lowerer, c: Cone, xs: np.ndarray) -> np.ndarray | None:
     try:
         with np.errstate(all="ignore"):
             (y,) = ReferenceEvaluator(m).run(None, {c.root: xs.astype(dt)})
-    except Exception:  # noqa: BLE001 - the evaluator cannot run it: lower the nodes as operations instead
+    except REFERENCE_ERRORS:  # the evaluator cannot run it: lower the nodes as operations instead
         return None
     y = np.asarray(y)
     if y.size != xs.size:

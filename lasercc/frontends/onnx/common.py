@@ -621,7 +621,9 @@ def const_codes(L: Lowerer, stem: str, like: Act, value: np.ndarray, out) -> Act
     graph, read through one element -- a constant needs an input to be a node of the spiking graph. The one
     helper for constants that meet activations (Concat parts, Attention's constant K/V/past state, RoPE caches)."""
     v = np.asarray(value, np.float64)
-    codes = np.clip(np.rint(v / out.scale[0]) + out.zero_point[0], 0, (1 << out.bits) - 1).astype(np.int64)
+    from lasercc.semantics.quant import quantize
+
+    codes = np.asarray(quantize(v.astype(np.float32), out.scale[0], out.zero_point[0], out.bits), np.int64)
     one = like
     for ax in range(len(like.shape)):
         if one.shape[ax] != 1:

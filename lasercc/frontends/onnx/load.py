@@ -141,7 +141,7 @@ def tensor_array(t: onnx.TensorProto, what: str = "initializer") -> np.ndarray:
         arr = numpy_helper.to_array(t)
     except MemoryError:
         raise
-    except Exception as e:  # noqa: BLE001 - onnx/NumPy raise ValueError, TypeError, KeyError, IndexError...
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:  # onnx / NumPy on malformed data
         raise FrontendError(f"{what} {t.name!r} ({np_dtype}, dims {list(t.dims)}) is malformed: "
                             f"{type(e).__name__}: {e}") from None
     if arr.size != n:

@@ -215,7 +215,7 @@ class Lowerer:
             et = vi.type.tensor_type.elem_type
             try:
                 dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(et))
-            except Exception:  # noqa: BLE001 - a type numpy does not know (string, ...)
+            except (KeyError, ValueError, TypeError):  # a type numpy does not know (string, ...)
                 dt = None
             if dt is None or dt.kind not in "fbiu" or (dt.kind == "f" and dt.name not in ("float16", "float32",
                                                                                            "float64")):
