@@ -1,12 +1,17 @@
-"""Energy and time constants, and the per-node energy rules of the profiler (Loihi 2 and a GPU estimate).
+"""Energy and time constants of Loihi 2, with ranges, and the per-node energy rules of the profiler.
 
-**Loihi 2 per-operation energies are not published by Intel.** Every Loihi figure here is a Loihi 1
-(14 nm) figure used as an estimate for Loihi 2 (Intel 4); read results as Loihi-1-derived
-estimates, not measurements. The values live in ``energy_constants.json`` beside this module
-(value, unit and source per key) so that one file is both the default and the documentation; a
-user file overrides any subset (``load_constants``). Mesh-hop energies and the chip-to-chip link
-cost are *not* duplicated here: they are the resource model's (:mod:`lasercc.hw.loihi2`), so the
-partitioner's traffic and the profiler's energy use the same numbers.
+**Intel publishes no Loihi 2 per-operation energies.** The per-event costs are Loihi 1 silicon
+figures [D18] (the central value), bracketed below by Intel's Loihi 2 system efficiency [HP24] and
+above by SANA-FE's calibrated Loihi 1 costs [SANA]; static power is a published Loihi 2
+measurement [LDL]. Every constant lives in ``energy_constants.json`` beside this module with its
+value, low / high range, unit, kind (measured / datasheet / derived / fitted / loihi1 /
+assumption) and source, so one file is both the default and the documentation; a user file
+overrides any subset (:func:`load_constants`, :func:`constant_table`). Results are computed at the
+low, central and high corners (every energy here grows with every constant, so the corners bound
+the result). ``bench/energy_validation.py`` checks the model against published Loihi 2 and GPU
+measurements. Mesh-hop energies and the chip-to-chip link cost are *not* duplicated here: they
+are the resource model's (:mod:`lasercc.hw.loihi2`), so the partitioner's traffic and the
+profiler's energy use the same numbers. The GPU side is :mod:`lasercc.hw.gpu`.
 
 Sources:
   [D18]  M. Davies et al., "Loihi: A Neuromorphic Manycore Processor with On-Chip Learning", IEEE
@@ -17,11 +22,13 @@ Sources:
          latencies of its Loihi model, calibrated within 12 % of measured Loihi; used for the
          timestep length and as a second ("SANA-FE-calibrated") energy estimate.
   [L2B]  Intel, "Taking Neuromorphic Computing to the Next Level with Loihi 2" (2021): 6 embedded
-         x86 (Lakemont) cores per chip.
+         x86 (Lakemont) cores per chip; "up to 10x faster" than Loihi 1.
   [HP24] Intel newsroom (Apr 2024): Hala Point, 1,152 Loihi 2 chips, 2.6 kW max, 15 TOPS/W at 8 bits.
+  [LDL]  Intel lava-dl tutorials, tutorials/lava/lib/dl/netx/pilotnet_{snn,sdnn}/benchmark.ipynb
+         @b9e3691 (Jan 2023): Loihi 2 power-probe measurements of PilotNet (static, dynamic, fps).
   [H14]  M. Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014: 45 nm
          energies of integer/float add and multiply, SRAM and DRAM accesses, ~70 pJ per instruction
-         of a simple core. The GPU side is a **45 nm estimate, not a measurement**.
+         of a simple core (the DecodeMAC estimate and the 45 nm GPU reference).
 
 Where DecodeMAC runs: on the chip's embedded x86 Lakemont cores, as scalar dense MACs. Its operands
 are both activations that change every row, so they cannot sit in a neuro-core's static synaptic
@@ -86,7 +93,12 @@ class EnergyConstants(BaseModel):
     gpu_nonlinear_ops: int = Field(ge=0)
 
 
-def _read(path: Path, what: str) -> dict[str, Any]:
+CORNERS = ("low", "mid", "high")
+KINDS = ("measured", "datasheet", "derived", "fitted", "loihi1", "assumption", "user")
+
+
+def read_json_file(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``, or a one-line :class:`LasercError` naming ``what``."""
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, ValueError) as e:  # ValueError: JSONDecodeError and UnicodeDecodeError
@@ -96,37 +108,85 @@ def _read(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _values(data: dict[str, Any]) -> dict[str, Any]:
-    """``{"k": 1.0}`` or ``{"k": {"value": 1.0, ...}}`` -> ``{"k": 1.0}``; keys starting with _ are comments."""
-    return {k: (v["value"] if isinstance(v, dict) and "value" in v else v)
-            for k, v in data.items() if not k.startswith("_")}
 
+def ranged_entries(data: dict[str, Any], default_source: str = "user override") -> dict[str, dict[str, Any]]:
+    """Normalise a constants mapping to ``{name: {value, low, high, unit, kind, source}}``.
 
-def constant_sources() -> dict[str, str]:
-    """Key -> "value unit -- source" of the defaults, for reports."""
-    return {k: f"{v['value']} {v['unit']} -- {v['source']}"
-            for k, v in _read(DEFAULT_FILE, "energy constants").items() if not k.startswith("_")}
-
-
-def load_constants(override: dict[str, Any] | str | Path | EnergyConstants | None = None) -> EnergyConstants:
-    """The default constants with ``override`` (a dict or a JSON file path) merged in.
-
-    An unknown key raises a one-line :class:`LasercError` naming it and listing the valid keys.
+    ``{"k": 1.0}`` and ``{"k": {"value": 1.0}}`` both mean an exact figure (low = high = value): a
+    number a user supplies replaces the whole range unless the user gives ``low``/``high`` too.
+    Keys starting with ``_`` are comments. Values that are not numbers are left out.
     """
-    if isinstance(override, EnergyConstants):
-        return override
-    base = _values(_read(DEFAULT_FILE, "energy constants"))
-    extra: dict[str, Any] = {}
+    out: dict[str, dict[str, Any]] = {}
+    for k, v in data.items():
+        if k.startswith("_"):
+            continue
+        e = dict(v) if isinstance(v, dict) else {"value": v}
+        if "value" not in e or isinstance(e["value"], bool) or not isinstance(e["value"], (int, float)):
+            continue
+        e.setdefault("low", e["value"])
+        e.setdefault("high", e["value"])
+        e.setdefault("unit", "")
+        e.setdefault("kind", "user")
+        e.setdefault("source", default_source)
+        out[k] = e
+    return out
+
+
+def corner_values(entries: dict[str, dict[str, Any]], corner: str = "mid",
+                  pin: dict[str, str] | None = None) -> dict[str, Any]:
+    """``{name: number}`` at ``corner`` (low / mid / high); ``pin`` moves single names to another corner."""
+    if corner not in CORNERS:
+        raise LasercError(f"unknown corner {corner!r}; use one of {', '.join(CORNERS)}")
+    pin = pin or {}
+    return {k: e["value" if (pin.get(k, corner)) == "mid" else pin.get(k, corner)] for k, e in entries.items()}
+
+
+def _override_data(override: dict[str, Any] | str | Path | None, what: str) -> dict[str, Any]:
     if isinstance(override, (str, Path)):
-        extra = _values(_read(Path(override), "energy constants file"))
-    elif override is not None:
-        extra = _values(dict(override))
+        return read_json_file(Path(override), what)
+    return dict(override or {})
+
+
+def constant_table(override: dict[str, Any] | str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """Every Loihi energy constant with its value, range, unit, kind and source (defaults + ``override``)."""
+    table = ranged_entries(read_json_file(DEFAULT_FILE, "energy constants"))
+    extra = ranged_entries(_override_data(override, "energy constants file"))
     valid = sorted(EnergyConstants.model_fields)
     unknown = sorted(set(extra) - set(valid))
     if unknown:
         raise LasercError(f"unknown energy constant {unknown[0]!r}; valid keys: {', '.join(valid)}")
+    table.update(extra)
+    for k, e in table.items():
+        if not e["low"] <= e["value"] <= e["high"]:
+            raise LasercError(f"bad energy constant {k}: need low <= value <= high, got "
+                              f"{e['low']} / {e['value']} / {e['high']}")
+    return table
+
+
+def constant_sources() -> dict[str, str]:
+    """Key -> "value unit [low, high] (kind) -- source" of the defaults, for reports."""
+    return {k: f"{e['value']} {e['unit']} [{e['low']}, {e['high']}] ({e['kind']}) -- {e['source']}"
+            for k, e in constant_table().items()}
+
+
+def ranged_constants(override: dict[str, Any] | str | Path | None = None) -> list[str]:
+    """Names of the constants whose low and high differ (the ones that make a result a range)."""
+    return [k for k, e in constant_table(override).items() if e["low"] != e["high"]]
+
+
+def load_constants(override: dict[str, Any] | str | Path | EnergyConstants | None = None, corner: str = "mid",
+                   pin: dict[str, str] | None = None) -> EnergyConstants:
+    """The constants at ``corner`` (default: the central values) with ``override`` (a dict or a JSON file) merged in.
+
+    ``pin`` puts single constants at another corner (``{"synaptic_op_pj": "high"}``), for
+    sensitivity analysis. An unknown key raises a one-line :class:`LasercError` naming it and
+    listing the valid keys.
+    """
+    if isinstance(override, EnergyConstants):
+        return override
+    values = corner_values(constant_table(override), corner, pin)
     try:
-        return EnergyConstants(**{**base, **extra})
+        return EnergyConstants(**values)
     except ValidationError as e:
         first = e.errors()[0]
         raise LasercError(f"bad energy constant {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
@@ -244,35 +304,56 @@ def _bits(graph: Graph, name: str) -> int:
     return t.bits if isinstance(t, CodeType) else 32
 
 
+def _width(bits: int) -> int:
+    """Bits a GPU stores one ``bits``-wide value in: 8, 16 or 32."""
+    return 8 if bits <= 8 else 16 if bits <= 16 else 32
+
+
 def _words(elements: int, bits: int) -> float:
     """64-bit words holding ``elements`` values of ``bits`` bits (8, 16 or 32 bits each on a GPU)."""
-    width = 8 if bits <= 8 else 16 if bits <= 16 else 32
-    return elements * width / 64
+    return elements * _width(bits) / 64
+
+
+def _weight(graph: Graph, name: str) -> tuple[tuple[int, ...], int] | None:
+    """(shape, bits per element) of a weight constant: an array or a shape-only ConstSpec."""
+    w = graph.constants.get(name)
+    if w is None or not hasattr(w, "shape") or not hasattr(w, "dtype"):
+        return None
+    return tuple(int(d) for d in w.shape), 8 * int(np.dtype(w.dtype).itemsize)
 
 
 def gpu_node_ops(node: Node, graph: Graph) -> dict[str, float]:
-    """One execution's GPU work for ``node``: multiply-adds, their precision bits, SRAM and DRAM words.
+    """One execution's GPU work for ``node``: multiply-adds, their precision bits, memory traffic.
 
-    Soma: a dense matmul (or elementwise product) per weight term, weights read once from DRAM;
-    DecodeMAC: its dense MACs; ASNC: ``gpu_nonlinear_ops`` multiply-adds per element (filled in by
-    the caller); WTA max: one compare (add) per element; BSE encode: a quantize (multiply-add) per
-    element; Gather: the embedding rows from DRAM. Data movement is assumed fused (free).
+    Soma: a dense matmul (or elementwise product) per weight term, weights read from DRAM once
+    per execution (a batch of rows shares them); DecodeMAC: its dense MACs; ASNC: one nonlinear
+    evaluation per element (``gpu_nonlinear_ops`` multiply-adds, priced by the caller); WTA max: one
+    compare per input element; BSE encode: a quantize (multiply-add) per element; Gather: the
+    embedding rows from DRAM. Activations produced inside the graph stay on chip (read and written
+    once: ``onchip_bytes``); graph inputs (token ids, a KV cache) come from DRAM per row
+    (``dram_input_bytes``).
     """
     if not isinstance(node.type, CodeType):
         return {}
     out = int(np.prod(node.type.shape))
     ob = node.type.bits
-    in_words = sum(_words(int(np.prod(graph.type_of(i).shape)), _bits(graph, i)) for i in node.inputs)
+    graph_inputs = {n.name for n in graph.inputs}
+    in_bytes = {i: int(np.prod(graph.type_of(i).shape)) * _width(_bits(graph, i)) / 8 for i in node.inputs}
+    onchip_in = sum(b for i, b in in_bytes.items() if i not in graph_inputs)
+    dram_in = sum(b for i, b in in_bytes.items() if i in graph_inputs)
+    out_bytes = out * _width(ob) / 8
     ops: dict[str, float] = {"macs": 0.0, "nonlinear_elements": 0.0, "adds": 0.0,
                              "bits": float(max([ob] + [_bits(graph, i) for i in node.inputs])),
-                             "sram_words": in_words + _words(out, ob), "dram_words": 0.0}
+                             "onchip_bytes": onchip_in + out_bytes, "dram_input_bytes": dram_in,
+                             "dram_weight_bytes": 0.0}
     if isinstance(node, (Soma, SomaASNC)):
         for wname, form in zip(node.weights, node.forms):
-            w = graph.constants.get(wname)
-            if not isinstance(w, np.ndarray):
+            w = _weight(graph, wname)
+            if w is None:
                 continue
-            ops["macs"] += out * (w.shape[0] if form == "matmul" else 1)
-            ops["dram_words"] += _words(int(w.size), 8 if w.dtype.itemsize == 1 else 8 * w.dtype.itemsize)
+            shape, wbits = w
+            ops["macs"] += out * (shape[0] if form == "matmul" else 1)
+            ops["dram_weight_bytes"] += int(np.prod(shape)) * _width(wbits) / 8
         ops["bits"] = float(max(_bits(graph, i) for i in node.inputs))
         if isinstance(node, SomaASNC):
             ops["nonlinear_elements"] = out
@@ -283,24 +364,29 @@ def gpu_node_ops(node: Node, graph: Graph) -> dict[str, float]:
     elif isinstance(node, ASNCSegment):
         ops["nonlinear_elements"] = out
     elif isinstance(node, WTAMax):
-        ops["adds"] = in_words * 64 / max(ob, 1)
+        ops["adds"] = sum(int(np.prod(graph.type_of(i).shape)) for i in node.inputs)
     elif isinstance(node, BSEEncode):
         ops["macs"] = out
         ops["bits"] = 32.0
     elif isinstance(node, Gather):
-        ops["dram_words"], ops["sram_words"] = _words(out, ob), 0.0
+        ops["dram_weight_bytes"], ops["onchip_bytes"], ops["dram_input_bytes"] = out_bytes, out_bytes, 0.0
     else:
         return {}
     return ops
 
 
 def gpu_node_energy(ops: dict[str, float], c: EnergyConstants) -> dict[str, float]:
-    """pJ by part for :func:`gpu_node_ops`'s counts (45 nm estimate, not a measurement)."""
+    """pJ by part for :func:`gpu_node_ops`'s counts at Horowitz's 45 nm op energies.
+
+    A reference point only (no idle power, 45 nm): the GPU estimate the profile compares against
+    is the roofline model of :mod:`lasercc.hw.gpu`.
+    """
     if not ops:
         return {"compute": 0.0, "sram": 0.0, "dram": 0.0}
     mac, _ = _mac_pj(int(ops["bits"]), c)
     nl_mac, _ = _mac_pj(max(int(ops["bits"]), 9), c)  # nonlinear functions run in float (fp16 or fp32)
     add = c.gpu_int8_add_pj if ops["bits"] <= 8 else c.gpu_fp16_add_pj if ops["bits"] <= 16 else c.gpu_fp32_add_pj
     compute = ops["macs"] * mac + ops["nonlinear_elements"] * c.gpu_nonlinear_ops * nl_mac + ops["adds"] * add
-    return {"compute": compute, "sram": ops["sram_words"] * c.gpu_sram_64b_pj,
-            "dram": ops["dram_words"] * c.gpu_dram_64b_pj}
+    dram_words = (ops.get("dram_weight_bytes", 0.0) + ops.get("dram_input_bytes", 0.0)) / 8
+    return {"compute": compute, "sram": ops.get("onchip_bytes", 0.0) / 8 * c.gpu_sram_64b_pj,
+            "dram": dram_words * c.gpu_dram_64b_pj}
