@@ -14,7 +14,8 @@ Fitted: the static power (LIF run). Held out: the SDNN run; the LIF dynamic ener
 GPU. The ML.ENERGY leaderboard [MLE] (github.com/ml-energy/leaderboard @0cd52da, public/data/models)
 publishes NVML-measured energy per output token of vLLM serving on one H100 (lm-arena-chat prompts,
 prefill included). The roofline model (lasercc/hw/gpu.py) prices a decode step of the same model
-(dense bf16 weights read once per step, the KV cache per sequence): the H100's ``active_w`` is
+(dense bf16 weights read once per step, the KV cache per sequence) and each request's prefill, spread
+over its output tokens: the H100's ``active_w`` is
 fitted on Llama-3.1-8B at 8 concurrent sequences; Llama-3.1-8B at 64 and 512 and Qwen3-8B are held out.
 
     .venv/bin/python bench/energy_validation.py [--out bench/results/energy_validation.md]
@@ -150,10 +151,14 @@ def loihi_rows() -> list[Row]:
     return rows
 
 
-def llm_decode_counts(model: str, batch: int, out_len: float) -> Counts:
-    """One decode step of a dense bf16 LLM for ``batch`` sequences, as GPU node work (3 kernels per layer)."""
+def llm_decode_counts(model: str, batch: int, out_len: float, prefill: bool = False) -> Counts:
+    """One decode step of a dense bf16 LLM for ``batch`` sequences, as GPU node work (3 kernels per layer).
+
+    ``prefill``: instead, the prompt of one request (``PROMPT_TOKENS`` rows in one batch, causal
+    attention over half the prompt on average).
+    """
     layers, d, kv, ffn, vocab, qd = LLM[model]
-    ctx = PROMPT_TOKENS + out_len / 2
+    ctx = PROMPT_TOKENS / 2 if prefill else PROMPT_TOKENS + out_len / 2
     lin_w = d * (qd + 2 * kv) + qd * d + 3 * d * ffn  # q, k, v, o and gate / up / down weights
     nodes = []
     for i in range(layers):
@@ -170,9 +175,10 @@ def llm_decode_counts(model: str, batch: int, out_len: float) -> Counts:
         "macs": d * vocab, "nonlinear_elements": 0, "adds": 0.0, "bits": 16.0, "onchip_bytes": 2.0 * (d + vocab),
         "dram_input_bytes": 0.0, "dram_weight_bytes": 2.0 * d * vocab}))
     spec = Loihi2Spec()
-    return Counts(graph=model, nodes=nodes, batches=1, rows=batch, tokens=batch, latency_steps=0, chips=1, cores=1,
+    rows = PROMPT_TOKENS if prefill else batch
+    return Counts(graph=model, nodes=nodes, batches=1, rows=rows, tokens=rows, latency_steps=0, chips=1, cores=1,
                   hops=HopModel.estimate(), mesh=spec.mesh, system=spec.system("oheo-gulch"), input_source="analytic",
-                  gpu_rows=float(batch), gpu_batches=1.0)
+                  gpu_rows=float(rows), gpu_batches=1.0)
 
 
 def gpu_joules_per_token(model: str, batch: int, out_len: float, active_w: float | None, corner: str = "mid"
@@ -180,9 +186,12 @@ def gpu_joules_per_token(model: str, batch: int, out_len: float, active_w: float
     """(J per output token, seconds per step) of the roofline model on the H100."""
     pin_over = {"h100": {"active_w": active_w}} if active_w is not None else None
     g = load_gpu("h100", pin_over, corner)
+    c = load_constants(corner=corner)
     counts = llm_decode_counts(model, batch, out_len)
-    m = metrics(counts, price(counts, load_constants(corner=corner), g))
-    return m["gpu_total_pj"] * 1e-12 / batch, m["gpu_time_s"]
+    m = metrics(counts, price(counts, c, g))
+    pre = llm_decode_counts(model, 1, out_len, prefill=True)
+    per_request = metrics(pre, price(pre, c, g))["gpu_total_pj"]  # the prompt, shared by the request's outputs
+    return (m["gpu_total_pj"] / batch + per_request / out_len) * 1e-12, m["gpu_time_s"]
 
 
 def fit_active() -> float:
@@ -255,9 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Source: ml-energy/leaderboard @0cd52da public/data/models/*__lm-arena-chat.json. Fitted: "
         f"the H100's `active_w` = {fitted:.1f} W on {FIT_ON[0]} at {FIT_ON[1]} sequences (the JSON carries "
-        f"{in_json:g}); everything else held out. The model prices decode only (weights read once per step, "
-        f"the KV cache of a mean context of {PROMPT_TOKENS} prompt tokens (ASSUMPTION) + half the mean output per "
-        "sequence); the measurement also pays prefill and the serving stack.",
+        f"{in_json:g}); everything else held out. Per output token the model prices one decode step / batch "
+        f"(weights read once per step, the KV cache of a mean context of {PROMPT_TOKENS} prompt tokens (ASSUMPTION) "
+        f"+ half the mean output per sequence) plus the request's prefill ({PROMPT_TOKENS} tokens in one batch) / "
+        "the mean output length. Not modelled: the serving stack's CPU-side gaps, chunked-prefill interleaving "
+        "(the measured inter-token latency includes it).",
         "",
         tab(gr),
         "",
