@@ -530,6 +530,38 @@ def count(artifact: Any, inputs: dict[str, np.ndarray] | None = None) -> tuple[C
     return counts, notes
 
 
+def shape_counts(graph: Graph, density: float, tokens: int = 1, part: dict[str, Any] | None = None,
+                 gpu_rows: float = 1.0) -> Counts:
+    """Counts of ``tokens`` executions of ``graph`` (one token each) from its shapes alone.
+
+    Events are :func:`lasercc.hw.activity.expected_events` at spike ``density`` (for graphs with
+    shape-only weights, which cannot run); placement from ``part`` (a ``partition.json`` dict),
+    else one core per compute node on one chip. The GPU runs ``gpu_rows`` tokens per batch.
+    """
+    from lasercc.hw.activity import expected_events
+    from lasercc.ir.analysis import critical_path
+
+    spec = Loihi2Spec()
+    if part is not None:
+        mesh = MeshSpec(**(part.get("spec") or {}).get("mesh", {}))
+        sysd = ((part.get("spec") or {}).get("systems") or {}).get(part.get("system", ""))
+        system = SystemSpec(**sysd) if sysd else spec.system("kapoho-point")
+        hops = HopModel.from_partition(part, mesh)
+        chips, cores = int(part.get("chips_used") or 1), int(part.get("cores_used") or 1)
+    else:
+        mesh, system, hops = spec.mesh, spec.system("oheo-gulch"), HopModel.estimate()
+        chips, cores = 1, max(1, sum(1 for n in graph.nodes if n.is_compute))
+    nodes = []
+    for n in graph.nodes:
+        ev = expected_events(n, graph, density)
+        nodes.append(NodeCount(name=n.name, op=n.op, events={k: int(round(v * tokens)) for k, v in ev.items()},
+                               gpu_ops=gpu_node_ops(n, graph)))
+    return Counts(graph=graph.name, nodes=nodes, batches=tokens, rows=tokens, tokens=tokens,
+                  latency_steps=critical_path(graph), chips=chips, cores=cores, hops=hops, mesh=mesh, system=system,
+                  input_source=f"EXPECTED events at spike density {density:.3g} (shapes only)", gpu_rows=gpu_rows,
+                  gpu_batches=tokens / gpu_rows)
+
+
 def profile_counts(counts: Counts, constants: dict[str, Any] | str | Path | EnergyConstants | None = None,
                    gpu: str | None = None, gpu_constants: dict[str, Any] | str | Path | None = None,
                    gpu_measured: str | Path | dict | None = None, tokens_per_s: float | None = None,
