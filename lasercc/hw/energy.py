@@ -109,20 +109,27 @@ def read_json_file(path: Path, what: str) -> dict[str, Any]:
 
 
 
-def ranged_entries(data: dict[str, Any], default_source: str = "user override") -> dict[str, dict[str, Any]]:
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def ranged_entries(data: dict[str, Any], default_source: str = "user override",
+                   skip: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
     """Normalise a constants mapping to ``{name: {value, low, high, unit, kind, source}}``.
 
     ``{"k": 1.0}`` and ``{"k": {"value": 1.0}}`` both mean an exact figure (low = high = value): a
     number a user supplies replaces the whole range unless the user gives ``low``/``high`` too.
-    Keys starting with ``_`` are comments. Values that are not numbers are left out.
+    Keys starting with ``_`` are comments, keys in ``skip`` are descriptive text; any other value
+    that is not a number (or a ``value``/``low``/``high`` that is not) is a one-line error.
     """
     out: dict[str, dict[str, Any]] = {}
     for k, v in data.items():
-        if k.startswith("_"):
+        if k.startswith("_") or k in skip:
             continue
         e = dict(v) if isinstance(v, dict) else {"value": v}
-        if "value" not in e or isinstance(e["value"], bool) or not isinstance(e["value"], (int, float)):
-            continue
+        for f in ("value", "low", "high"):
+            if (f == "value" or f in e) and not _number(e.get(f)):
+                raise LasercError(f"bad constant {k}: {f} must be a number, got {e.get(f)!r}")
         e.setdefault("low", e["value"])
         e.setdefault("high", e["value"])
         e.setdefault("unit", "")

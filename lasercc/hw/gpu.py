@@ -93,13 +93,16 @@ def gpu_table(name: str | None = None, override: dict[str, Any] | str | Path | N
     name = name or str(data["default"])
     if name not in data["gpus"]:
         raise LasercError(f"unknown GPU {name!r}; known: {', '.join(sorted(data['gpus']))}")
-    table = {**ranged_entries(data["shared"]), **ranged_entries(data["gpus"][name])}
+    table = {**ranged_entries(data["shared"]), **ranged_entries(data["gpus"][name], skip=("label",))}
     extra: dict[str, Any] = {}
     if override is not None:
         raw = read_json_file(Path(override), "GPU constants file") if isinstance(override, (str, Path)) \
             else dict(override)
         extra = {k: v for k, v in raw.items() if k not in data["gpus"]}
-        extra.update(raw.get(name) or {})
+        per_gpu = raw.get(name) or {}
+        if not isinstance(per_gpu, dict):
+            raise LasercError(f"GPU constants for {name!r} must be a JSON object of constant names to values")
+        extra.update(per_gpu)
     extra_e = ranged_entries(extra)
     valid = sorted(set(GpuSpec.model_fields) - {"name", "label"})
     unknown = sorted(set(extra_e) - set(valid))

@@ -93,6 +93,10 @@ def test_user_override_is_exact_unless_it_gives_a_range(tmp_path):
         load_gpu("h100", {"idle_watts": 1.0})
     with pytest.raises(LasercError, match="unknown GPU 'v100'"):
         load_gpu("v100")
+    with pytest.raises(LasercError, match="synaptic_op_pj: value must be a number"):
+        load_constants({"synaptic_op_pj": "fast"})
+    with pytest.raises(LasercError, match="must be a JSON object"):
+        load_gpu("h100", {"h100": 5})
 
 
 # ---- like for like: total = dynamic + static x time ----------------------------------------------------------
@@ -242,6 +246,16 @@ def test_cli_json_carries_ranges_and_every_source(tmp_path, capsys):
     assert "comma-separated positive integers" in capsys.readouterr().err
     assert main(["profile", str(art), "--tokens-per-s", "-1"]) == 2
     assert "must be positive" in capsys.readouterr().err
+    bad = tmp_path / "g.json"
+    cases = (("[1]", "must hold a JSON object"), ('{"h100": {"idle_w": "x"}}', "idle_w: value must be a number"),
+             ("\xff", "cannot read GPU constants file"))
+    for text, msg in cases:
+        bad.write_text(text)
+        assert main(["profile", str(art), "--gpu", "h100", "--gpu-constants", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, err
+    assert main(["profile", str(art), "--gpu-constants", str(tmp_path)]) == 2
+    assert "no such GPU constants file" in capsys.readouterr().err
 
 
 def test_counting_does_not_depend_on_constants():
