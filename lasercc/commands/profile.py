@@ -69,7 +69,7 @@ def report(prof) -> str:  # noqa: ANN001 - a lasercc.backends.profiler.Profile
           ["Loihi 2 static (chips x static power x time)", r["loihi_static_pj"].fmt(tok)],
           ["Loihi 2 total", r["loihi_total_pj"].fmt(tok)],
           [f"GPU dynamic ({prof.gpu.name})", r["gpu_dynamic_pj"].fmt(tok)],
-          ["GPU static (idle power x time)", r["gpu_static_pj"].fmt(tok)],
+          ["GPU static (busy floor x run time [+ idle x rest])", r["gpu_static_pj"].fmt(tok)],
           ["GPU total", r["gpu_total_pj"].fmt(tok)],
           ["Loihi / GPU, dynamic", r["loihi_over_gpu_dynamic"].fmt()],
           ["Loihi / GPU, total", r["loihi_over_gpu_total"].fmt()]]
@@ -77,6 +77,12 @@ def report(prof) -> str:  # noqa: ANN001 - a lasercc.backends.profiler.Profile
     lines.append(table(rt, ["figure", "value"]))
     lines.append(f"time per token: Loihi 2 {r['loihi_time_s'].fmt(1e3 / max(prof.tokens, 1))} ms; "
                  f"GPU {r['gpu_time_s'].fmt(1e3 / max(prof.tokens, 1))} ms")
+    if prof.tokens_per_s:
+        wall = prof.tokens / prof.tokens_per_s
+        for side, own in (("Loihi 2", prof.time_s), ("GPU", prof.priced.gpu_time_s)):
+            if own > wall:
+                lines.append(f"note: {side} cannot sustain {prof.tokens_per_s:g} tokens/s at central constants "
+                             f"(modelled {prof.tokens / own:,.4g} tokens/s); its figures use its own time")
     refs = [["DecodeMAC (x86 cores), central", f"{_uj(t['decodemac_pj'])} uJ ({t['decodemac_share_of_dynamic']:.1%} "
                                                "of Loihi dynamic)"],
             ["Loihi 2 dynamic at SANA-FE's Loihi 1 costs", f"{_uj(t['loihi_sanafe_dynamic_pj'])} uJ"],
