@@ -539,7 +539,7 @@ def qlinear_binary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     shape = tuple(np.broadcast_shapes(_shape_of(A), _shape_of(B)))
     out, signed = L.q_type(sc, zc, shape)
     r = add_sub(L, n, A, B, 1, out) if n.op_type == "QLinearAdd" else mul(L, n, A, B, out)
-    if isinstance(r, Masked):  # a quantized constant -inf mask (QWeight) added to the scores
+    if isinstance(r, Masked | DynMask):  # a quantized -inf mask: added to the scores, or made (x * finfo.min)
         return [r]
     assert isinstance(r, Act)
     return [Act(r.name, r.type, True, signed)]
