@@ -80,6 +80,7 @@ SAMPLED_INPUTS.update({
 # samples are the first KEEP_ROWS calibration rows, the other ranges come from all rows.
 MARGIN = 0.1
 EMBED_PLAN_ROWS = 4096  # embedding-table rows used to plan EmbedLayerNormalization's internals
+EMBED_PLAN_TOP = 32  # plus every sum of the 32 words and 32 positions with the largest entries
 
 
 # ---- shared pieces ---------------------------------------------------------------------------------
@@ -329,7 +330,14 @@ def _embed_plan_samples(word: np.ndarray, pos: np.ndarray, seg: np.ndarray | Non
     s = word[rows].astype(np.float64) + pos[rows % pos.shape[0]]
     if seg is not None:
         s = s + seg[rows % seg.shape[0]]
-    return s
+    # the extremes: the words and positions with the largest entries, every pair of them (BERT's [CLS] at
+    # position 0 has the largest squared deviation of all: a random sample misses it and it saturated)
+    top_w = np.argsort(-np.abs(word).max(axis=1))[:EMBED_PLAN_TOP]
+    top_p = np.argsort(-np.abs(pos).max(axis=1))[:EMBED_PLAN_TOP]
+    pairs = (word[top_w].astype(np.float64)[:, None, :] + pos[top_p][None, :, :]).reshape(-1, word.shape[-1])
+    if seg is not None:
+        pairs = np.concatenate([pairs + seg[k] for k in range(seg.shape[0])])
+    return np.concatenate([s, pairs])
 
 
 @register("EmbedLayerNormalization", domain=MS)
