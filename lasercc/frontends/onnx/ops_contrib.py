@@ -2,9 +2,12 @@
 
 Users often run ``onnxruntime.transformers.optimizer.optimize_model`` before quantizing; on BERT- and
 GPT-2-style models it writes SkipLayerNormalization, EmbedLayerNormalization, Attention, BiasGelu,
-FastGelu and Gelu (measured: see ``bench/ort_optimized.py``). Each is lowered here with the same pieces
-the unfused subgraph uses -- ``cores.layernorm_core`` / ``softmax_core``, ``ops_linear`` weights,
-``asnc_lut`` tables, ``ops_move`` data movement -- so a fused model compiles to (nearly) the same graph.
+FastGelu and Gelu (measured: see ``bench/ort_fused_quant.py``); ``quantize_dynamic`` of that turns Attention and
+EmbedLayerNormalization into QAttention and QEmbedLayerNormalization, and the file onnxruntime saves with its own
+graph optimisations holds FusedMatMul (DynamicQuantizeMatMul / MatMulIntegerToFloat live in ``ops_quant``). Each
+is lowered here with the same pieces the unfused subgraph uses -- ``cores.layernorm_core`` / ``softmax_core``,
+``ops_linear`` weights, ``asnc_lut`` tables, ``ops_move`` data movement -- so a fused model compiles to (nearly)
+the same graph; the quantized forms reuse the float handlers with the model's integer weights.
 
 What differs from the unfused graph, and why:
 
