@@ -21,6 +21,9 @@ A graph output of such a tensor is its integer view (real value = the ONNX integ
 * ``DynamicQuantizeLinear``: a runtime scale cannot exist in a static spiking graph; the scale onnxruntime
   would compute ((max(0,x) - min(0,x)) / 255) is computed once from the calibration range of x
   (:func:`common.dynamic_qparams`); as graph outputs, scale and zero point are constant codes.
+* ``DynamicQuantizeMatMul`` / ``MatMulIntegerToFloat`` (com.microsoft; onnxruntime's fusions of the dynamic
+  pattern, in files it saves with its graph optimisations on): A quantized with its calibrated dynamic scale (or
+  read under its stated one), one Soma with the model's integer B and the float bias.
 * ``QLinearConv`` (standard domain): padding with the zero point's code, im2col by data movement (Takes +
   Concat) and a Soma over the channel axis between two Transposes, per group; any kernel, stride, dilation,
   pads / auto_pad and group.
