@@ -163,15 +163,33 @@ def union_type(xs: list[Act], shape: tuple[int, ...], bits: int) -> CodeType:
     return range_type(lo, hi, max(bits, *(x.type.bits for x in xs)), shape)
 
 
+# the (scale, zero point) input slots of each quantized-codes operand slot (QOperator ops, DequantizeLinear)
+CODE_PARAMS: dict[str, dict[int, tuple[int, int]]] = {
+    "DequantizeLinear": {0: (1, 2)}, "QLinearMatMul": {0: (1, 2), 3: (4, 5)}, "QLinearAdd": {0: (1, 2), 3: (4, 5)},
+    "QLinearMul": {0: (1, 2), 3: (4, 5)}, "QGemm": {0: (1, 2)}, "QLinearConv": {0: (1, 2)},
+    "QLinearSigmoid": {0: (1, 2)}, "QLinearLeakyRelu": {0: (1, 2)}, "QLinearSoftmax": {0: (1, 2)}}
+
+
+def code_reader(L: Lowerer, tensor: str) -> tuple[str, str] | None:
+    """(scale, zero point) tensor names of the first consumer that reads ``tensor`` as quantized codes (a
+    DequantizeLinear, or an operand of a QOperator op such as QLinearAdd); None if nothing does."""
+    for c in L.consumers.get(tensor, []):
+        for k, (si, zi) in CODE_PARAMS.get(c.op_type, {}).items():
+            if k < len(c.input) and c.input[k] == tensor and si < len(c.input):
+                return c.input[si], c.input[zi] if zi < len(c.input) else ""
+    return None
+
+
 def code_table(L: Lowerer, n: onnx.NodeProto, data: Val):  # noqa: ANN202
     """(unsigned code table, its code type, signed?) for an embedding table."""
     if isinstance(data, Const) and data.value.dtype.kind in "iu":  # a quantized (QOperator) table
         bits, signed = onnx_int_bits(data.value.dtype)
         shift = (1 << (bits - 1)) if signed else 0
-        dq = next((c for c in L.consumers.get(n.output[0], []) if c.op_type == "DequantizeLinear"), None)
-        if dq is None:
-            raise FrontendError("an integer embedding table must be dequantized after the Gather")
-        t, _ = L.q_type(L.env[dq.input[1]], L.env.get(dq.input[2]) if len(dq.input) > 2 else None, ())
+        rd = code_reader(L, n.output[0])
+        if rd is None:
+            raise FrontendError("an integer embedding table must be read as quantized codes after the Gather "
+                                "(DequantizeLinear or a QLinear operand)")
+        t, _ = L.q_type(L.env[rd[0]], L.env.get(rd[1]) if rd[1] else None, ())
         return data.value.astype(np.int64) + shift, t, signed
     if isinstance(data, QWeight) and data.scale.size == 1:
         bits, signed = onnx_int_bits(data.q.dtype)
@@ -205,8 +223,7 @@ def gather_by_codes(L: Lowerer, n: onnx.NodeProto, data: Const | QWeight, idx: A
     if lo < -rows:
         raise FrontendError(f"Gather index {n.input[1]!r} may reach {lo}, below -{rows} (the table's rows)")
     integer = table_rows is not None and raw.dtype.kind in "iu" or (
-        isinstance(data, Const) and raw.dtype.kind in "iu"
-        and not any(c.op_type == "DequantizeLinear" for c in L.consumers.get(n.output[0], [])))
+        isinstance(data, Const) and raw.dtype.kind in "iu" and code_reader(L, n.output[0]) is None)
     if integer:
         vlo, vhi = int(raw.min()), int(raw.max())
         t = int_type(vlo, vhi, ())

@@ -350,7 +350,9 @@ def _copy_fields(src, dst, skip: str) -> None:  # noqa: ANN001 - protobuf messag
 _INT_OUT = {"Shape": np.int64, "Size": np.int64, "MatMulInteger": np.int32, "ConvInteger": np.int32,
             "ArgMax": np.int64, "ArgMin": np.int64, "NonZero": np.int64}
 # com.microsoft ops whose outputs do not all have their first input's type (inputs are token ids)
-_CONTRIB_OUT = {"EmbedLayerNormalization": (np.float32, np.int32, np.float32)}
+_CONTRIB_OUT = {"EmbedLayerNormalization": (np.float32, np.int32, np.float32),  # outputs whose type is not the
+                "QEmbedLayerNormalization": (np.float32, np.int32),          # first input's (integer codes in)
+                "QAttention": (np.float32, np.float32), "MatMulIntegerToFloat": (np.float32,)}
 _BOOL_OUT = {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "IsNaN", "IsInf"}
 _QOUT = {"QuantizeLinear", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearSoftmax",
          "QLinearConcat", "QLinearLeakyRelu", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearReduceMean"}

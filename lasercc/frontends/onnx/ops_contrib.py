@@ -2,9 +2,12 @@
 
 Users often run ``onnxruntime.transformers.optimizer.optimize_model`` before quantizing; on BERT- and
 GPT-2-style models it writes SkipLayerNormalization, EmbedLayerNormalization, Attention, BiasGelu,
-FastGelu and Gelu (measured: see ``bench/ort_optimized.py``). Each is lowered here with the same pieces
-the unfused subgraph uses -- ``cores.layernorm_core`` / ``softmax_core``, ``ops_linear`` weights,
-``asnc_lut`` tables, ``ops_move`` data movement -- so a fused model compiles to (nearly) the same graph.
+FastGelu and Gelu (measured: see ``bench/ort_fused_quant.py``); ``quantize_dynamic`` of that turns Attention and
+EmbedLayerNormalization into QAttention and QEmbedLayerNormalization, and the file onnxruntime saves with its own
+graph optimisations holds FusedMatMul (DynamicQuantizeMatMul / MatMulIntegerToFloat live in ``ops_quant``). Each
+is lowered here with the same pieces the unfused subgraph uses -- ``cores.layernorm_core`` / ``softmax_core``,
+``ops_linear`` weights, ``asnc_lut`` tables, ``ops_move`` data movement -- so a fused model compiles to (nearly)
+the same graph; the quantized forms reuse the float handlers with the model's integer weights.
 
 What differs from the unfused graph, and why:
 
@@ -29,20 +32,36 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from lasercc.frontends.onnx.common import broadcast_to, gather, ids_as_codes, is_const, logical_not, move
-from lasercc.frontends.onnx.cores import bias_units, layernorm_core, softmax_core, weight_ints
+from lasercc.frontends.onnx.common import (
+    broadcast_to,
+    gather,
+    ids_as_codes,
+    is_const,
+    logical_not,
+    move,
+    q_input,
+    retype,
+)
+from lasercc.frontends.onnx.cores import bias_units, layernorm_core, softmax_core, soma_linear, weight_ints
 from lasercc.frontends.onnx.emit import ADD_FINE_BITS, ADD_MAX_WEIGHT, with_shape
 from lasercc.frontends.onnx.load import FrontendError
-from lasercc.frontends.onnx.registry import MS, SAMPLED_INPUTS, attr, register
-from lasercc.frontends.onnx.values import MaskLengths
+from lasercc.frontends.onnx.registry import MS, SAMPLED_INPUTS, attr, prepare_hook, register
+from lasercc.frontends.onnx.values import (
+    Act,
+    Const,
+    DynScale,
+    Ids,
+    Masked,
+    MaskLengths,
+    QWeight,
+    Val,
+    code_type,
+    range_type,
+)
+from lasercc.ir.types import CodeType
 
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
-
-
-
-from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, QWeight, Val, code_type, range_type
-from lasercc.ir.types import CodeType
 
 DOC = "https://github.com/microsoft/onnxruntime/blob/main/docs/ContribOperators.md#com.microsoft."
 
@@ -58,11 +77,13 @@ SAMPLED_INPUTS.update({
     (MS, "FastGelu"): (0,),
     (MS, "QuickGelu"): (0,),
     (MS, "Attention"): (0,),
+    (MS, "QAttention"): (),  # its samples are those of the float tensor its DynamicQuantizeLinear reads
 })
 # Attention internals planned from samples get this margin on each side of the observed span: the
 # samples are the first KEEP_ROWS calibration rows, the other ranges come from all rows.
 MARGIN = 0.1
 EMBED_PLAN_ROWS = 4096  # embedding-table rows used to plan EmbedLayerNormalization's internals
+EMBED_PLAN_TOP = 32  # plus every sum of the 32 words and 32 positions with the largest entries
 
 
 # ---- shared pieces ---------------------------------------------------------------------------------
@@ -312,7 +333,14 @@ def _embed_plan_samples(word: np.ndarray, pos: np.ndarray, seg: np.ndarray | Non
     s = word[rows].astype(np.float64) + pos[rows % pos.shape[0]]
     if seg is not None:
         s = s + seg[rows % seg.shape[0]]
-    return s
+    # the extremes: the words and positions with the largest entries, every pair of them (BERT's [CLS] at
+    # position 0 has the largest squared deviation of all: a random sample misses it and it saturated)
+    top_w = np.argsort(-np.abs(word).max(axis=1))[:EMBED_PLAN_TOP]
+    top_p = np.argsort(-np.abs(pos).max(axis=1))[:EMBED_PLAN_TOP]
+    pairs = (word[top_w].astype(np.float64)[:, None, :] + pos[top_p][None, :, :]).reshape(-1, word.shape[-1])
+    if seg is not None:
+        pairs = np.concatenate([pairs + seg[k] for k in range(seg.shape[0])])
+    return np.concatenate([s, pairs])
 
 
 @register("EmbedLayerNormalization", domain=MS)
@@ -545,3 +573,139 @@ def attention(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     ctx = L.b.decode_mac(stem + ".context", probs, vh, "matmul", with_shape(out, (bsz, heads, seq, vd)))
     ctx = move(L, n, ctx, (bsz, seq, heads, vd), (0, 2, 1, 3))
     return [move(L, n, ctx, (bsz, seq, sizes[2]))] + [None] * (len(n.output) - 1)
+
+
+# ---- onnxruntime's dynamically quantized fusions (quantize_dynamic of an optimize_model output) ----------------
+
+
+def _dequantized(L: Lowerer, v: Val | None, s: Val | None, z: Val | None, what: str) -> Val | None:
+    """An integer constant with its constant (scale, zero point), per tensor or per last axis (per column):
+    a :class:`QWeight`, so integer weights stay the model's integers."""
+    if v is None:
+        return None
+    q = np.asarray(L.const_value(v, what))
+    if q.dtype.kind not in "iu":
+        return Const(q)
+    sv = np.asarray(L.const_value(s, f"{what} scale"), np.float32).reshape(-1)
+    zv = np.zeros(sv.shape, np.int64) if z is None else np.asarray(L.const_value(z, f"{what} zero point")).reshape(-1)
+    zv = np.broadcast_to(zv.astype(np.int64), sv.shape) if zv.size == 1 and sv.size > 1 else zv.astype(np.int64)
+    return QWeight(q, sv, zv, None if sv.size == 1 else q.ndim - 1)
+
+
+def _dynamic_input(L: Lowerer, n: onnx.NodeProto, x: Val, s: Val, z: Val | None) -> Act:
+    """The real view of a quantized operand read through (scale, zero point): the codes of a
+    DynamicQuantizeLinear output already carry its (calibrated) scale; constant parameters retype them."""
+    if not (isinstance(x, Act) and x.quantized):
+        raise FrontendError(f"{n.op_type} input {n.input[0]!r} must be quantized codes, got {type(x).__name__}")
+    if isinstance(s, DynScale):
+        if not isinstance(z, DynScale | None) or s.act.name != x.name:
+            raise FrontendError(f"{n.op_type}: the run-time scale of {n.input[0]!r} is not its own "
+                                "DynamicQuantizeLinear's")
+        return x.as_float()
+    r = q_input(L, x, s, z)
+    assert isinstance(r, Act)
+    return r
+
+
+def _float_source(L: Lowerer, tensor: str) -> str:
+    """The float tensor a DynamicQuantizeLinear output quantizes (its calibration samples plan the fused op's
+    internals), else ``tensor`` itself."""
+    op, src = L.sources.get(tensor, ("", None))
+    return src.input[0] if op == "DynamicQuantizeLinear" and src is not None and src.input else tensor
+
+
+@register("QAttention", domain=MS)
+def qattention(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """``Attention`` of a quantized input with integer packed Q/K/V weights (what ``quantize_dynamic`` writes
+    for an optimizer's Attention). Inputs: input, weight, bias, input_scale, weight_scale, mask_index,
+    input_zero_point, weight_zero_point, past. Spec: ``DOC`` + ``QAttention``; onnxruntime's CPU kernel
+    accumulates ``(x - zx)(w - zw)`` in integers and scales by ``sx * sw`` before the float bias and the
+    attention. Lowered as :func:`attention` with the model's integer weights (one Soma per Q/K/V reads the
+    input codes directly), the input's codes read through its (run-time scale made static by calibration)
+    type. ``past`` is refused as Attention's is."""
+    get = lambda i: ins[i] if len(ins) > i else None  # noqa: E731
+    if len(n.input) > 8 and n.input[8]:
+        raise FrontendError(f"QAttention input 'past' is not supported (node {n.name or n.output[0]!r})")
+    x = _dynamic_input(L, n, ins[0], get(3), get(6))
+    w = _dequantized(L, ins[1], get(4), get(7), "QAttention weight")
+    src = _float_source(L, n.input[0])
+    a = onnx.helper.make_node("Attention", [src, n.input[1], n.input[2], n.input[5] if len(n.input) > 5 else ""],
+                              list(n.output), name=n.name, domain=MS)
+    a.attribute.extend(n.attribute)
+    return attention(L, a, [x, w, get(2), get(5)])
+
+
+@register("QEmbedLayerNormalization", domain=MS)
+def qembed_layernorm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """EmbedLayerNormalization with uint8/int8 tables, gamma and beta (``quantize_dynamic``). Inputs:
+    input_ids, segment_ids, word/position/segment embedding, gamma, beta (quantized), mask, then their five
+    scales and five zero points. Spec: ``DOC`` + ``QEmbedLayerNormalization``; onnxruntime's kernel
+    dequantizes each looked-up row, sums in float and normalises: lowered as :func:`embed_layernorm` on the
+    dequantized tables (the lookups are exact table reads of those values)."""
+    get = lambda i: ins[i] if len(ins) > i else None  # noqa: E731
+    tables = []
+    for k, what in enumerate(("word_embedding", "position_embedding", "segment_embedding", "gamma", "beta")):
+        v = _dequantized(L, get(2 + k), get(8 + k), get(13 + k), what)
+        tables.append(None if v is None else Const(np.asarray(L.const_value(v, what), np.float32)))
+    e = onnx.helper.make_node("EmbedLayerNormalization", list(n.input[:8]), list(n.output), name=n.name, domain=MS)
+    e.attribute.extend(n.attribute)
+    return embed_layernorm(L, e, [get(0), get(1), *tables, get(7)])
+
+
+@prepare_hook
+def _qattention_samples(L: Lowerer) -> None:
+    """Make each QAttention fed by a DynamicQuantizeLinear ask for the calibration samples of the float tensor
+    that DynamicQuantizeLinear reads: its Q/K/V and score ranges are planned from them (the integer codes
+    were quantized with a different run-time scale per calibration row, so they cannot stand in)."""
+    for n in L.model.graph.node:
+        if n.domain != MS or n.op_type != "QAttention" or not n.input:
+            continue
+        src = _float_source(L, n.input[0])
+        if src == n.input[0]:
+            continue
+        L.fused[id(n)] = lambda n=n: qattention(L, n, [L.env.get(i) if i else None for i in n.input])
+        L.fused_samples[id(n)] = (src,)
+
+
+# ---- FusedMatMul ------------------------------------------------------------------------------------------
+
+
+def _t_last(L: Lowerer, n: onnx.NodeProto, x: Act) -> Act:
+    """``x`` with its last two axes swapped (data movement)."""
+    r = len(x.shape)
+    perm = tuple(range(r - 2)) + (r - 1, r - 2)
+    y = move(L, n, x, tuple(x.shape[p] for p in perm), perm)
+    assert isinstance(y, Act)
+    return y
+
+
+@register("FusedMatMul", domain=MS)
+def fused_matmul(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """``alpha * op(A) @ op(B)`` with ``op`` an optional swap of the last two axes (``transA`` / ``transB``):
+    what onnxruntime's MatMulScaleFusion writes for ``(Q @ K^T) * scale`` (a graph it saved with graph
+    optimisations on). Spec: ``DOC`` + ``FusedMatMul``. A positive alpha is folded into A's scale (the same
+    codes viewed at ``alpha * scale``); two activations meet in a DecodeMAC, a constant B in a Soma.
+    ``transBatchA`` / ``transBatchB`` are refused."""
+    a, b = ins[0], ins[1]
+    alpha = float(attr(n, "alpha", 1.0))
+    if attr(n, "transBatchA", 0) or attr(n, "transBatchB", 0):
+        raise FrontendError(f"FusedMatMul with transBatchA/transBatchB is not supported (node {n.name!r})")
+    if not isinstance(a, Act) or len(a.shape) < 2:
+        raise FrontendError(f"FusedMatMul A must be an activation of rank >= 2, got {type(a).__name__}")
+    if not alpha > 0:
+        raise FrontendError(f"FusedMatMul alpha {alpha} (a positive scale is supported)")
+    if attr(n, "transA", 0):
+        a = _t_last(L, n, a)
+    if is_const(b):
+        w = np.asarray(L.const_value(b, "B"))
+        if w.ndim != 2:
+            raise FrontendError(f"FusedMatMul with a constant B of rank {w.ndim} (2-D weights only)")
+        return [soma_linear(L, n, a, b, None, n.output[0], trans_b=bool(attr(n, "transB", 0)), alpha=alpha)]
+    if not isinstance(b, Act) or len(b.shape) < 2:
+        raise FrontendError(f"FusedMatMul B must be a constant or an activation of rank >= 2, got {type(b).__name__}")
+    if attr(n, "transB", 0):
+        b = _t_last(L, n, b)
+    if alpha != 1.0:
+        a = retype(L, n.output[0] + ".alpha", a, code_type(a.type.bits, a.scale * alpha, a.zp, a.shape))
+    shape = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2])) + (a.shape[-2], b.shape[-1])
+    return [L.b.decode_mac(n.output[0], a, b, "matmul", L.out_type(n.output[0], shape))]

@@ -527,10 +527,20 @@ def _pow_table(L: Lowerer, stem: str, x: Act, tensor: str, e: float, out) -> Act
 def qlinear_binary(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     a, sa, za, b, sb, zb, sc = ins[:7]
     zc = ins[7] if len(ins) > 7 else None
+    masks = (Masked, DynMask)
+    if n.op_type == "QLinearAdd" and (isinstance(a, masks) or isinstance(b, masks)):
+        # an attention mask quantized with the scores (ORT's default op list): still a mask. Its quantization
+        # (scale ~1e36 for a finfo.min fill) would round every unmasked score to one code; lasercc applies the
+        # mask in the Softmax instead and keeps the scores' own codes (README, "QOperator attention masks")
+        A = a if isinstance(a, masks) else q_input(L, a, sa, za)
+        B = b if isinstance(b, masks) else q_input(L, b, sb, zb)
+        return [add_sub(L, n, A, B, 1)]
     A, B = q_input(L, a, sa, za), q_input(L, b, sb, zb)
     shape = tuple(np.broadcast_shapes(_shape_of(A), _shape_of(B)))
     out, signed = L.q_type(sc, zc, shape)
     r = add_sub(L, n, A, B, 1, out) if n.op_type == "QLinearAdd" else mul(L, n, A, B, out)
+    if isinstance(r, Masked | DynMask):  # a quantized -inf mask: added to the scores, or made (x * finfo.min)
+        return [r]
     assert isinstance(r, Act)
     return [Act(r.name, r.type, True, signed)]
 

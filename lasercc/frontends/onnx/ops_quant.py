@@ -21,6 +21,9 @@ A graph output of such a tensor is its integer view (real value = the ONNX integ
 * ``DynamicQuantizeLinear``: a runtime scale cannot exist in a static spiking graph; the scale onnxruntime
   would compute ((max(0,x) - min(0,x)) / 255) is computed once from the calibration range of x
   (:func:`common.dynamic_qparams`); as graph outputs, scale and zero point are constant codes.
+* ``DynamicQuantizeMatMul`` / ``MatMulIntegerToFloat`` (com.microsoft; onnxruntime's fusions of the dynamic
+  pattern, in files it saves with its graph optimisations on): A quantized with its calibrated dynamic scale (or
+  read under its stated one), one Soma with the model's integer B and the float bias.
 * ``QLinearConv`` (standard domain): padding with the zero point's code, im2col by data movement (Takes +
   Concat) and a Soma over the channel axis between two Transposes, per group; any kernel, stride, dilation,
   pads / auto_pad and group.
@@ -693,3 +696,71 @@ def qlinear_conv(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         name, t = _concat(L, n.output[0], outs, 1)
         r = Act(name, t)  # type: ignore[arg-type]
     return [Act(r.name, r.type, True, signed)]
+
+
+# ---- onnxruntime's fused dynamic-quantization MatMuls (com.microsoft) --------------------------------------
+
+
+def _int_weight(L: Lowerer, n: onnx.NodeProto, b: Val, sb: Val, zb: Val | None) -> QWeight:
+    """A constant integer B with its constant scale / zero point (per tensor or per column)."""
+    if not (isinstance(b, Const) and b.value.dtype.kind in "iu"):
+        raise FrontendError(f"{n.op_type} B must be a constant integer tensor, got {type(b).__name__}")
+    w = widen_int(b.value)
+    if w.ndim != 2:
+        raise FrontendError(f"{n.op_type} with a constant B of rank {w.ndim} (2-D weights only)")
+    sv = np.asarray(_const(L, sb, "B scale", n, 1), np.float32).reshape(-1)
+    zv = np.zeros(sv.shape, np.int64) if zb is None else widen_int(np.asarray(L.const_value(zb))).astype(np.int64)
+    zv = np.broadcast_to(zv.reshape(-1), sv.shape) if zv.size == 1 else zv.reshape(-1)
+    if sv.size not in (1, w.shape[1]):
+        raise FrontendError(f"{n.op_type} B scale of {sv.size} values for B {list(w.shape)} (per tensor or per column)")
+    return QWeight(w, sv, zv, None if sv.size == 1 else 1)
+
+
+def _bias(L: Lowerer, v: Val | None) -> Const | None:
+    return None if v is None else Const(np.asarray(L.const_value(v, "bias"), np.float32))
+
+
+@register("DynamicQuantizeMatMul", domain=MS)
+def dynamic_quantize_matmul(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """``DequantizeLinear(DynamicQuantizeLinear(A)) @ dequant(B) + bias`` -- onnxruntime's fusion of the
+    dynamic-quantization pattern (inputs A, B, b_scale, b_zero_point, bias; spec ContribOperators.md
+    ``DynamicQuantizeMatMul``). A is quantized to uint8 with the scale and zero point onnxruntime would
+    compute at run time, fixed from A's calibration range (:func:`common.dynamic_qparams`, as for
+    ``DynamicQuantizeLinear``), then one Soma with the model's integer B and the float bias."""
+    ins = list(ins) + [None] * (5 - len(ins))
+    a, b, sb, zb, bias = ins[:5]
+    if not isinstance(a, Act):
+        raise FrontendError(f"DynamicQuantizeMatMul A must be an activation, got {type(a).__name__}")
+    r = L.stats.range(n.input[0])
+    if r is None:
+        raise FrontendError(f"no calibration range for {n.input[0]!r}, the input of DynamicQuantizeMatMul")
+    s, z = dynamic_qparams(*r)
+    aq = L.b.requant_to(n.output[0] + ".a", a, code_type(8, s, z, a.shape)) if not a.type.same_quant(
+        code_type(8, s, z, a.shape)) else a
+    L.notes.append(f"DynamicQuantizeMatMul {n.name or n.output[0]!r}: A's scale {s:.6g} and zero point {z} fixed "
+                   "from calibration (a static spiking graph has no run-time scales)")
+    return [soma_linear(L, n, aq.as_float(), _int_weight(L, n, b, sb, zb), _bias(L, bias), n.output[0])]
+
+
+@register("MatMulIntegerToFloat", domain=MS)
+def matmul_integer_to_float(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """``(A - a_zp) a_scale @ (B - b_zp) b_scale + bias`` in float (inputs A, B, a_scale, b_scale, a_zero_point,
+    b_zero_point, bias; spec ContribOperators.md ``MatMulIntegerToFloat``): onnxruntime's fusion of
+    MatMulInteger + Cast + Mul (+ Add). A's codes are read under its (scale, zero point) -- a
+    DynamicQuantizeLinear's scale is its calibrated one -- and B is the model's integer weight."""
+    ins = list(ins) + [None] * (7 - len(ins))
+    a, b, sa, sb, za, zb, bias = ins[:7]
+    if not (isinstance(a, Act) and a.quantized):
+        raise FrontendError(f"MatMulIntegerToFloat A must be quantized codes, got {type(a).__name__}")
+    if isinstance(sa, DynScale):
+        if not isinstance(za, DynScale | None) or sa.act.name != a.name:
+            raise FrontendError("MatMulIntegerToFloat: A's run-time scale is not its own DynamicQuantizeLinear's")
+        x = a.as_float()
+    else:
+        _q_params_const(L, n, ins, (2, 4))
+        xv = q_input(L, a, sa, za)
+        assert isinstance(xv, Act)
+        x = xv
+    if not isinstance(b, Const):
+        raise FrontendError("MatMulIntegerToFloat with a B computed at run time is not supported")
+    return [soma_linear(L, n, x, _int_weight(L, n, b, sb, zb), _bias(L, bias), n.output[0])]
