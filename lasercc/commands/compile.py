@@ -19,6 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="bits of float weights lasercc quantizes (symmetric, per output channel; a model's own "
                         "integer weights are kept): default 16 for a float model at --bits 16, else 8; 8 for loihi2 "
                         "(8-bit synapses)")
+    p.add_argument("--smooth", type=float, default=None, metavar="ALPHA",
+                   help="SmoothQuant alpha in [0, 1) for normalisation outputs read by linear layers: their outlier "
+                        "channels move into the constant weights (0: off; default 0.5 for a float model at --bits 8, "
+                        "else off)")
+    p.add_argument("--residual-bits", type=int, choices=(8, 16), default=None,
+                   help="bits of residual-stream summands with outlier channels (8: off; default 16 for a float "
+                        "model at --bits 8, else off)")
     p.add_argument("--calibration", help=".npz of calibration inputs (rows on axis 0); random inputs if absent")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2",
                    help="pin an input's dynamic dims, e.g. ids=1,16 (repeatable)")
@@ -53,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
             art = compile_model(args.model, target=args.target, bits=args.bits, calibration=args.calibration,
                                 input_shapes=shapes or None, requant=args.requant, passes=args.passes,
                                 progress=not args.quiet, max_elements=args.max_elements,
-                                weight_bits=args.weight_bits)
+                                weight_bits=args.weight_bits, smooth=args.smooth,
+                                residual_bits=args.residual_bits)
         out = art.save(out_dir)
     m = art.manifest
     print(f"compiled {args.model} ({m['frontend']['format']}) -> {out}: {m['nodes']} nodes, "
