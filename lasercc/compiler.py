@@ -203,7 +203,8 @@ def _compile(model: str | os.PathLike | onnx.ModelProto, *, target: str, bits: i
     src = model if isinstance(model, str | os.PathLike) else "<ModelProto>"
     manifest = {
         "versions": _versions(), "target": target, "source": str(src),
-        "options": {"bits": bits, "requant": rq, "smooth": smooth, "residual_bits": residual_bits, "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
+        "options": {"bits": bits, "requant": rq, "smooth": smooth, "residual_bits": residual_bits,
+                    "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
                     "calibration": calibration if isinstance(calibration, str | os.PathLike) or calibration is None
                     else "<dict>", "passes": passes if isinstance(passes, str | None) else [str(p) for p in passes]},
         "frontend": res.info, "onnx_outputs": res.outputs, "passes_run": records,

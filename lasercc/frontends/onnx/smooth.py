@@ -64,8 +64,9 @@ class Smoothed:
     range: tuple[float, float]  # the copy's calibration range
 
     def describe(self) -> str:
-        return (f"{self.tensor} -> {len(self.consumers)} linear consumer(s): range "
-                f"{self.range[0]:.3g}..{self.range[1]:.3g}, s in {float(self.scale.min()):.3g}..{float(self.scale.max()):.3g}")
+        s = self.scale
+        return (f"{self.tensor} -> {len(self.consumers)} linear consumer(s): range {self.range[0]:.3g}.."
+                f"{self.range[1]:.3g}, s in {float(s.min()):.3g}..{float(s.max()):.3g}")
 
 
 def _domain(n: onnx.NodeProto) -> str:
