@@ -166,3 +166,32 @@ def test_recipe_is_off_by_default_at_16_bits_and_options_are_checked():
         _compile(outlier_model(), smooth=1.5)
     with pytest.raises(LasercError, match="residual_bits"):
         _compile(outlier_model(), residual_bits=12)
+
+
+def test_tensor_bits_pins_named_tensors_and_refuses_unknown_names():
+    model = outlier_model()
+    art = _compile(model, smooth=0, residual_bits=8, tensor_bits={"mm1": 16, "m2": 12})
+    g = art.graph
+    assert g.type_of(art.tensor_map["mm1"]).bits == 16 and g.type_of(art.tensor_map["m2"]).bits == 12
+    assert g.type_of(art.tensor_map["h"]).bits == 8  # untouched
+    assert art.manifest["frontend"]["tensor_bits"] == {"mm1": 16, "m2": 12}
+    with pytest.raises(LasercError, match="not activations of the model: W1, nope"):
+        _compile(model, tensor_bits={"nope": 16, "W1": 16})
+    with pytest.raises(LasercError, match="from 2 to 16"):
+        _compile(model, tensor_bits={"mm1": 17})
+
+
+def test_cli_compile_takes_the_recipe_options(tmp_path):
+    from lasercc.cli import main
+
+    path = tmp_path / "m.onnx"
+    onnx.save(outlier_model(), path)
+    np.savez(tmp_path / "c.npz", x=_data(8, 0))
+    out = tmp_path / "art"
+    rc = main(["compile", str(path), "-o", str(out), "--bits", "8", "--calibration", str(tmp_path / "c.npz"),
+               "--smooth", "0", "--residual-bits", "16", "--tensor-bits", "mm1=16", "-q"])
+    assert rc == 0
+    art = lasercc.load(out)
+    fi = art.manifest["frontend"]
+    assert fi["smooth"] is None and fi["residual_bits"] == 16 and fi["tensor_bits"] == {"mm1": 16}
+    assert set(fi["residual_widened"]) == {"h", "m2"}

@@ -124,13 +124,14 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
                 calibration: str | os.PathLike | dict | None = None, input_shapes: dict | None = None,
                 requant: str = "ort", progress: Progress | None = None,
                 weight_bits: int | None = None, smooth: float | None = None,
-                residual_bits: int | None = None) -> FrontendResult:
+                residual_bits: int | None = None, tensor_bits: dict[str, int] | None = None) -> FrontendResult:
     """Lower an ONNX model to a verified spiking IR graph (see the module docstring).
 
     ``smooth``: SmoothQuant's alpha for normalisation outputs read by linear layers (:mod:`smooth`), 0 off;
     ``residual_bits``: bits of residual-stream summands with outlier channels (``Options.residual_bits``),
     ``act_bits`` or less is off. Both default (None) to on (0.5 and 16) for float models at 8-bit
     activations and off otherwise: the outlier recipe for 8-bit spiking (notes/quantization.md).
+    ``tensor_bits``: code widths of named float tensors (ONNX names), applied after every other rule.
     """
     if bits is not None and bits not in (8, 16):
         raise FrontendError(f"bits must be 8 or 16, got {bits}")
@@ -142,6 +143,9 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
         raise FrontendError(f"smooth (SmoothQuant alpha) must be in [0, 1), 0 for off; got {smooth}")
     if residual_bits is not None and residual_bits not in (8, 16):
         raise FrontendError(f"residual_bits must be 8 or 16, got {residual_bits}")
+    for t, b in (tensor_bits or {}).items():
+        if not isinstance(b, int) or isinstance(b, bool) or not 2 <= b <= 16:
+            raise FrontendError(f"tensor_bits[{t!r}] must be an integer from 2 to 16, got {b!r}")
     say = progress or (lambda stage, i, n: None)
     say("load", 0, 1)
     # Shape inference, calibration and lowering work on a light model whose large weights are arrays
@@ -171,6 +175,7 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     alpha = float(smooth) if smooth is not None else (DEFAULT_ALPHA if outlier_recipe else 0.0)
     rbits = residual_bits if residual_bits is not None else (16 if outlier_recipe else None)
     opts.residual_bits = rbits if rbits and rbits > opts.act_bits else None
+    opts.tensor_bits = dict(tensor_bits or {})
     data = read_calibration(calibration)
     generated = data is None
     if data is not None:  # before onnxruntime sees it: names, shapes, dtypes, NaN, ids within their tables
@@ -180,6 +185,11 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     types = tensor_dtypes(m)
     static = _static_tensors(m)
     tensors = [t for t, dt in types.items() if dt.kind == "f" and t not in static]
+    unknown = sorted(t for t in tensor_bits or {} if not ((t in types and t not in static)
+                                                          or (t.endswith(".smooth") and t[:-7] in types)))
+    if unknown:  # a typo would silently change nothing (NAME.smooth: the SmoothQuant copy of NAME)
+        raise FrontendError(f"tensor_bits names tensor(s) that are not activations of the model: "
+                            f"{', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}")
     low = Lowerer(m, Stats(), opts, weights=weights)
     low.prepare()  # unsupported ops fail here, before calibration runs
     keep = low.sample_requests()
@@ -222,6 +232,8 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
         info["smoothed"] = [d.describe() for d in smoothed]
     if low.widened:
         info["residual_widened"] = dict(low.widened)
+    if tensor_bits:
+        info["tensor_bits"] = dict(tensor_bits)
     notes = [*widen_notes, *stats.notes, *low.notes]
     if notes:
         info["notes"] = notes  # widening, calibration fallbacks, static DynamicQuantizeLinear scales

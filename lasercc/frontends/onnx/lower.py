@@ -86,6 +86,9 @@ class Options:
     # Clipping the outliers instead is worse (they are meaningful). None: off. import_onnx turns it on
     # (16) for float models at 8-bit activations (see notes/quantization.md).
     residual_bits: int | None = None
+    # Per-tensor code widths (ONNX tensor name -> bits), applied last: measure where the error comes from (one
+    # tensor or layer type at a time, bench/minilm_quant_sources.py) or pin what a measurement showed necessary.
+    tensor_bits: dict[str, int] = field(default_factory=dict)
 
 
 # A residual summand whose largest channel (max |value| over the calibration rows) is at least this many times its
@@ -424,6 +427,8 @@ class Lowerer:
             if ratio is not None and ratio >= OUTLIER_RATIO and tensor in summands:
                 nb = self.opts.residual_bits  # a residual summand with outlier channels (Options.residual_bits)
                 self.widened[tensor] = nb
+        if bits is None and tensor in self.opts.tensor_bits:
+            nb = self.opts.tensor_bits[tensor]
         return range_type(r[0], r[1], nb, shape)
 
     # ---- finish --------------------------------------------------------------------------------
