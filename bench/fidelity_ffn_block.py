@@ -89,7 +89,8 @@ def build_model(layers: Sequence[tuple[np.ndarray, np.ndarray]], act: str | None
         cur = out
     inits += [numpy_helper.from_array(np.array(v, np.float32), k)
               for k, v in (("sqrt2", np.sqrt(2.0)), ("one", 1.0), ("half", 0.5))]
-    graph = helper.make_graph(nodes, "ffn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, D])],
+    d_in = layers[0][0].shape[0]
+    graph = helper.make_graph(nodes, "ffn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, d_in])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, layers[-1][0].shape[1]])],
                               inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])

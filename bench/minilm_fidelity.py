@@ -7,7 +7,10 @@ Paths compared with the float model (torch) on the same tokenized sentences:
   * lasercc.compile of the float model at --bits 8 and 16 and of the ORT static-QDQ model (input
     shapes pinned: the export has a dynamic batch/sequence), each compiled in a subprocess that
     reports compile time and peak memory, then run with the NumPy backend (codes mode) on all
-    sentences at once.
+    sentences at once. At --bits 8 the outlier recipe (default: SmoothQuant copies of the
+    LayerNorms that feed linear layers, 16-bit residual summands with outlier channels) is compared
+    with itself switched off and with each half alone; the critical-path latency in timesteps says
+    what the 16-bit tensors cost.
 Embeddings are mean-pooled over the attention mask and L2-normalised, as sentence-transformers does.
 Writes bench/results/minilm.md, and minilm.eval.npz into --work (bench/speed_vs_onnxruntime.py uses it).
 
@@ -211,30 +214,36 @@ def hwm():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
 src, bits, calib, out, shapes = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
+opts = json.loads(sys.argv[6])
 base = hwm()
 t0 = time.perf_counter()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     art = lasercc.compile(src, target="numpy", bits=None if bits == "none" else int(bits), calibration=calib,
-                          input_shapes={k: tuple(v) for k, v in shapes.items()}, progress=False)
+                          input_shapes={k: tuple(v) for k, v in shapes.items()}, progress=False, **opts)
 t = time.perf_counter() - t0
 peak = hwm()
 art.save(out)
-print(json.dumps({"compile_s": t, "base_mib": base / 1024, "peak_mib": peak / 1024, "nodes": len(art.graph.nodes)}))
+from lasercc.backends.stats import critical_path
+fi = art.manifest["frontend"]
+print(json.dumps({"compile_s": t, "base_mib": base / 1024, "peak_mib": peak / 1024, "nodes": len(art.graph.nodes),
+                  "steps": critical_path(art.graph), "widened": sorted(fi.get("residual_widened", {})),
+                  "smoothed": len(fi.get("smoothed", []))}))
 """
 
 
 def lasercc_path(src: Path, bits: int | None, calib_npz: Path, feeds: dict[str, np.ndarray], work: Path,
-                 repeat: int) -> tuple[np.ndarray, dict[str, float]]:
+                 repeat: int, opts: dict | None = None, tag: str = "") -> tuple[np.ndarray, dict]:
     """Compile ``src`` (input shapes pinned to one row of ``feeds``) in a subprocess, then run the
     artifact with the NumPy backend (codes mode, statistics off) on all rows; hidden states and figures."""
     from lasercc import load
     from lasercc.runtime import run_graph
 
     shapes = {k: [1, v.shape[1]] for k, v in feeds.items()}
-    out = work / f"{src.stem}.b{bits or 'model'}.lasercc"
+    out = work / f"{src.stem}.b{bits or 'model'}{tag}.lasercc"
     proc = subprocess.run([sys.executable, "-c", COMPILE_CHILD, str(src), str(bits or "none"), str(calib_npz),
-                           str(out), json.dumps(shapes)], capture_output=True, text=True, check=False)
+                           str(out), json.dumps(shapes), json.dumps(opts or {})], capture_output=True, text=True,
+                          check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"lasercc compile of {src.name} failed:\n{proc.stderr[-3000:]}")
     fig = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -347,15 +356,39 @@ def main(argv: list[str] | None = None) -> int:
     for name, onnx_path, note in ort_paths:
         hidden, sec = run_ort(ort_session(onnx_path), feeds, args.repeat)
         lines.append(report_row(name, mean_pool(hidden, mask), ref, token_cos(hidden, ref_hidden, mask), sec, note))
-    lpaths = [(f"lasercc float model, --bits {b}", float_onnx, b,
-               f"{b}-bit activations, LayerNorm inputs (residual stream) 16-bit, int8 per-channel weights")
-              for b in args.bits]
+    base_note = "LayerNorm inputs (residual stream) 16-bit, int8 per-channel weights"
+    lpaths: list[tuple[str, Path, int | None, str, dict, str]] = []
+    for b in args.bits:
+        if b == 8:  # the outlier recipe (default), off, and each half alone
+            lpaths += [
+                ("lasercc float model, --bits 8 (default: outlier recipe)", float_onnx, 8,
+                 f"8-bit activations, {base_note}; SmoothQuant alpha 0.5, residual summands with outlier channels "
+                 "16-bit", {}, ""),
+                ("lasercc float model, --bits 8 --smooth 0 --residual-bits 8 (recipe off)", float_onnx, 8,
+                 f"8-bit activations, {base_note}", {"smooth": 0, "residual_bits": 8}, ".off"),
+                ("lasercc float model, --bits 8 --smooth 0 (16-bit outlier summands only)", float_onnx, 8,
+                 f"8-bit activations, {base_note}", {"smooth": 0}, ".nosmooth"),
+                ("lasercc float model, --bits 8 --residual-bits 8 (SmoothQuant only)", float_onnx, 8,
+                 f"8-bit activations, {base_note}", {"residual_bits": 8}, ".smoothonly"),
+            ]
+        else:
+            lpaths.append((f"lasercc float model, --bits {b}", float_onnx, b, f"{b}-bit activations, {base_note}",
+                           {}, ""))
     lpaths.append(("lasercc on the ORT QDQ model", qdq_onnx, None,
-                   "model's own u8/s8 linear layers; float islands 16-bit"))
-    for name, src, bits, note in lpaths:
-        hidden, fig = lasercc_path(src, bits, calib_npz, feeds, args.work, max(1, args.repeat // 4))
+                   "model's own u8/s8 linear layers; float islands 16-bit", {}, ""))
+    widened: list[str] = []
+    for name, src, bits, note, opts, tag in lpaths:
+        hidden, fig = lasercc_path(src, bits, calib_npz, feeds, args.work, max(1, args.repeat // 4), opts, tag)
+        extra = f"{note}; {fig['nodes']} IR nodes; critical path {fig['steps']} steps"
+        if fig["smoothed"] or fig["widened"]:
+            extra += f"; {fig['smoothed']} LayerNorms smoothed, {len(fig['widened'])} tensors widened to 16 bits"
+        if fig["widened"] and not widened:
+            widened = fig["widened"]
         lines.append(report_row(name, mean_pool(hidden, mask), ref, token_cos(hidden, ref_hidden, mask),
-                                fig["run_s_per_row"], f"{note}; {fig['nodes']} IR nodes", fig))
+                                fig["run_s_per_row"], extra, fig))
+    if widened:
+        lines += ["", "Tensors the default recipe widened to 16 bits (residual summands whose largest channel is "
+                  ">= 8x the median one):", "", *(f"- `{t}`" for t in widened)]
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:

@@ -128,7 +128,8 @@ def _lava_files(graph) -> tuple[dict[str, str], str | None]:  # noqa: ANN001
 def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy", bits: int | None = None,  # noqa: A001
             calibration: str | os.PathLike | dict | None = None, input_shapes: dict[str, Any] | None = None,
             requant: str | None = None, passes: str | list | None = None, progress: bool = True,
-            weight_bits: int | None = None, max_elements: int | None = None) -> Artifact:
+            weight_bits: int | None = None, max_elements: int | None = None, smooth: float | None = None,
+            residual_bits: int | None = None, tensor_bits: dict[str, int] | None = None) -> Artifact:
     """Compile an ONNX model to a spiking artifact.
 
     ``bits``: activation bits for float models and float islands (8 or 16; default 8 for float models,
@@ -141,6 +142,12 @@ def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy"
     of the float weights lasercc quantizes itself (a model's own integer weights are kept as they are);
     default 16 for a float model at ``bits=16``, else 8 -- and 8 for ``loihi2``, whose synaptic weights are
     at most 8 bits.
+    ``smooth`` and ``residual_bits``: the outlier recipe for 8-bit activations (notes/quantization.md) --
+    SmoothQuant's alpha for normalisation outputs that feed linear layers (their outlier channels move into
+    the constant weights; 0 turns it off) and the bits of residual-stream summands that hold outlier
+    channels (8 turns it off). Default (None): 0.5 and 16 for a float model at ``bits=8``, off otherwise.
+    ``tensor_bits``: code widths (2-16) of named float tensors of the model, applied after every rule (measure
+    where the 8-bit error comes from, or pin the tensors a measurement showed need 16 bits).
     ``max_elements``: raises the size limit of one declared tensor (:mod:`lasercc.limits`, default 2^31
     elements). Call ``.save(dir)`` on the result.
     """
@@ -148,12 +155,15 @@ def compile(model: str | os.PathLike | onnx.ModelProto, *, target: str = "numpy"
 
     with override(max_elements=max_elements):
         return _compile(model, target=target, bits=bits, calibration=calibration, input_shapes=input_shapes,
-                        requant=requant, passes=passes, progress=progress, weight_bits=weight_bits)
+                        requant=requant, passes=passes, progress=progress, weight_bits=weight_bits, smooth=smooth,
+                        residual_bits=residual_bits, tensor_bits=tensor_bits)
 
 
 def _compile(model: str | os.PathLike | onnx.ModelProto, *, target: str, bits: int | None,
              calibration: str | os.PathLike | dict | None, input_shapes: dict[str, Any] | None,
-             requant: str | None, passes: str | list | None, progress: bool, weight_bits: int | None) -> Artifact:
+             requant: str | None, passes: str | list | None, progress: bool, weight_bits: int | None,
+             smooth: float | None = None, residual_bits: int | None = None,
+             tensor_bits: dict[str, int] | None = None) -> Artifact:
     from lasercc.frontends.onnx import import_onnx
     from lasercc.frontends.onnx.load import check_model_path
 
@@ -179,7 +189,8 @@ def _compile(model: str | os.PathLike | onnx.ModelProto, *, target: str, bits: i
     t0 = time.perf_counter()
     try:
         res = import_onnx(model, bits=bits, calibration=calibration, input_shapes=input_shapes, requant=rq,
-                          progress=prog, weight_bits=weight_bits)
+                          progress=prog, weight_bits=weight_bits, smooth=smooth, residual_bits=residual_bits,
+                          tensor_bits=tensor_bits)
         graph = res.graph
         records: list = []
         extra: dict[str, str | bytes] = {}
@@ -196,7 +207,9 @@ def _compile(model: str | os.PathLike | onnx.ModelProto, *, target: str, bits: i
     src = model if isinstance(model, str | os.PathLike) else "<ModelProto>"
     manifest = {
         "versions": _versions(), "target": target, "source": str(src),
-        "options": {"bits": bits, "requant": rq, "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
+        "options": {"bits": bits, "requant": rq, "smooth": smooth, "residual_bits": residual_bits,
+                    "tensor_bits": dict(tensor_bits or {}),
+                    "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
                     "calibration": calibration if isinstance(calibration, str | os.PathLike) or calibration is None
                     else "<dict>", "passes": passes if isinstance(passes, str | None) else [str(p) for p in passes]},
         "frontend": res.info, "onnx_outputs": res.outputs, "passes_run": records,

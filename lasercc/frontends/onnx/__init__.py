@@ -47,6 +47,7 @@ from lasercc.frontends.onnx.calibrate import (
 from lasercc.frontends.onnx.heap import release_freed_heap
 from lasercc.frontends.onnx.load import (
     IN_MEMORY,
+    SPLIT_ELEMENTS,
     FrontendError,
     check_weights_finite,
     initializers,
@@ -57,6 +58,9 @@ from lasercc.frontends.onnx.load import (
 )
 from lasercc.frontends.onnx.lower import Lowerer, Options
 from lasercc.frontends.onnx.registry import HANDLERS
+from lasercc.frontends.onnx.smooth import DEFAULT_ALPHA
+from lasercc.frontends.onnx.smooth import apply as smooth_apply
+from lasercc.frontends.onnx.smooth import sites as smooth_sites
 from lasercc.frontends.onnx.weights import load_split
 from lasercc.frontends.onnx.widen import widen_half
 from lasercc.ir.graph import Graph
@@ -119,14 +123,29 @@ def _vocab(model: onnx.ModelProto, weights: dict | None = None) -> dict[str, int
 def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None = None,
                 calibration: str | os.PathLike | dict | None = None, input_shapes: dict | None = None,
                 requant: str = "ort", progress: Progress | None = None,
-                weight_bits: int | None = None) -> FrontendResult:
-    """Lower an ONNX model to a verified spiking IR graph (see the module docstring)."""
+                weight_bits: int | None = None, smooth: float | None = None,
+                residual_bits: int | None = None, tensor_bits: dict[str, int] | None = None) -> FrontendResult:
+    """Lower an ONNX model to a verified spiking IR graph (see the module docstring).
+
+    ``smooth``: SmoothQuant's alpha for normalisation outputs read by linear layers (:mod:`smooth`), 0 off;
+    ``residual_bits``: bits of residual-stream summands with outlier channels (``Options.residual_bits``),
+    ``act_bits`` or less is off. Both default (None) to on (0.5 and 16) for float models at 8-bit
+    activations and off otherwise: the outlier recipe for 8-bit spiking (notes/quantization.md).
+    ``tensor_bits``: code widths of named float tensors (ONNX names), applied after every other rule.
+    """
     if bits is not None and bits not in (8, 16):
         raise FrontendError(f"bits must be 8 or 16, got {bits}")
     if weight_bits is not None and not 2 <= weight_bits <= 16:
         raise FrontendError(f"weight_bits must be between 2 and 16, got {weight_bits}")
     if requant not in ("ort", "fixed"):
         raise FrontendError(f"requant must be 'ort' or 'fixed', got {requant!r}")
+    if smooth is not None and not (0.0 <= float(smooth) < 1.0):
+        raise FrontendError(f"smooth (SmoothQuant alpha) must be in [0, 1), 0 for off; got {smooth}")
+    if residual_bits is not None and residual_bits not in (8, 16):
+        raise FrontendError(f"residual_bits must be 8 or 16, got {residual_bits}")
+    for t, b in (tensor_bits or {}).items():
+        if not isinstance(b, int) or isinstance(b, bool) or not 2 <= b <= 16:
+            raise FrontendError(f"tensor_bits[{t!r}] must be an integer from 2 to 16, got {b!r}")
     say = progress or (lambda stage, i, n: None)
     say("load", 0, 1)
     # Shape inference, calibration and lowering work on a light model whose large weights are arrays
@@ -152,6 +171,11 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
                    # alone cost a 16-bit result hundreds of steps); 8 where they are a weight-only model's int8
                    # weights (recovered exactly) or islands of a quantized model
                    weight_bits=weight_bits or (16 if fmt == "float" and bits == 16 else 8))
+    outlier_recipe = fmt == "float" and opts.act_bits == 8  # where the defaults turn the recipe on
+    alpha = float(smooth) if smooth is not None else (DEFAULT_ALPHA if outlier_recipe else 0.0)
+    rbits = residual_bits if residual_bits is not None else (16 if outlier_recipe else None)
+    opts.residual_bits = rbits if rbits and rbits > opts.act_bits else None
+    opts.tensor_bits = dict(tensor_bits or {})
     data = read_calibration(calibration)
     generated = data is None
     if data is not None:  # before onnxruntime sees it: names, shapes, dtypes, NaN, ids within their tables
@@ -161,13 +185,34 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     types = tensor_dtypes(m)
     static = _static_tensors(m)
     tensors = [t for t, dt in types.items() if dt.kind == "f" and t not in static]
+    unknown = sorted(t for t in tensor_bits or {} if not ((t in types and t not in static)
+                                                          or (t.endswith(".smooth") and t[:-7] in types)))
+    if unknown:  # a typo would silently change nothing (NAME.smooth: the SmoothQuant copy of NAME)
+        raise FrontendError(f"tensor_bits names tensor(s) that are not activations of the model: "
+                            f"{', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}")
     low = Lowerer(m, Stats(), opts, weights=weights)
     low.prepare()  # unsupported ops fail here, before calibration runs
     keep = low.sample_requests()
+    consts = initializers(m, weights) if alpha else {}
+    sites = smooth_sites(m, set(consts), {k: tuple(v.shape) for k, v in consts.items()}) if alpha else []
+    channels = {s.tensor for s in sites} | (low.residual_summands() if opts.residual_bits else set())
     stats = run_calibration(m_cal or m, data, cal_specs, tensors, keep, progress=lambda i, n: say("calibrate", i, n),
                             weights={k: weights[k] for k in split.in_memory}, external_dir=split.external_dir,
-                            release=split.release_pages, tables=weights)
+                            release=split.release_pages, tables=weights, channels=channels)
     stats.generated = generated
+    smoothed = []
+    if sites:  # the model changes (normalisation copies, scaled weights): lower it afresh, ranges derived
+        smoothed, new_consts = smooth_apply(m, consts, sites, {s.tensor: r for s in sites
+                                                               if (r := stats.channel_range(s.tensor)) is not None},
+                                            alpha, stub=True)
+        consts = {}
+        if smoothed:
+            weights.update({k: v for k, v in new_consts.items() if v.size >= SPLIT_ELEMENTS})  # their stubs' data
+            for d in smoothed:
+                stats.lo[d.copy], stats.hi[d.copy] = d.range
+            low = Lowerer(m, Stats(), opts, weights=weights)
+            low.prepare()
+            low.sample_requests()
     release_freed_heap()  # the session's memory, before the lowering allocates the graph's constants (heap.py)
     low.stats = stats
 
@@ -181,8 +226,14 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     info = {"format": fmt, "calibration_rows": stats.rows, "calibration": "generated" if generated else "given",
             "calibration_batch": 1 if cal_shapes else None,
             "act_bits": opts.act_bits, "internal_bits": opts.internal_bits, "weight_bits": opts.weight_bits,
-            "norm_input_bits": opts.norm_input_bits,
+            "norm_input_bits": opts.norm_input_bits, "smooth": alpha or None, "residual_bits": opts.residual_bits,
             "onnx_nodes": len(m.graph.node), "opset": {o.domain or "ai.onnx": o.version for o in m.opset_import}}
+    if smoothed:
+        info["smoothed"] = [d.describe() for d in smoothed]
+    if low.widened:
+        info["residual_widened"] = dict(low.widened)
+    if tensor_bits:
+        info["tensor_bits"] = dict(tensor_bits)
     notes = [*widen_notes, *stats.notes, *low.notes]
     if notes:
         info["notes"] = notes  # widening, calibration fallbacks, static DynamicQuantizeLinear scales

@@ -11,7 +11,9 @@ code type. We run the ONNX model in onnxruntime with those tensors exposed as ex
 calibration rows (the MinMax rule of ``onnxruntime.quantization``). For a few tensors the lowering
 needs the values themselves (inputs of Softmax / LayerNorm decompositions, whose internal ranges are
 computed by running the float decomposition on them, and ASNC inputs, whose code histograms are
-stored): those are kept for the first ``keep_rows`` rows.
+stored): those are kept for the first ``keep_rows`` rows. For the tensors the outlier recipe asks about
+(``channels``: normalisation outputs that SmoothQuant may smooth, summands of the residual stream) the
+min/max is also kept per channel (the last axis), which is what finds *systematic* outlier channels.
 
 Without calibration data we generate it (:func:`default_calibration`): standard-normal floats and
 uniform token ids below the embedding size, 16 rows, seed 0 -- and warn, because ranges from random
@@ -47,6 +49,8 @@ class Stats:
     notes: list[str] = field(default_factory=list)  # how calibration ran where it departed from one onnxruntime run
     asked: set[str] = field(default_factory=set)  # every name values() was called with (tests check coverage)
     nan_values: dict[str, int] = field(default_factory=dict)  # NaN elements per tensor, left out of its range
+    ch_lo: dict[str, np.ndarray] = field(default_factory=dict)  # per-channel (last axis) min, where asked for
+    ch_hi: dict[str, np.ndarray] = field(default_factory=dict)
 
     def range(self, name: str) -> tuple[float, float] | None:
         if name not in self.lo:
@@ -64,6 +68,38 @@ class Stats:
             v[:] = [np.concatenate(v, axis=0)]
         v[0].flags.writeable = False  # shared by every caller now: an in-place edit would leak between them
         return v[0]
+
+    def channel_range(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-channel (last axis) min and max of ``name`` over the calibration rows, if they were collected."""
+        if name not in self.ch_lo:
+            return None
+        return self.ch_lo[name], self.ch_hi[name]
+
+    def outlier_ratio(self, name: str) -> float | None:
+        """Largest channel's max |value| over the median channel's: how systematic the tensor's outliers are.
+
+        Why the median channel: an 8-bit per-tensor code is sized by the largest channel, while the
+        median one says how many codes a typical channel is left with. None: no per-channel statistics.
+        """
+        r = self.channel_range(name)
+        if r is None or r[0].size < 2:
+            return None
+        amax = np.maximum(np.abs(r[0]), np.abs(r[1]))
+        med = float(np.median(amax))
+        return float(amax.max()) / med if med > 0 else None
+
+
+def update_channels(st: Stats, name: str, v: np.ndarray) -> None:
+    """Fold one row's per-channel (last axis) min/max of ``v`` into ``st`` (finite values only)."""
+    if v.ndim == 0 or v.shape[-1] < 1:
+        return
+    flat = v.reshape(-1, v.shape[-1])
+    fin = np.isfinite(flat)
+    lo = np.where(fin, flat, np.inf).min(axis=0).astype(np.float64)
+    hi = np.where(fin, flat, -np.inf).max(axis=0).astype(np.float64)
+    if name in st.ch_lo and st.ch_lo[name].shape == lo.shape:
+        lo, hi = np.minimum(st.ch_lo[name], lo), np.maximum(st.ch_hi[name], hi)
+    st.ch_lo[name], st.ch_hi[name] = lo, hi
 
 
 def read_calibration(calibration: str | Path | dict | None) -> dict[str, np.ndarray] | None:
@@ -262,8 +298,9 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
                     specs: dict[str, tuple[np.dtype, tuple[int, ...]]], tensors: list[str], keep: set[str],
                     progress=None, weights: dict[str, np.ndarray] | None = None,  # noqa: ANN001
                     external_dir: str | None = None, release: Callable[[], None] | None = None,
-                    tables: dict[str, np.ndarray] | None = None) -> Stats:
-    """Run ``model`` with ``tensors`` (float) exposed; min/max for all, values of ``keep`` for KEEP_ROWS rows.
+                    tables: dict[str, np.ndarray] | None = None, channels: set[str] | None = None) -> Stats:
+    """Run ``model`` with ``tensors`` (float) exposed; min/max for all, values of ``keep`` for KEEP_ROWS rows,
+    per-channel min/max for ``channels`` (:meth:`Stats.channel_range`).
 
     ``weights``: initializers split off ``model`` and marked in memory
     (:func:`~lasercc.frontends.onnx.load.split_weights`), handed to the session as external
@@ -356,6 +393,8 @@ def run_calibration(model: onnx.ModelProto, data: dict[str, np.ndarray],
             lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 0.0)
             st.lo[name] = min(st.lo.get(name, lo), lo)
             st.hi[name] = max(st.hi.get(name, hi), hi)
+            if channels and name in channels:
+                update_channels(st, name, v)
             if name in keep and c < KEEP_ROWS:
                 st.kept.setdefault(name, []).append(np.array(v, copy=True))
         outs = v = fin = looked = got = extra = None  # one row's exposed tensors: free before the next run

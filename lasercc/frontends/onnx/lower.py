@@ -10,7 +10,9 @@ Code types of float results (the quantization policy, :meth:`Lowerer.out_type`):
 1. if every consumer of the tensor is a QuantizeLinear with the same parameters, the model has
    chosen the type: the result is produced directly in it (the Q node then costs nothing);
 2. otherwise the tensor's calibration range (min/max over the calibration rows, see
-   :mod:`calibrate`) at ``act_bits`` -- the float-island / float-model case.
+   :mod:`calibrate`) at ``act_bits`` -- the float-island / float-model case -- widened to
+   ``norm_input_bits`` for what a normalisation reads (the residual stream) and to ``residual_bits`` for a
+   summand of the residual stream with systematic outlier channels (:data:`OUTLIER_RATIO`).
 """
 
 from __future__ import annotations
@@ -75,6 +77,25 @@ class Options:
     # away, but 8-bit codes spanning them leave the other channels 1-2 codes. all-MiniLM-L6-v2 at
     # --bits 8: sentence-embedding cosine 0.86 -> 0.95 (bench/minilm_fidelity.py). None: off.
     norm_input_bits: int | None = 16
+    # Summands of the residual stream (activation operands of an Add whose result a normalisation reads: an
+    # FFN's or attention's output projection, the previous normalisation's output) that hold systematic
+    # outlier channels (largest channel >= OUTLIER_RATIO x the median one, per-channel calibration ranges)
+    # get at least this many bits. Why: BERT's FFN-down output carries channel 99 at ~200 against ~1 for
+    # the rest; at 8 bits one code step is ~0.8, which erases every other channel of what the residual
+    # stream adds (all-MiniLM-L6-v2 at --bits 8: sentence cosine 0.951 -> 0.988 from these six tensors).
+    # Clipping the outliers instead is worse (they are meaningful). None: off. import_onnx turns it on
+    # (16) for float models at 8-bit activations (see notes/quantization.md).
+    residual_bits: int | None = None
+    # Per-tensor code widths (ONNX tensor name -> bits), applied last: measure where the error comes from (one
+    # tensor or layer type at a time, bench/minilm_quant_sources.py) or pin what a measurement showed necessary.
+    tensor_bits: dict[str, int] = field(default_factory=dict)
+
+
+# A residual summand whose largest channel (max |value| over the calibration rows) is at least this many times its
+# median channel's gets residual_bits. all-MiniLM-L6-v2 (calibration sentences of bench/minilm_fidelity.py): FFN-down
+# outputs 26-247, attention-output LayerNorm outputs 10-21, FFN-output LayerNorm outputs 5-7, attention output
+# projections 2-8 (layer 0's 8.4 is the one widened among those).
+OUTLIER_RATIO = 8.0
 
 
 NORM_OPS = frozenset({"LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization", "ReduceMean",
@@ -103,6 +124,7 @@ class Lowerer:
     notes: list[str] = field(default_factory=list)  # what the compile info should tell the user
     _prepared: bool = field(default=False, init=False)
     _sample_last: dict[str, int] = field(default_factory=dict, init=False)  # tensor -> last node reading its values
+    widened: dict[str, int] = field(default_factory=dict)  # residual summands given residual_bits -> their bits
 
     def __post_init__(self) -> None:
         self.b = Builder(self.opts.requant)
@@ -160,6 +182,21 @@ class Lowerer:
                 last[t] = k
         self._sample_last = last
         return set(last)
+
+    def residual_summands(self) -> set[str]:
+        """Non-constant operands of every ``Add`` whose result a normalisation (:data:`NORM_OPS`) reads.
+
+        These are what a transformer adds into its residual stream; calibration keeps their per-channel
+        ranges when ``residual_bits`` is on, so :meth:`out_type` can tell outlier channels.
+        """
+        consts = self.__dict__.setdefault("_static_consts", self._static_const_tensors())
+        out: set[str] = set()
+        for n in self.model.graph.node:
+            if n.op_type != "Add" or domain_of(n) or not n.output:
+                continue
+            if any(c.op_type in NORM_OPS for c in self.consumers.get(n.output[0], [])):
+                out.update(i for i in n.input if i and i not in consts)
+        return out
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> Graph:
         from lasercc.frontends.onnx.load import graph_inputs
@@ -383,6 +420,16 @@ class Lowerer:
         nb = bits or self.opts.act_bits
         if bits is None and self.opts.norm_input_bits and any(c.op_type in NORM_OPS for c in cons):
             nb = max(nb, self.opts.norm_input_bits)  # the residual stream (see Options.norm_input_bits)
+        if bits is None and self.opts.residual_bits and nb < self.opts.residual_bits:
+            ratio = self.stats.outlier_ratio(tensor)  # per-channel ranges exist only for residual summands
+            summands = self.__dict__.get("_summands")
+            if summands is None:
+                summands = self.__dict__["_summands"] = self.residual_summands()
+            if ratio is not None and ratio >= OUTLIER_RATIO and tensor in summands:
+                nb = self.opts.residual_bits  # a residual summand with outlier channels (Options.residual_bits)
+                self.widened[tensor] = nb
+        if bits is None and tensor in self.opts.tensor_bits:
+            nb = self.opts.tensor_bits[tensor]
         return range_type(r[0], r[1], nb, shape)
 
     # ---- finish --------------------------------------------------------------------------------
