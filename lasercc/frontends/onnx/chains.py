@@ -135,11 +135,11 @@ def _member(L: Lowerer, n: onnx.NodeProto, consts: set[str]) -> bool:
     return True
 
 
-@prepare_hook
+@prepare_hook(stage=1)
 def find_chains(L: Lowerer) -> None:
     """Find the regions (see the module docstring) and register their emitters on the Lowerer.
 
-    A ``Lowerer.prepare`` hook (``registry.prepare_hook``), meant to run after any other prepare-time
+    A ``Lowerer.prepare`` hook (``registry.prepare_hook``) of the last stage, after every other prepare-time
     fusion: nodes one already claimed (``L.skip``, ``L.fused``) are not chain members.
     """
     consts = L.__dict__.setdefault("_static_consts", L._static_const_tensors())
