@@ -10,7 +10,8 @@ Code types of float results (the quantization policy, :meth:`Lowerer.out_type`):
 1. if every consumer of the tensor is a QuantizeLinear with the same parameters, the model has
    chosen the type: the result is produced directly in it (the Q node then costs nothing);
 2. otherwise the tensor's calibration range (min/max over the calibration rows, see
-   :mod:`calibrate`) at ``act_bits`` -- the float-island / float-model case.
+   :mod:`calibrate`) at ``act_bits`` -- the float-island / float-model case -- or wider: ``norm_input_bits``
+   for what a normalisation reads, and the width a steep table downstream needs (:mod:`precision`).
 """
 
 from __future__ import annotations
@@ -383,6 +384,10 @@ class Lowerer:
         nb = bits or self.opts.act_bits
         if bits is None and self.opts.norm_input_bits and any(c.op_type in NORM_OPS for c in cons):
             nb = max(nb, self.opts.norm_input_bits)  # the residual stream (see Options.norm_input_bits)
+        if bits is None:
+            from lasercc.frontends.onnx.precision import demanded_bits
+
+            nb = max(nb, demanded_bits(self).get(tensor, 0))  # under a steep table (precision.py)
         return range_type(r[0], r[1], nb, shape)
 
     # ---- finish --------------------------------------------------------------------------------
