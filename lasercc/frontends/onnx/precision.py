@@ -14,7 +14,7 @@ Rule (a linearised error budget, planned once from calibration before any tensor
   lowering would use (``act_bits`` for both, each over its calibrated range):
   ``G = max |f(x + step/2) - f(x - step/2)| / out_step`` over the calibration samples of ``r`` (for a table of
   ``1 / f`` -- a Div by the exit -- the same with ``1 / f``);
-* where ``G`` exceeds :data:`GAIN_TARGET`, ``r`` must carry an absolute error of at most
+* where ``G`` exceeds :data:`GAIN_LIMIT`, ``r`` must carry an absolute error of at most
   ``need = step * GAIN_TARGET / G``, and that budget is passed back through the nodes computing ``r`` by
   their derivatives (:func:`_push`): data movement and float Casts pass it on, a sum of ``n`` live operands
   gives each ``need / n``, a product ``a * b`` gives ``a`` the budget ``need / (2 max|b|)``, a product or
@@ -37,7 +37,10 @@ import numpy as np
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
 
-# one input step of a table may move its result by at most this many output steps
+# A table that moves its result by more than GAIN_LIMIT output steps per input step gets an input fine enough for
+# GAIN_TARGET. Why a trigger above 1: a slope-1 table over similar ranges (GELU, tanh of a narrow range) moves one
+# step per step -- its rounding is the output's own, nothing to widen.
+GAIN_LIMIT = 2.0
 GAIN_TARGET = 0.5
 _SAMPLES = 4096
 _MOVES = frozenset({"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Cast", "CastLike",
@@ -98,7 +101,7 @@ def _root_need(L: Lowerer, c) -> float | None:  # noqa: ANN001 - chains.Cone
     if span <= 0:
         return None
     gain = float(np.max(moved[ok])) / (span / top)
-    return None if gain <= GAIN_TARGET else step * GAIN_TARGET / gain
+    return None if gain <= GAIN_LIMIT else step * GAIN_TARGET / gain
 
 
 def _maxabs(L: Lowerer, t: str) -> float | None:
