@@ -36,7 +36,7 @@ from lasercc.frontends.onnx.common import (
 )
 from lasercc.frontends.onnx.emit import Builder, sanitize
 from lasercc.frontends.onnx.load import FrontendError
-from lasercc.frontends.onnx.registry import HINT, PREPARE_HOOKS, domain_of, handler, sampled_inputs
+from lasercc.frontends.onnx.registry import HINT, PREPARE_HOOKS, WIDTH_HOOKS, domain_of, handler, sampled_inputs
 from lasercc.frontends.onnx.values import (
     Act,
     Const,
@@ -385,9 +385,7 @@ class Lowerer:
         if bits is None and self.opts.norm_input_bits and any(c.op_type in NORM_OPS for c in cons):
             nb = max(nb, self.opts.norm_input_bits)  # the residual stream (see Options.norm_input_bits)
         if bits is None:
-            from lasercc.frontends.onnx.precision import demanded_bits
-
-            nb = max(nb, demanded_bits(self).get(tensor, 0))  # under a steep table (precision.py)
+            nb = max([nb] + [h(self, tensor) for h in WIDTH_HOOKS])  # under a steep table (precision.py)
         return range_type(r[0], r[1], nb, shape)
 
     # ---- finish --------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lasercc.frontends.onnx.registry import width_hook
+
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
 
@@ -45,6 +47,12 @@ GAIN_TARGET = 0.5
 _SAMPLES = 4096
 _MOVES = frozenset({"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Cast", "CastLike",
                     "Expand", "Dropout", "ReduceMean"})
+
+
+@width_hook
+def demanded_width(L: Lowerer, tensor: str) -> int:
+    """``Lowerer.out_type``'s question (``registry.WIDTH_HOOKS``): the width planned for ``tensor``, or 0."""
+    return demanded_bits(L).get(tensor, 0)
 
 
 def demanded_bits(L: Lowerer) -> dict[str, int]:

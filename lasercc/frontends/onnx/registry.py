@@ -77,6 +77,17 @@ def prepare_hook(fn: Callable[[Lowerer], None] | None = None, *, stage: int = 0)
     return deco if fn is None else deco(fn)
 
 
+# Functions ``Lowerer.out_type`` asks for the least width of a calibrated float tensor, ``(lowerer, tensor) -> bits``
+# (0: no opinion): precision.py's plan of what steep tables need (lower.py does not import it).
+WIDTH_HOOKS: list[Callable[[Lowerer, str], int]] = []
+
+
+def width_hook(fn: Callable[[Lowerer, str], int]) -> Callable[[Lowerer, str], int]:
+    """Register ``fn(lowerer, tensor) -> bits`` (see :data:`WIDTH_HOOKS`)."""
+    WIDTH_HOOKS.append(fn)
+    return fn
+
+
 def handler(n: onnx.NodeProto) -> Handler | None:
     return HANDLERS.get((domain_of(n), n.op_type))
 
