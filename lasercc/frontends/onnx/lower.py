@@ -381,12 +381,18 @@ class Lowerer:
         r = self.stats.range(tensor)
         if r is None:
             raise FrontendError(f"no calibration range for float tensor {tensor!r} (its values were not observed)")
-        nb = bits or self.opts.act_bits
-        if bits is None and self.opts.norm_input_bits and any(c.op_type in NORM_OPS for c in cons):
-            nb = max(nb, self.opts.norm_input_bits)  # the residual stream (see Options.norm_input_bits)
+        nb = bits or self.reader_bits(tensor)
         if bits is None:
             nb = max([nb] + [h(self, tensor) for h in WIDTH_HOOKS])  # under a steep table (precision.py)
         return range_type(r[0], r[1], nb, shape)
+
+    def reader_bits(self, tensor: str) -> int:
+        """The calibrated width of a float tensor by what reads it: ``act_bits``, or ``norm_input_bits`` for what a
+        normalisation or reduction reads (the residual stream, see :attr:`Options.norm_input_bits`)."""
+        nb = self.opts.act_bits
+        if self.opts.norm_input_bits and any(c.op_type in NORM_OPS for c in self.consumers.get(tensor, [])):
+            nb = max(nb, self.opts.norm_input_bits)
+        return nb
 
     # ---- finish --------------------------------------------------------------------------------
     def _finish(self) -> Graph:

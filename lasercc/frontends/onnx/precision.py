@@ -11,7 +11,8 @@ The table itself is exact; its input is not fine enough.
 Rule (a linearised error budget, planned once from calibration before any tensor gets its type):
 
 * the *gain* of a table on root ``r`` is how many output steps one input step moves it, at the widths the
-  lowering would use (``act_bits`` for both, each over its calibrated range):
+  lowering would otherwise use, each over its calibrated range (``act_bits`` for the root; for the result
+  ``act_bits``, or ``norm_input_bits`` when a reduction reads it -- the exps of a softmax written out):
   ``G = max |f(x + step/2) - f(x - step/2)| / out_step`` over the calibration samples of ``r`` (for a table of
   ``1 / f`` -- a Div by the exit -- the same with ``1 / f``);
 * where ``G`` exceeds :data:`GAIN_LIMIT`, ``r`` must carry an absolute error of at most
@@ -87,6 +88,7 @@ def _root_need(L: Lowerer, c) -> float | None:  # noqa: ANN001 - chains.Cone
         consts[k] = np.asarray(v)
     top = (1 << L.opts.act_bits) - 1
     step = (rr[1] - rr[0]) / top
+    out_top = top if c.recip else (1 << L.reader_bits(c.exit)) - 1  # a table read by a reduction is wider
     x = np.asarray(s, np.float64).reshape(-1)
     x = x[np.isfinite(x)]
     x = np.unique(x[:: max(1, x.size // _SAMPLES)])
@@ -108,7 +110,7 @@ def _root_need(L: Lowerer, c) -> float | None:  # noqa: ANN001 - chains.Cone
     span = float(np.ptp(fx[ok])) if c.recip else er[1] - er[0]
     if span <= 0:
         return None
-    gain = float(np.max(moved[ok])) / (span / top)
+    gain = float(np.max(moved[ok])) / (span / out_top)
     return None if gain <= GAIN_LIMIT else step * GAIN_TARGET / gain
 
 
