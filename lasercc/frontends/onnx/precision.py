@@ -133,15 +133,20 @@ def _push(L: Lowerer, t: str, need: float, best: dict[str, float], bits: dict[st
     r = L.stats.range(t)
     if r is None or r[1] <= r[0]:
         return
-    b = min(math.ceil(math.log2((r[1] - r[0]) / need + 1.0)), L.opts.internal_bits)
+    op, n = L.sources.get(t, ("", None))
+    if n is not None and (id(n) in L.fused or n.domain not in ("", "ai.onnx")):
+        n = None  # a table or fused op (planned by its own lowering), a contrib op: not walked through
+    live = [] if n is None else [i for i in n.input if i and static_value(L, i) is None]
+    # no finer than the operands can deliver at their widest: a grid below their rounding is noise (and a sum that
+    # cancels a large common offset would only be refused for it, as emit.check_cancellation does)
+    floor = _floor(L, op, n, live) if n is not None else 0.0
+    b = min(math.ceil(math.log2((r[1] - r[0]) / max(need, floor) + 1.0)), L.opts.internal_bits)
     if b <= L.opts.act_bits:
         return
     best[t] = need
     bits[t] = max(bits.get(t, 0), b)
-    op, n = L.sources.get(t, ("", None))
-    if n is None or id(n) in L.fused or n.domain not in ("", "ai.onnx"):
-        return  # a graph input, a table or fused op (planned by its own lowering), a contrib op
-    live = [i for i in n.input if i and static_value(L, i) is None]
+    if n is None:
+        return
     if op in _MOVES and n.input:
         _push(L, n.input[0], need, best, bits)
     elif op in ("Add", "Sub", "Sum", "Neg") and live:
@@ -166,3 +171,22 @@ def _push(L: Lowerer, t: str, need: float, best: dict[str, float], bits: dict[st
         p, m = static_value(L, n.input[1]), _maxabs(L, n.input[0])
         if p is not None and np.size(p) == 1 and float(p.reshape(-1)[0]) == 2.0 and m is not None:
             _push(L, n.input[0], need / (2.0 * max(m, 1e-30)), best, bits)
+
+
+def _floor(L: Lowerer, op: str, n, live: list[str]) -> float:  # noqa: ANN001 - onnx.NodeProto
+    """The rounding a sum or product carries from its live operands even at ``internal_bits`` (half a step each,
+    times the other factor's magnitude for a product); 0 where unknown."""
+    def half_step(i: str) -> float:
+        r = L.stats.range(i)
+        return 0.0 if r is None else (r[1] - r[0]) / ((1 << L.opts.internal_bits) - 1) / 2.0
+
+    if op in ("Add", "Sub", "Sum"):
+        return sum(half_step(i) for i in live)
+    if op == "Mul" and len(n.input) == 2:
+        out = 0.0
+        for i, other in ((n.input[0], n.input[1]), (n.input[1], n.input[0])):
+            if i in live:
+                m = _maxabs(L, other)
+                out += half_step(i) * (m or 0.0)
+        return out
+    return 0.0
