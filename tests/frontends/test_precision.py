@@ -133,3 +133,13 @@ def test_attention_over_ordinary_values_is_not_refused(bits: int) -> None:
     want, got, _ = _outputs(m, feeds, bits)
     tol, _ = tolerance(want["Y"], bits)
     assert float(np.max(np.abs(got["Y"] - want["Y"]))) <= tol
+
+
+@pytest.mark.parametrize("bits", [16, 8])
+def test_resolution_rule_is_no_looser_than_the_conformance_tolerance(bits: int) -> None:
+    """What the refusals let through may still pass ONNX's node tests: common.resolution_limit of a range is at
+    most the harness's K_N output steps of it."""
+    from lasercc.frontends.onnx.common import resolution_limit
+    from lasercc.onnx_conformance import STEPS_TOLERANCE
+
+    assert resolution_limit(1.0, bits) <= STEPS_TOLERANCE[bits] / ((1 << bits) - 1)
