@@ -317,9 +317,12 @@ def find_log_sum_exp(L: Lowerer) -> None:
         ins = [e.input[0]] + ([r.input[1]] if len(r.input) > 1 and r.input[1] else [])
         for g in logs:
             node = onnx.helper.make_node("ReduceLogSumExp", ins, [g.output[0]], name=g.name or g.output[0], **attrs)
-            # the fused op reads the Exp's input: a consumer like any other (the chains then keep that tensor as a
-            # value, and out_type sees a reduction reading it)
-            L.consumers.setdefault(e.input[0], []).append(node)
+            if not exp_alone:
+                # the Exp stays for its other readers and may join an elementwise chain with what computes its
+                # input: the fused op reading that input must count as a reader, so the chain keeps it as a value.
+                # (A skipped Exp already counts; its input keeps the width it had, so a softmax written out over
+                # rows offset by 1e4 is not newly judged as a 16-bit difference by emit.check_cancellation.)
+                L.consumers.setdefault(e.input[0], []).append(node)
             L.fused[id(g)] = _lse_emitter(L, e, r, g, node, exp_alone)
             L.fused_samples[id(g)] = (e.input[0],)
 
