@@ -58,7 +58,7 @@ QuantizeLinear DequantizeLinear QLinearMatMul MatMulInteger DynamicQuantizeLinea
 RotaryEmbedding
 """.split())
 
-STEPS_TOLERANCE = {16: 64, 8: 8}  # K_N above
+STEPS_TOLERANCE = {16: 64, 8: 8}  # K_N above; the library refuses by the same limit (common.resolution_limit)
 STATUSES = ("pass", "wrong", "refused", "crash", "n/a")
 
 # dtypes an integer compiler cannot carry as data (string) or that have no fixed real value per bit

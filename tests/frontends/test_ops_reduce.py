@@ -156,3 +156,73 @@ def test_expanded_softmax_of_large_row_offsets_is_refused() -> None:
     m.ir_version = 8
     with pytest.raises(LasercError, match="loses its precision"):
         lasercc.compile(m, target="numpy", bits=16, calibration={"x": x}, passes="", progress=False)
+
+
+def _lse_model(x: np.ndarray, extra_out: str | None = None, cast_in: int | None = None) -> onnx.ModelProto:
+    """ONNX's ReduceLogSumExp function body written out: Exp -> ReduceSum(axes=[1]) -> Log (optionally the Exp's
+    input a Cast of the graph input, and an extra graph output)."""
+    nodes = [helper.make_node("Exp", ["xf"], ["e"]), helper.make_node("ReduceSum", ["e", "ax"], ["s"], keepdims=0),
+             helper.make_node("Log", ["s"], ["y"])]
+    nodes.insert(0, helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT) if cast_in is not None
+                 else helper.make_node("Identity", ["x"], ["xf"]))
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if extra_out:
+        outs.append(helper.make_tensor_value_info(extra_out, TensorProto.FLOAT, None))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", cast_in or TensorProto.FLOAT, x.shape)], outs,
+                          [numpy_helper.from_array(np.array([1], np.int64), "ax")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("bits", [16, 8])
+def test_log_of_summed_exps_is_log_sum_exp(bits: int) -> None:
+    """Log(ReduceSum(Exp(x))) over rows of very different scales (one row near 10, one near -2): lowered as
+    ReduceLogSumExp (row max shift), so the small row is not flushed by a sum grid spanning e^10. Written out
+    node by node this was 448 output steps off at 16 bits (ONNX's *_random_expanded cases)."""
+    x = np.array([[9.3, 8.1, 2.0, -1.0], [-2.3, -1.6, -2.0, -1.9], [0.5, 3.0, -0.5, 1.0]], np.float32)
+    m = _lse_model(x)
+    _check(m, {"x": x}, bits=bits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        art = lasercc.compile(m, target="numpy", bits=bits, calibration={"x": x}, passes="", progress=False)
+    kinds = {type(n).__name__ for n in art.graph.nodes}
+    assert "WTAMax" in kinds  # the max shift: the sum of exps never exists as a value
+
+
+def test_log_sum_exp_keeps_an_exp_read_elsewhere() -> None:
+    """The Exp is also a graph output: it stays (its own table), the Log still takes the log-domain route."""
+    x = (RNG.normal(size=(4, 5)) * 3).astype(np.float32)
+    m = _lse_model(x, extra_out="e")
+    from onnxruntime import InferenceSession
+
+    want = InferenceSession(m.SerializeToString()).run(None, {"x": x})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        art = lasercc.compile(m, target="numpy", bits=16, calibration={"x": x}, passes="", progress=False)
+    got = {v["onnx"]: art.run({"x": x})[k] for k, v in art.manifest["onnx_outputs"].items()}
+    for name, w in zip(("y", "e"), want):
+        tol, _ = tolerance(w, 16)
+        assert float(np.max(np.abs(np.asarray(got[name]) - w))) <= tol, name
+
+
+def test_log_sum_exp_of_cast_integer_data() -> None:
+    """The Exp's input a Cast of an integer graph input (ONNX's function body casts too): same route, right values."""
+    x = np.array([[0, 1, 2], [3, 1, 0]], np.int64)
+    _check(_lse_model(x, cast_in=TensorProto.INT64), {"x": x})
+
+
+def test_log_sum_exp_of_masked_scores_is_refused_not_crashed() -> None:
+    """Exp of scores plus a -inf mask: a masked value, which reductions refuse by name (a library error)."""
+    x = RNG.normal(size=(3, 4)).astype(np.float32)
+    mask = np.zeros((3, 4), np.float32)
+    mask[:, 3] = -np.inf
+    nodes = [helper.make_node("Add", ["x", "M"], ["xm"]), helper.make_node("Exp", ["xm"], ["e"]),
+             helper.make_node("ReduceSum", ["e", "ax"], ["s"], keepdims=0), helper.make_node("Log", ["s"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.array([1], np.int64), "ax"), numpy_helper.from_array(mask, "M")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    with pytest.raises(LasercError, match="masked"):
+        lasercc.compile(m, target="numpy", bits=16, calibration={"x": x}, passes="", progress=False)

@@ -35,6 +35,7 @@ from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
     ops_norm,
     ops_quant,
     ops_reduce,
+    precision,
 )
 from lasercc.frontends.onnx.calibrate import (
     Stats,

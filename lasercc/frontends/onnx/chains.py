@@ -46,6 +46,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from lasercc.frontends.onnx.common import resolution_limit
 from lasercc.frontends.onnx.evaluators import REFERENCE_ERRORS
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.registry import prepare_hook
@@ -79,7 +80,7 @@ class Cone:
     const_values: dict[str, float] = field(default_factory=dict)  # filled when the cone is evaluated
 
 
-def _const_array(L: Lowerer, name: str) -> np.ndarray | None:
+def const_array(L: Lowerer, name: str) -> np.ndarray | None:
     """A constant's value if it is known before lowering (initializer or Constant node), else None."""
     v = L.env.get(name)
     if isinstance(v, Const):
@@ -98,6 +99,31 @@ def _const_array(L: Lowerer, name: str) -> np.ndarray | None:
     return None
 
 
+def static_value(L: Lowerer, name: str, depth: int = 0) -> np.ndarray | None:
+    """A constant's value before lowering: :func:`const_array`, or its producer evaluated by ``onnx.reference``
+    when every input of that node has a static value itself (``Cast(Constant)``, a function body's epsilon);
+    None for anything that depends on a graph input (Shape of an activation included). Cached per Lowerer."""
+    cache = L.__dict__.setdefault("_static_values", {})
+    if name in cache:
+        return cache[name]
+    v = const_array(L, name)
+    op, n = L.sources.get(name, ("", None))
+    if v is None and n is not None and depth < 32 and op not in ("Shape", "Size") and n.domain in ("", "ai.onnx"):
+        ins = [static_value(L, i, depth + 1) if i else None for i in n.input]
+        if all(a is not None for a, i in zip(ins, n.input) if i):
+            from onnx.reference import ReferenceEvaluator
+
+            try:
+                with np.errstate(all="ignore"):
+                    outs = ReferenceEvaluator(n, opsets={"": L.opset.get("", 17)}).run(
+                        None, {i: a for i, a in zip(n.input, ins) if i})
+                v = np.asarray(outs[list(n.output).index(name)])
+            except REFERENCE_ERRORS:
+                v = None
+    cache[name] = v
+    return v
+
+
 def _plain(L: Lowerer, n: onnx.NodeProto, consts: set[str]) -> bool:
     """Does the node's own handler lower it without a table, exactly (affine: a Soma; a square: a DecodeMAC)?
 
@@ -112,7 +138,7 @@ def _plain(L: Lowerer, n: onnx.NodeProto, consts: set[str]) -> bool:
     if t == "Div":
         return len(live) == 1 and n.input[0] == live[0]
     if t == "Pow" and len(n.input) > 1 and n.input[1] in consts:
-        p = _const_array(L, n.input[1])
+        p = const_array(L, n.input[1])
         return p is not None and p.size == 1 and float(p.reshape(-1)[0]) in (1.0, 2.0)
     if t == "Cast":
         to = next((a.i for a in n.attribute if a.name == "to"), 0)
@@ -129,17 +155,17 @@ def _member(L: Lowerer, n: onnx.NodeProto, consts: set[str]) -> bool:
         return False  # ratio / training_mode inputs or the mask output: the Dropout handler
     for i in n.input:
         if i and i in consts:
-            c = _const_array(L, i)
+            c = const_array(L, i)
             if c is not None and c.size != 1:
                 return False  # a per-element constant: one table per element is no table
     return True
 
 
-@prepare_hook
+@prepare_hook(stage=1)
 def find_chains(L: Lowerer) -> None:
     """Find the regions (see the module docstring) and register their emitters on the Lowerer.
 
-    A ``Lowerer.prepare`` hook (``registry.prepare_hook``), meant to run after any other prepare-time
+    A ``Lowerer.prepare`` hook (``registry.prepare_hook``) of the last stage, after every other prepare-time
     fusion: nodes one already claimed (``L.skip``, ``L.fused``) are not chain members.
     """
     consts = L.__dict__.setdefault("_static_consts", L._static_const_tensors())
@@ -175,6 +201,7 @@ def find_chains(L: Lowerer) -> None:
                                                   for c in outside)
             cones.append(cone)
         fused = [c for c in cones if not all(_plain(L, n, consts) for n in c.nodes)]
+        L.__dict__.setdefault("chain_cones", []).extend(fused)  # precision.py plans the roots' widths from them
         plain = {id(n) for c in cones if c not in fused for n in c.nodes}
         finals = {id(made[c.exit]) for c in fused}  # a node another cone reads is still emitted (its own cone)
         for c in fused:
@@ -237,8 +264,10 @@ def _node_by_node(L: Lowerer, c: Cone, final: onnx.NodeProto) -> list:
     return [L.env.get(o) if o else None for o in final.output]
 
 
-def evaluate(L: Lowerer, c: Cone, xs: np.ndarray) -> np.ndarray | None:
-    """The cone's exit on the real inputs ``xs`` (1-D), by ``onnx.reference``; None if it cannot run."""
+def evaluate(L: Lowerer, c: Cone, xs: np.ndarray, consts: dict[str, np.ndarray] | None = None) -> np.ndarray | None:
+    """The cone's exit on the real inputs ``xs`` (1-D), by ``onnx.reference``; None if it cannot run.
+
+    ``consts``: the cone's constants when they are not lowered yet (precision planning runs before)."""
     from onnx.reference import ReferenceEvaluator
 
     from lasercc.frontends.onnx.load import tensor_dtypes
@@ -251,7 +280,7 @@ def evaluate(L: Lowerer, c: Cone, xs: np.ndarray) -> np.ndarray | None:
         return None
     inits = []
     for k in c.consts:
-        v = L.env.get(k)
+        v = Const(consts[k]) if consts is not None and k in consts else L.env.get(k)
         if not isinstance(v, Const | QWeight):
             return None
         a = np.asarray(v.value if isinstance(v, Const) else v.real())
@@ -306,7 +335,7 @@ def _table(L: Lowerer, c: Cone, x: Act, final: onnx.NodeProto):  # noqa: ANN202
     y = evaluate(L, c, xs)
     if y is None:
         return None
-    shapes = [np.shape(_const_array(L, k)) for k in c.consts]
+    shapes = [np.shape(const_array(L, k)) for k in c.consts]
     shape = tuple(np.broadcast_shapes(x.shape, *shapes))
     notes = L.__dict__.setdefault("notes", [])
     where = f"elementwise chain {' -> '.join(n.op_type for n in c.nodes)} on {c.root!r} (output {c.exit!r})"
@@ -347,11 +376,10 @@ def _table(L: Lowerer, c: Cone, x: Act, final: onnx.NodeProto):  # noqa: ANN202
     return _shaped(L, c.exit, r, shape)
 
 
-# A table is refused (never a silent wrong answer) when rounding its input to the code grid alone moves its
-# value by more than 2^-RESOLUTION_BITS of its output range (2^-(bits-3) at fewer than 11 output bits: 8 steps
-# at 8 bits) on the calibration samples: log(sum(exp(x))) written out by hand flushes small exps to code 0 and
-# the log then amplifies the flush (ONNX's ReduceLogSumExp function body).
-RESOLUTION_BITS = 8
+# A table is refused (never a silent wrong answer) when rounding its input to the code grid alone moves its value,
+# on the calibration samples, by more than common.resolution_limit of its output range (64 steps at 16 bits, 8 at
+# 8): log(sum(exp(x))) written out by hand with a Log over a ReduceSum that is not a sum of exps flushes small
+# values to code 0 and the log then amplifies the flush.
 
 
 def _check_resolution(L: Lowerer, c: Cone, x: Act, y: np.ndarray, out, samples, where: str) -> None:  # noqa: ANN001
@@ -375,7 +403,7 @@ def _check_resolution(L: Lowerer, c: Cone, x: Act, y: np.ndarray, out, samples, 
         return
     err_in = float(np.max(np.abs(np.clip(exact[ok], lo, hi) - np.clip(got[ok], lo, hi))))
     step = float(out.scale[0])
-    limit = (hi - lo) * 2.0 ** -min(RESOLUTION_BITS, out.bits - 3)
+    limit = resolution_limit(hi - lo, out.bits)
     if err_in > limit:
         raise FrontendError(f"{where}: the input's {x.type.bits}-bit code grid (step {x.scale:.3g}) cannot resolve "
                             f"the function on the calibrated inputs: rounding the input alone moves the result by "

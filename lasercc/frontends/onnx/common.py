@@ -299,6 +299,18 @@ def rows_by_ids(L: Lowerer, stem: str, data: Act, idx: Ids) -> Act:
 
 MASK_THRESHOLD = -1e4  # additive constants at or below this are "minus infinity" masks
 
+# The refusals that measure a composed function on the calibration samples (chains' tables, Attention's context)
+# share one rule: refused when the code grids alone -- the input's, the internals' -- move the result by more than
+# 2^-RESOLUTION_BITS of its output range, or 2^-(bits - 3) at fewer output bits. That is 64 steps of a 16-bit result
+# and 8 of an 8-bit one: the accuracy the ONNX conformance harness requires (onnx_conformance.STEPS_TOLERANCE), so a
+# result the rule lets through can still be right, and one it refuses would be a wrong answer on its own samples.
+RESOLUTION_BITS = 10
+
+
+def resolution_limit(span: float, bits: int) -> float:
+    """The largest error the grids alone may cause in a ``bits``-bit result spanning ``span`` (see above)."""
+    return span * 2.0 ** -min(RESOLUTION_BITS, bits - 3)
+
 
 def is_const(v: Val | None) -> bool:
     return isinstance(v, Const | QWeight)

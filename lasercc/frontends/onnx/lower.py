@@ -10,9 +10,10 @@ Code types of float results (the quantization policy, :meth:`Lowerer.out_type`):
 1. if every consumer of the tensor is a QuantizeLinear with the same parameters, the model has
    chosen the type: the result is produced directly in it (the Q node then costs nothing);
 2. otherwise the tensor's calibration range (min/max over the calibration rows, see
-   :mod:`calibrate`) at ``act_bits`` -- the float-island / float-model case -- widened to
-   ``norm_input_bits`` for what a normalisation reads (the residual stream) and to ``residual_bits`` for a
-   summand of the residual stream with systematic outlier channels (:data:`OUTLIER_RATIO`).
+   :mod:`calibrate`) at ``act_bits`` -- the float-island / float-model case -- or wider: ``norm_input_bits``
+   for what a normalisation reads (the residual stream), ``residual_bits`` for a summand of the residual
+   stream with systematic outlier channels (:data:`OUTLIER_RATIO`), and the width a steep table downstream
+   needs (:mod:`precision`); a ``tensor_bits`` entry for the tensor overrides all of these.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from lasercc.frontends.onnx.common import (
 )
 from lasercc.frontends.onnx.emit import Builder, sanitize
 from lasercc.frontends.onnx.load import FrontendError
-from lasercc.frontends.onnx.registry import HINT, PREPARE_HOOKS, domain_of, handler, sampled_inputs
+from lasercc.frontends.onnx.registry import HINT, PREPARE_HOOKS, WIDTH_HOOKS, domain_of, handler, sampled_inputs
 from lasercc.frontends.onnx.values import (
     Act,
     Const,
@@ -417,9 +418,7 @@ class Lowerer:
         r = self.stats.range(tensor)
         if r is None:
             raise FrontendError(f"no calibration range for float tensor {tensor!r} (its values were not observed)")
-        nb = bits or self.opts.act_bits
-        if bits is None and self.opts.norm_input_bits and any(c.op_type in NORM_OPS for c in cons):
-            nb = max(nb, self.opts.norm_input_bits)  # the residual stream (see Options.norm_input_bits)
+        nb = bits or self.reader_bits(tensor)
         if bits is None and self.opts.residual_bits and nb < self.opts.residual_bits:
             ratio = self.stats.outlier_ratio(tensor)  # per-channel ranges exist only for residual summands
             summands = self.__dict__.get("_summands")
@@ -428,9 +427,19 @@ class Lowerer:
             if ratio is not None and ratio >= OUTLIER_RATIO and tensor in summands:
                 nb = self.opts.residual_bits  # a residual summand with outlier channels (Options.residual_bits)
                 self.widened[tensor] = nb
+        if bits is None:
+            nb = max([nb] + [h(self, tensor) for h in WIDTH_HOOKS])  # under a steep table (precision.py)
         if bits is None and tensor in self.opts.tensor_bits:
             nb = self.opts.tensor_bits[tensor]
         return range_type(r[0], r[1], nb, shape)
+
+    def reader_bits(self, tensor: str) -> int:
+        """The calibrated width of a float tensor by what reads it: ``act_bits``, or ``norm_input_bits`` for what a
+        normalisation or reduction reads (the residual stream, see :attr:`Options.norm_input_bits`)."""
+        nb = self.opts.act_bits
+        if self.opts.norm_input_bits and any(c.op_type in NORM_OPS for c in self.consumers.get(tensor, [])):
+            nb = max(nb, self.opts.norm_input_bits)
+        return nb
 
     # ---- finish --------------------------------------------------------------------------------
     def _finish(self) -> Graph:

@@ -45,6 +45,7 @@ from lasercc.frontends.onnx.common import (
     logical_not,
     model_type,
     move,
+    resolution_limit,
     rows_by_ids,
     take,
     union_type,
@@ -358,8 +359,12 @@ def attention(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     dv = v.shape[3]
     yshape = (bsz, sq, hq * dv) if rank == 3 else (bsz, hq, sq, dv)
     yt = model_type(L, n.output[0], yshape)
+    ctx_f = _float_context(L, n, ssamp, v_in, pv_in, rank, hq, hk)
     if yt is None:
-        yt = _covering(L.out_type(n.output[0], yshape), _y_range(L, n, ssamp, v_in, pv_in, rank, hq, hk))
+        yt = _covering(L.out_type(n.output[0], yshape), None if ctx_f is None else
+                       (float(ctx_f[2].min()), float(ctx_f[2].max())))
+    if ctx_f is not None:
+        _check_context(ctx_f, probs_t, v, yt)
     if rank == 3:
         ctx = L.b.decode_mac(stem + ".context", probs, v, "matmul", with_shape(yt, (bsz, hq, sq, dv)))
         ctx = move(L, _mv(stem + ".ctxT"), ctx, (bsz, sq, hq, dv), (0, 2, 1, 3))
@@ -370,11 +375,11 @@ def attention(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     return outs
 
 
-def _y_range(L: Lowerer, n: onnx.NodeProto, ssamp: np.ndarray | None, v_in: Val | None, pv_in: Val | None,
-             rank: int, hq: int, hk: int) -> tuple[float, float] | None:
-    """The output's range by the spec's float attention on the samples (softmax of the planned score samples
-    times V), or None. Why: calibration runs onnxruntime, whose causal offset with a past differs from the spec
-    when K is longer than Q; a type from its range alone could saturate the spec's values."""
+def _float_context(L: Lowerer, n: onnx.NodeProto, ssamp: np.ndarray | None, v_in: Val | None, pv_in: Val | None,
+                   rank: int, hq: int, hk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(p, V, Y)``: the spec's float attention on the samples (softmax of the planned score samples, V's samples
+    as heads, their product), or None. Why: calibration runs onnxruntime, whose causal offset with a past differs
+    from the spec when K is longer than Q; a type from its range alone could saturate the spec's values."""
     if ssamp is None:
         return None
     vs = _samples(L, n.input[2], v_in)
@@ -390,11 +395,51 @@ def _y_range(L: Lowerer, n: onnx.NodeProto, ssamp: np.ndarray | None, v_in: Val 
     mx = np.max(ssamp, axis=-1, keepdims=True)
     e = np.where(np.isfinite(ssamp), np.exp(ssamp - np.where(np.isfinite(mx), mx, 0.0)), 0.0)
     tot = e.sum(axis=-1, keepdims=True)
+    p = e / np.where(tot > 0, tot, 1.0)
     try:
-        y = (e / np.where(tot > 0, tot, 1.0)) @ vh
+        y = p @ vh
     except ValueError:
         return None
-    return float(y.min()), float(y.max())
+    return p, vh, y
+
+
+def _check_context(ctx: tuple[np.ndarray, np.ndarray, np.ndarray], probs_t: CodeType, v: Act, yt: CodeType) -> None:
+    """Refuse a context ``Y = p @ V`` that the probabilities' and V's code grids alone cannot resolve.
+
+    ``Y`` is a weighted average of V's rows, so it carries V's rounding and every probability's rounding times
+    the value it weights. Where ``Y`` spans a small range at a large offset (ONNX's softcap "poison" case: rows of
+    V = 1000 weighted ~1/6 each, so ``Y`` lies in [332.8, 337.8]), those roundings alone are hundreds of steps of
+    that range at 16 bits -- a wrong answer, however the rest is computed. Measured on the calibration samples,
+    exactly as the lowering rounds (both grids, then the float product), against :func:`common.resolution_limit`
+    of the range ``Y`` takes there (its code type also covers 0, so its own grid may be far coarser)."""
+    from lasercc.semantics.quant import dequantize, quantize
+
+    p, vh, y = ctx
+    if not y.size:
+        return
+    pq = np.asarray(dequantize(quantize(p.astype(np.float32), probs_t.scale, probs_t.zero_point, probs_t.bits),
+                               probs_t.scale, probs_t.zero_point), np.float64)
+    vq = np.asarray(dequantize(quantize(vh.astype(np.float32), v.scale, v.zp, v.type.bits), v.scale, v.zp),
+                    np.float64)
+    s, z = float(yt.scale[0]), float(yt.zero_point[0])
+    lo, hi = s * (yt.lo - z), s * (yt.hi - z)
+    try:
+        err = float(np.max(np.abs(np.clip(pq @ vq, lo, hi) - np.clip(y, lo, hi))))
+    except ValueError:
+        return
+    ylo, yhi = float(y.min()), float(y.max())
+    mag = max(abs(ylo), abs(yhi))
+    # a (nearly) constant output has no range to resolve: its magnitude stands in (float rounding noise is ~2^-24)
+    span = max(yhi - ylo if yhi - ylo > mag * 2.0 ** -20 else mag, 1e-6)
+    limit = resolution_limit(span, yt.bits)
+    if err > limit:
+        step = span / ((1 << yt.bits) - 1)
+        raise FrontendError(
+            f"the attention output cannot be resolved to {yt.bits} bits of its range [{ylo:.4g}, {yhi:.4g}]: "
+            f"rounding the probabilities ({probs_t.bits}-bit) and V ({v.type.bits}-bit, step {v.scale:.3g}) alone "
+            f"moves it by {err:.3g} on the calibration samples, {err / step:.0f} steps of that range (limit "
+            f"{limit / step:.0f}); V reaches {float(np.max(np.abs(vh))):.4g}. The output is a small range at a large "
+            "offset: narrow V's range (it is averaged into the output) or use more bits")
 
 
 def _covering(t: CodeType, r: tuple[float, float] | None) -> CodeType:

@@ -43,7 +43,7 @@ from lasercc.frontends.onnx.common import (
     retype,
 )
 from lasercc.frontends.onnx.cores import bias_units, layernorm_core, softmax_core, soma_linear, weight_ints
-from lasercc.frontends.onnx.emit import ADD_FINE_BITS, ADD_MAX_WEIGHT, with_shape
+from lasercc.frontends.onnx.emit import code_span, common_scale, with_shape
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.registry import MS, SAMPLED_INPUTS, attr, prepare_hook, register
 from lasercc.frontends.onnx.values import (
@@ -113,12 +113,10 @@ def _bias_sum_type(L: Lowerer, x: Act, bias: np.ndarray, bits: int | None = None
 
 def _sum_acts(L: Lowerer, stem: str, xs: list[Act], bias: np.ndarray | None, out: CodeType) -> Act:
     """``sum(xs) + bias`` in one mul-form Soma: the common fine scale rule of ``Builder.add_acts``
-    (``s_c = min(s_i) / 2^10``, integer weights ``round(s_i / s_c)``), the constant in units of s_c."""
+    (:func:`emit.common_scale`, integer weights ``round(s_i / s_c)``), the constant in units of s_c."""
     scales = [x.scale for x in xs]
-    sc = min(scales) / (1 << ADD_FINE_BITS)
-    if max(scales) / sc > ADD_MAX_WEIGHT:
-        sc = max(scales) / ADD_MAX_WEIGHT
-    sc = float(np.float32(sc))
+    big = 0.0 if bias is None or not np.size(bias) else float(np.max(np.abs(bias)))
+    sc = common_scale(scales, [code_span(x.type) for x in xs], float(out.scale[0]), big)
     ws = [np.array([int(round(s / sc))], np.int64) for s in scales]
     b = None if bias is None else np.rint(np.asarray(bias, np.float64) / sc).astype(np.int64)
     return L.b.soma_mul(stem, xs, ws, sc, (1.0,), out, b)

@@ -18,7 +18,7 @@ import onnx
 
 from lasercc.frontends.onnx.common import broadcast_to, concat_acts, int_of, int_type, move, take
 from lasercc.frontends.onnx.cores import matmul_acts, soma_linear
-from lasercc.frontends.onnx.emit import ADD_FINE_BITS, ADD_MAX_WEIGHT, with_shape
+from lasercc.frontends.onnx.emit import code_span, common_scale, with_shape
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.registry import attr, register
 
@@ -196,13 +196,11 @@ def _int_matmul(L: Lowerer, n: onnx.NodeProto, a0: Val, b0: Val) -> Act:
 
 def _combine(L: Lowerer, stem: str, terms: list[tuple[Act, float]], const: np.ndarray | None, out: CodeType) -> Act:
     """``sum_i coef_i * x_i + const`` (broadcasting) as one mul-form Soma in a common fine scale (as
-    Builder.add_acts: each weight round(coef_i * s_i / s_c), s_c = smallest |coef_i * s_i| / 2^10)."""
+    Builder.add_acts: each weight round(coef_i * s_i / s_c), :func:`emit.common_scale`)."""
     terms = [(x, c) for x, c in terms if c != 0.0]
     mags = [abs(c) * x.scale for x, c in terms]
-    sc = min(mags) / (1 << ADD_FINE_BITS)
-    if max(mags) / sc > ADD_MAX_WEIGHT:
-        sc = max(mags) / ADD_MAX_WEIGHT
-    sc = float(np.float32(sc))
+    big = 0.0 if const is None or not np.size(const) else float(np.max(np.abs(const)))
+    sc = common_scale(mags, [code_span(x.type) for x, _ in terms], float(out.scale[0]), big)
     ws = [np.array([int(round(c * x.scale / sc))], np.int64) for x, c in terms]
     bias = None if const is None else np.rint(np.asarray(const, np.float64) / sc).astype(np.int64)
     return L.b.soma_mul(stem, [x for x, _ in terms], ws, sc, (1.0,), out, bias)

@@ -63,7 +63,7 @@ from lasercc.frontends.onnx.common import (
 from lasercc.frontends.onnx.cores import check_softmax_input, exp_shifted, softmax_core
 from lasercc.frontends.onnx.emit import ADD_FINE_BITS, ADD_MAX_WEIGHT, with_shape
 from lasercc.frontends.onnx.load import FrontendError
-from lasercc.frontends.onnx.registry import MS, attr, register
+from lasercc.frontends.onnx.registry import MS, attr, domain_of, prepare_hook, register
 from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, MaskLengths, QWeight, Val, code_type, range_type
 from lasercc.ir.nodes import Concat, WTAMax
 from lasercc.ir.types import CodeType
@@ -276,6 +276,78 @@ def reduce(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
                                                                        L.opts.internal_bits, shape1), ssamp)
     out = _out_type(L, n, out_shape, shape1)
     return [_result(L, n, _sum_acts(L, n.output[0], [m, lg], [1, 1], out), out_shape)]
+
+
+# ---- log of a sum of exponentials: the log domain ----------------------------------------------------
+
+
+@prepare_hook
+def find_log_sum_exp(L: Lowerer) -> None:
+    """``Log(ReduceSum(Exp(x)))`` is ``ReduceLogSumExp(x)``: lower it as that op (``m + log(sum(exp(x - m)))``).
+
+    Why: written out, the sum of exponentials is an activation of its own whose grid must span ``exp`` of the
+    largest input, so a row of small inputs sums to a few codes (or to code 0) and the Log amplifies that
+    rounding without bound (ONNX's ReduceLogSumExp function body over random data: 448 output steps at 16 bits,
+    each node within one step of its own grid). ``log(sum(exp(x)))`` never needs the sum itself: shifted by the
+    row maximum every exponential lies in (0, 1] and the sum in [1, K] (``cores.exp_shifted``, Softmax's front),
+    which codes resolve. This is an identity of the math, not of one exporter's spelling: the Exp's input may
+    be any activation, the ReduceSum any axes (attribute or constant input, ``keepdims``,
+    ``noop_with_empty_axes``), and every reader of the sum must be a Log (a sum read otherwise is needed as a
+    value, and stays one). The Exp stays when something else reads it too. A prepare hook of stage 0, so the
+    elementwise chains (stage 1) see the Exp and the Log as claimed."""
+    consts = L.__dict__.setdefault("_static_consts", L._static_const_tensors())
+    outputs = {o.name for o in L.model.graph.output}
+    for r in L.model.graph.node:
+        if r.op_type != "ReduceSum" or domain_of(r) or id(r) in L.skip or id(r) in L.fused or not r.input:
+            continue
+        if len(r.input) > 1 and r.input[1] and r.input[1] not in consts:
+            continue  # axes from run-time data: the ReduceSum handler refuses it with its own message
+        op, e = L.sources.get(r.input[0], ("", None))
+        if op != "Exp" or e is None or domain_of(e) or id(e) in L.skip or id(e) in L.fused or e.input[0] in consts:
+            continue
+        logs = L.consumers.get(r.output[0], [])
+        if not logs or r.output[0] in outputs or any(g.op_type != "Log" or domain_of(g) or id(g) in L.fused
+                                                     for g in logs):
+            continue
+        exp_alone = e.output[0] not in outputs and all(c is r for c in L.consumers.get(e.output[0], []))
+        L.skip.add(id(r))
+        if exp_alone:
+            L.skip.add(id(e))
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in r.attribute}
+        ins = [e.input[0]] + ([r.input[1]] if len(r.input) > 1 and r.input[1] else [])
+        for g in logs:
+            node = onnx.helper.make_node("ReduceLogSumExp", ins, [g.output[0]], name=g.name or g.output[0], **attrs)
+            if not exp_alone:
+                # the Exp stays for its other readers and may join an elementwise chain with what computes its
+                # input: the fused op reading that input must count as a reader, so the chain keeps it as a value.
+                # (A skipped Exp already counts; its input keeps the width it had, so a softmax written out over
+                # rows offset by 1e4 is not newly judged as a 16-bit difference by emit.check_cancellation.)
+                L.consumers.setdefault(e.input[0], []).append(node)
+            L.fused[id(g)] = _lse_emitter(L, e, r, g, node, exp_alone)
+            L.fused_samples[id(g)] = (e.input[0],)
+
+
+def _lse_emitter(L: Lowerer, e: onnx.NodeProto, r: onnx.NodeProto, g: onnx.NodeProto, node: onnx.NodeProto,  # noqa: ANN202
+                 exp_alone: bool):
+    """The Log node ``g``'s emitter: ``node`` (ReduceLogSumExp of the Exp's input with the ReduceSum's axes), or
+    (the input is no activation) the three nodes by their own handlers."""
+    ins = list(node.input)
+
+    def emit() -> list:
+        x = L.env.get(e.input[0])
+        if isinstance(x, Act | Masked):  # a masked input: the reduction's own refusal names it
+            return reduce(L, node, [x] + [L.env.get(i) for i in ins[1:]])
+        for m in ([e] if exp_alone else []) + [r]:
+            if any(o and o not in L.env for o in m.output):
+                L._lower(m)
+        keep = L.fused.pop(id(g))
+        try:
+            L._lower(g)
+        finally:
+            L.fused[id(g)] = keep
+        return [L.env.get(g.output[0])]
+
+    return emit
 
 
 def _perm(rank: int, axes: list[int]) -> tuple[int, ...]:

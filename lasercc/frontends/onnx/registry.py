@@ -57,14 +57,34 @@ def register(*op_types: str, domain: str = "", sampled: tuple[int, ...] | None =
     return deco
 
 
-# Functions ``Lowerer.prepare`` calls, in registration order, after the initializers are known and before
-# the supported-op check: prepare-time rewrites such as chains.find_chains (lower.py does not import them).
+# Functions ``Lowerer.prepare`` calls after the initializers are known and before the supported-op check:
+# prepare-time rewrites such as chains.find_chains (lower.py does not import them). Run by stage, then in
+# registration order: fusions of several ops (stage 0) claim their nodes before the elementwise chains (stage 1)
+# group what is left, whatever order the modules were imported in.
 PREPARE_HOOKS: list[Callable[[Lowerer], None]] = []
+_HOOK_STAGE: dict[int, int] = {}
 
 
-def prepare_hook(fn: Callable[[Lowerer], None]) -> Callable[[Lowerer], None]:
-    """Register ``fn(lowerer)`` to run in ``Lowerer.prepare`` (see :data:`PREPARE_HOOKS`)."""
-    PREPARE_HOOKS.append(fn)
+def prepare_hook(fn: Callable[[Lowerer], None] | None = None, *, stage: int = 0) -> Callable:
+    """Register ``fn(lowerer)`` to run in ``Lowerer.prepare`` (see :data:`PREPARE_HOOKS`); as ``@prepare_hook``
+    or ``@prepare_hook(stage=1)``."""
+    def deco(f: Callable[[Lowerer], None]) -> Callable[[Lowerer], None]:
+        _HOOK_STAGE[id(f)] = stage
+        PREPARE_HOOKS.append(f)
+        PREPARE_HOOKS.sort(key=lambda h: _HOOK_STAGE.get(id(h), 0))  # stable: registration order within a stage
+        return f
+
+    return deco if fn is None else deco(fn)
+
+
+# Functions ``Lowerer.out_type`` asks for the least width of a calibrated float tensor, ``(lowerer, tensor) -> bits``
+# (0: no opinion): precision.py's plan of what steep tables need (lower.py does not import it).
+WIDTH_HOOKS: list[Callable[[Lowerer, str], int]] = []
+
+
+def width_hook(fn: Callable[[Lowerer, str], int]) -> Callable[[Lowerer, str], int]:
+    """Register ``fn(lowerer, tensor) -> bits`` (see :data:`WIDTH_HOOKS`)."""
+    WIDTH_HOOKS.append(fn)
     return fn
 
 
