@@ -281,9 +281,11 @@ def run_model(spec: Spec, work: Path, export_key: str, verbose: bool = False) ->
     try:
         export(model, spec, calib, fp, how, opset)
         ref_f = ort_run(fp, held)
-        with torch.no_grad():
-            ref_t = Wrapper(model, spec)(*(torch.from_numpy(held[k]) for k, _ in spec.inputs))
-        exp_cos = min(cosine(t.numpy(), ref_f[o]) for o, t in zip(spec.outputs, ref_t))
+        with torch.no_grad():  # row by row, as onnxruntime and lasercc run (CLIP's similarities are per batch)
+            w = Wrapper(model, spec)
+            per = [w(*(torch.from_numpy(held[k][i:i + 1]) for k, _ in spec.inputs)) for i in range(EVAL_ROWS)]
+        exp_cos = min(cosine(np.concatenate([r[j].numpy() for r in per]), ref_f[o])
+                      for j, o in enumerate(spec.outputs))
     except Exception as e:  # noqa: BLE001
         if verbose:
             traceback.print_exc()

@@ -307,7 +307,11 @@ def layernorm_core(L: Lowerer, stem: str, x: Act, gamma, beta, eps: float, out, 
         s = np.asarray(samples, np.float64).reshape(-1, k)
         c = s if rms else s - s.mean(axis=-1, keepdims=True)
         v = (c * c).mean(axis=-1, keepdims=True)
-        cmax, qmax, vmax, vmin = float(np.abs(c).max()), float((c * c).max()), float(v.max()), float(v.min())
+        # rows that are exactly constant (v = 0: DeiT's zero-initialised CLS/distillation tokens) normalise to 0
+        # whatever the rsqrt is (their centred codes are 0), so they do not widen its range to 1/sqrt(eps)
+        live = v[v > 0]
+        vmin = float(live.min()) if live.size else 0.0
+        cmax, qmax, vmax = float(np.abs(c).max()), float((c * c).max()), float(v.max())
         nmax = float(np.abs(c / np.sqrt(v + eps)).max())
         vsamp = v.reshape(-1)
     else:
