@@ -205,3 +205,17 @@ def test_pad_reflect_moves_codes_only():
         warnings.simplefilter("ignore")
         art = lasercc.compile(m, target="numpy", bits=8, calibration=x, passes="", progress=False)
     assert not any(isinstance(n, Soma) for n in art.graph.nodes)
+
+
+@pytest.mark.parametrize(("xs", "ws", "attrs"), [CONV_CASES[1], CONV_CASES[4], CONV_CASES[6]])
+def test_conv_with_run_time_weights_tracks_onnxruntime(xs, ws, attrs):  # noqa: ANN001
+    """Weights fed as a graph input (an activation): im2col of x, the weights moved to the matmul layout,
+    a DecodeMAC per group; a constant bias added after."""
+    rng = np.random.default_rng(7)
+    b = rng.normal(0, 0.3, ws[0]).astype(np.float32)
+    m = _model([h.make_node("Conv", ["x", "w", "b"], ["y"], **attrs)], [_vi("x", T.FLOAT, xs), _vi("w", T.FLOAT, ws)],
+               [_vi("y", T.FLOAT, None)], [_c("b", b)])
+    calib = {"x": rng.normal(0, 1, (8, *xs[1:])).astype(np.float32),
+             "w": rng.normal(0, 0.3, (8 * ws[0], *ws[1:])).astype(np.float32)}  # rows: multiples of C_out
+    x = {"x": rng.normal(0, 1, xs).astype(np.float32), "w": rng.normal(0, 0.3, ws).astype(np.float32)}
+    _close(_run(m, calib, x)["y"], _ort(m, x)["y"])

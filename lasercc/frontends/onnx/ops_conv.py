@@ -19,6 +19,8 @@ Per form only the weights, the bias and the result type differ:
   and its int32 bias exactly, the result in the following QuantizeLinear's type -- so the Soma's ``ort``
   requantization is onnxruntime's QLinearConv (the fusion it applies to a QDQ Conv) to the bit;
 * ``QLinearConv``: the model's integers, int32 bias, output (scale, zero point) -- bit-exact with onnxruntime;
+* ``Conv`` whose weights are an activation (computed at run time): the same im2col, the weights moved to the
+  matmul layout, a DecodeMAC per group;
 * ``ConvInteger``: the input's codes viewed as the integers ``x - x_zero_point`` (scale 1), weights
   ``w - w_zero_point``, requantization scale exactly 1: the int32 result exactly, its width from interval
   arithmetic (at most 24 bits: an exact float32 requantization).
@@ -63,7 +65,7 @@ from lasercc.frontends.onnx.emit import with_shape
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.nbits import widen_int
 from lasercc.frontends.onnx.registry import attr, register
-from lasercc.frontends.onnx.values import Act, Const, Ids, QWeight, Val, code_type
+from lasercc.frontends.onnx.values import Act, Const, Ids, QWeight, Val, code_type, range_type
 from lasercc.ir.nodes import Concat, Reshape, WTAMax
 from lasercc.ir.types import CodeType
 
@@ -198,13 +200,9 @@ def conv_codes(L: Lowerer, n: onnx.NodeProto, x: Act, q: np.ndarray, sw: np.ndar
     if rank != nd + 2 or group < 1 or cin_g * group != x.shape[1] or c_out % group:
         raise FrontendError(f"{n.op_type} weights {list(q.shape)} (group {group}) do not fit input {list(x.shape)}")
     win = window(n, x.shape[2:], k)
-    xp = _padded(L, n.output[0], x, win, x.zp)
-    parts = _slices(L, n.output[0], xp, win)
-    cols = concat_acts(L, n.output[0] + ".cols", parts, 1, xp.type) if len(parts) > 1 else parts[0]
-    perm = (0, *range(2, rank), 1)
-    inv = tuple(int(i) for i in np.argsort(perm))
-    xt = move(L, n, cols, tuple(cols.shape[p] for p in perm), perm)
-    assert isinstance(xt, Act)
+    xt = _im2col_last(L, n, x, win)
+    inv = tuple(int(i) for i in np.argsort((0, *range(2, rank), 1)))
+    n_off = int(np.prod(k))
     cout_g = c_out // group
     sw = np.broadcast_to(np.asarray(sw, np.float32).reshape(-1), (c_out,)) if np.size(sw) > 1 else \
         np.asarray(sw, np.float32).reshape(1)
@@ -212,7 +210,7 @@ def conv_codes(L: Lowerer, n: onnx.NodeProto, x: Act, q: np.ndarray, sw: np.ndar
     outs = []
     for g in range(group):
         # columns of this group: offset-major, then its C_in/group channels
-        cols_g = (np.arange(len(parts))[:, None] * x.shape[1] + g * cin_g + np.arange(cin_g)[None, :]).reshape(-1)
+        cols_g = (np.arange(n_off)[:, None] * x.shape[1] + g * cin_g + np.arange(cin_g)[None, :]).reshape(-1)
         xg = xt if group == 1 else take(L, n.output[0] + f".g{g}", xt, rank - 1, cols_g)
         wg = q[g * cout_g:(g + 1) * cout_g]
         w2 = wg.transpose(*range(2, 2 + nd), 1, 0).reshape(-1, cout_g)  # [kernel offsets x C_in/group, C_out/g]
@@ -265,11 +263,78 @@ def _kernel_of(n: onnx.NodeProto, wshape: tuple[int, ...]) -> None:
         raise FrontendError(f"{n.op_type} kernel_shape {list(ks)} differs from the weight's {list(wshape[2:])}")
 
 
+def _im2col_last(L: Lowerer, n: onnx.NodeProto, x: Act, win: Window) -> Act:
+    """x padded with its zero point, one slice per kernel offset concatenated on channels, channels last:
+    [N, out..., offsets x C] (offset-major)."""
+    rank = len(x.shape)
+    xp = _padded(L, n.output[0], x, win, x.zp)
+    parts = _slices(L, n.output[0], xp, win)
+    cols = concat_acts(L, n.output[0] + ".cols", parts, 1, xp.type) if len(parts) > 1 else parts[0]
+    perm = (0, *range(2, rank), 1)
+    xt = move(L, n, cols, tuple(cols.shape[p] for p in perm), perm)
+    assert isinstance(xt, Act)
+    return xt
+
+
+def _conv_by_activation(L: Lowerer, n: onnx.NodeProto, x: Act, w: Act, bias: Val | None) -> Act:
+    """Conv whose weights are an activation (computed at run time): the same im2col of x, the weights moved to
+    [offsets x C_in/group, C_out/group] per group (Take, Transpose, Reshape), one DecodeMAC matmul per group
+    (exact integer products, one requantization); a constant bias is added by one more Soma (the product is
+    then carried at ``internal_bits`` over the range the calibrated output minus the bias implies)."""
+    rank = len(x.shape)
+    c_out, cin_g = w.shape[0], w.shape[1]
+    k = tuple(w.shape[2:])
+    nd = len(k)
+    group = int(attr(n, "group", 1))
+    if rank != nd + 2 or group < 1 or cin_g * group != x.shape[1] or c_out % group:
+        raise FrontendError(f"Conv weights {list(w.shape)} (group {group}) do not fit input {list(x.shape)}")
+    _kernel_of(n, w.shape)
+    if bias is not None and not is_const(bias):
+        raise FrontendError("Conv bias computed at run time is not supported (it must be a constant)")
+    win = window(n, x.shape[2:], k)
+    xt = _im2col_last(L, n, x, win)
+    lead = xt.shape[:-1]
+    p_flat = (x.shape[0], int(np.prod(win.out)))
+    out = L.out_type(n.output[0], (x.shape[0], c_out, *win.out))
+    bv = None if bias is None else np.broadcast_to(np.asarray(L.const_value(bias), np.float64).reshape(-1), (c_out,))
+    prod_t = out
+    if bv is not None and np.any(bv):
+        lo, hi = out.scale[0] * (out.lo - out.zero_point[0]), out.scale[0] * (out.hi - out.zero_point[0])
+        prod_t = range_type(lo - float(bv.max()), hi - float(bv.min()), max(L.opts.internal_bits, out.bits), ())
+    cout_g = c_out // group
+    n_off = int(np.prod(k))
+    outs = []
+    for g in range(group):
+        cols_g = (np.arange(n_off)[:, None] * x.shape[1] + g * cin_g + np.arange(cin_g)[None, :]).reshape(-1)
+        xg = xt if group == 1 else take(L, n.output[0] + f".g{g}", xt, rank - 1, cols_g)
+        xg2 = move(L, n, xg, p_flat + (n_off * cin_g,))
+        wg = w if group == 1 else take(L, n.output[0] + f".w{g}", w, 0, np.arange(g * cout_g, (g + 1) * cout_g))
+        wperm = (*range(2, 2 + nd), 1, 0)
+        wt = move(L, n, wg, tuple(wg.shape[p] for p in wperm), wperm)
+        w2 = move(L, n, wt, (n_off * cin_g, cout_g))
+        assert isinstance(xg2, Act) and isinstance(w2, Act)
+        outs.append(L.b.decode_mac(n.output[0] + (f".g{g}" if group > 1 else ""), xg2, w2, "matmul",
+                                   with_shape(prod_t, p_flat + (cout_g,))))
+    y = outs[0] if group == 1 else \
+        concat_acts(L, n.output[0] + ".groups", outs, 2, with_shape(prod_t, p_flat + (c_out,)))
+    if prod_t is not out:
+        assert bv is not None
+        y = L.b.affine_const(n.output[0] + ".bias", y, None, bv, with_shape(out, y.shape))
+    yl = move(L, n, y, lead + (c_out,))
+    inv = tuple(int(i) for i in np.argsort((0, *range(2, rank), 1)))
+    assert isinstance(yl, Act)
+    r = move(L, n, yl, tuple(yl.shape[p] for p in inv), inv)
+    assert isinstance(r, Act)
+    return r
+
+
 @register("Conv")
 def conv(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """Float or QDQ Conv with constant weights (module docstring)."""
+    """Float or QDQ Conv with constant weights (module docstring); weights computed at run time: a DecodeMAC."""
     x = _activation(n, ins[0])
     w = ins[1]
+    if isinstance(w, Act) and not w.integer:
+        return [_conv_by_activation(L, n, x, w, ins[2] if len(ins) > 2 else None)]
     q, sw = _conv_weights(L, w)
     _kernel_of(n, q.shape)
     bias = ins[2] if len(ins) > 2 else None
