@@ -219,3 +219,24 @@ def test_conv_with_run_time_weights_tracks_onnxruntime(xs, ws, attrs):  # noqa: 
              "w": rng.normal(0, 0.3, (8 * ws[0], *ws[1:])).astype(np.float32)}  # rows: multiples of C_out
     x = {"x": rng.normal(0, 1, xs).astype(np.float32), "w": rng.normal(0, 0.3, ws).astype(np.float32)}
     _close(_run(m, calib, x)["y"], _ort(m, x)["y"])
+
+
+@pytest.mark.parametrize("group", [1, 3])
+def test_dynamic_quantized_conv_tracks_onnxruntime(tmp_path, group):  # noqa: ANN001
+    """quantize_dynamic's Conv (DynamicQuantizeLinear -> ConvInteger -> Cast -> Mul by x_scale * w_scale -> Add
+    bias): one Soma with the model's integer weights, its scale fixed from calibration."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    rng = np.random.default_rng(8)
+    inits = [_c("w", rng.normal(0, 0.3, (6, 3 // group, 3, 3)).astype(np.float32)),
+             _c("b", rng.normal(0, 0.3, 6).astype(np.float32))]
+    m = _model([h.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1], strides=[2, 1], group=group)],
+               [_vi("x", T.FLOAT, (1, 3, 8, 8))], [_vi("y", T.FLOAT, None)], inits)
+    src, dst = tmp_path / "c.onnx", tmp_path / "c.dyn.onnx"
+    onnx.save(m, str(src))
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8)
+    q = onnx.load(str(dst))
+    assert "ConvInteger" in {n.op_type for n in q.graph.node}
+    calib = {"x": rng.normal(0, 1, (8, 3, 8, 8)).astype(np.float32)}
+    x = {"x": calib["x"][:1]}
+    _close(_run(q, calib, x, bits=8)["y"], _ort(q, x)["y"], bits=8)

@@ -65,7 +65,7 @@ from lasercc.frontends.onnx.emit import with_shape
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.nbits import widen_int
 from lasercc.frontends.onnx.registry import attr, register
-from lasercc.frontends.onnx.values import Act, Const, Ids, QWeight, Val, code_type, range_type
+from lasercc.frontends.onnx.values import Act, Const, DynScale, Ids, IntAcc, QWeight, Val, code_type, range_type
 from lasercc.ir.nodes import Concat, Reshape, WTAMax
 from lasercc.ir.types import CodeType
 
@@ -384,10 +384,14 @@ def conv_integer(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     """ConvInteger: exact int32 ``conv(x - x_zero_point, w - w_zero_point)`` (module docstring)."""
     ins = list(ins) + [None] * (4 - len(ins))
     x, w, xz, wz = ins[:4]
+    if isinstance(xz, DynScale) and xz.what == "zero_point" and isinstance(x, Act) and isinstance(w, Const):
+        dyn = _dynamic_conv(L, n, x, w, wz)
+        if dyn is not None:
+            return [dyn]
     for k in (2, 3):
         if ins[k] is not None and not is_const(ins[k]):
             raise FrontendError(f"ConvInteger zero point {n.input[k]!r} is computed at run time; it must be a "
-                                "constant")
+                                "constant (or DynamicQuantizeLinear's, followed by Cast and Mul by its scale)")
     if not (isinstance(x, Act) and x.quantized):
         raise FrontendError(f"ConvInteger input x must be an 8-bit integer tensor (quantized codes), got "
                             f"{type(x).__name__}")
@@ -414,6 +418,37 @@ def conv_integer(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     out = int_type(lo, hi, (x.shape[0], q.shape[0], *win.out))
     r = conv_codes(L, n, X, q, np.ones(1, np.float32), None, out, group)
     return [Act(r.name, r.type, int_range=(lo, hi))]
+
+
+def _dynamic_conv(L: Lowerer, n: onnx.NodeProto, x: Act, w: Const, wz: Val | None) -> IntAcc | None:
+    """quantize_dynamic's Conv: DynamicQuantizeLinear -> ConvInteger -> Cast -> Mul(x_scale * w_scale). The
+    accumulator stays symbolic (:class:`IntAcc`: the im2col columns, channels last, and the [offsets x C_in,
+    C_out] weights; groups as a block-diagonal matrix) until the Mul gives its scale (:func:`cores.mul_dynamic`:
+    one Soma, then the Transpose back to NC...). None when the result is read otherwise (then exact int32)."""
+    cons = L.consumers.get(n.output[0], [])
+    if not cons or any(c.op_type != "Cast" for c in cons) or n.output[0] in {o.name for o in L.model.graph.output}:
+        return None
+    wv = widen_int(w.value).astype(np.int64)
+    _kernel_of(n, wv.shape)
+    zw = np.zeros(1, np.int64) if wz is None else widen_int(np.asarray(L.const_value(wz))).astype(np.int64).reshape(-1)
+    if zw.size not in (1, wv.shape[0]) or wv.ndim < 3:
+        raise FrontendError(f"ConvInteger weights {list(wv.shape)} / zero point of {zw.size} values")
+    q = wv - zw.reshape((-1,) + (1,) * (wv.ndim - 1))
+    group = int(attr(n, "group", 1))
+    c_out, cin_g = q.shape[0], q.shape[1]
+    if len(x.shape) != q.ndim or group < 1 or cin_g * group != x.shape[1] or c_out % group:
+        raise FrontendError(f"ConvInteger weights {list(q.shape)} (group {group}) do not fit input {list(x.shape)}")
+    win = window(n, x.shape[2:], tuple(q.shape[2:]))
+    xt = _im2col_last(L, n, x, win)
+    n_off, cout_g = int(np.prod(q.shape[2:])), c_out // group
+    w2 = np.zeros((n_off, x.shape[1], c_out), np.int64)  # block-diagonal over groups
+    for g in range(group):
+        wg = q[g * cout_g:(g + 1) * cout_g]
+        w2[:, g * cin_g:(g + 1) * cin_g, g * cout_g:(g + 1) * cout_g] = \
+            wg.transpose(*range(2, q.ndim), 1, 0).reshape(n_off, cin_g, cout_g)
+    rank = len(x.shape)
+    inv = tuple(int(i) for i in np.argsort((0, *range(2, rank), 1)))
+    return IntAcc(xt, w2.reshape(n_off * x.shape[1], c_out), layout=inv, source=x.name)
 
 
 # ---- pooling ----------------------------------------------------------------------------------------------------
