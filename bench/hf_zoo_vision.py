@@ -10,7 +10,8 @@ convolution, CLIP's text tower (causal mask, pooling at the EOS token by a run-t
 
 Each family is built from a config with random weights (``torch.manual_seed(0)``; nothing is downloaded), in
 transformers' default attention (SDPA where supported), wrapped to return every output listed (pooled heads
-included), exported by the TorchScript exporter at opsets 13, 14 and 17 and by the dynamo exporter (opset 18),
+included), exported by the TorchScript exporter at opsets 14 and 17 (and 13, with eager attention: torch writes
+SDPA from opset 14 on) and by the dynamo exporter (opset 18),
 then compiled by lasercc in float (``--bits 16`` and ``--bits 8``) and as onnxruntime's static QDQ model
 (``quantize_static``: MatMul, Gemm and Conv; u8 activations, s8 per-channel weights). Every output is compared
 with onnxruntime running the same file (cosine over all elements of 8 held-out rows): float rows against ORT
@@ -51,8 +52,10 @@ EVAL_ROWS = 8
 INIT = 0.1  # weight init std (as bench/hf_zoo.py: activations spread like a trained model's)
 IMAGE, MELS, FRAMES, SAMPLES, SEQ, VOCAB = 32, 16, 64, 400, 16, 256
 TARGETS = {"float --bits 16": 0.99, "float --bits 8": 0.9, "ORT QDQ": 0.995}
-EXPORTS = {"ts13": ("torchscript", 13), "ts14": ("torchscript", 14), "ts17": ("torchscript", 17),
-           "dynamo18": ("dynamo", 18)}
+# export key -> (exporter, opset, attention): torch's TorchScript exporter writes SDPA from opset 14 on, so the
+# opset-13 export uses transformers' eager attention (the explicit softmax graph)
+EXPORTS = {"ts13": ("torchscript", 13, "eager"), "ts14": ("torchscript", 14, None), "ts17": ("torchscript", 17, None),
+           "dynamo18": ("dynamo", 18, None)}
 
 
 @dataclass(frozen=True)
@@ -60,65 +63,67 @@ class Spec:
     """One family: how to build it, its inputs (name -> kind) and the outputs compared (attribute names)."""
 
     name: str
-    build: Callable[[], nn.Module]
+    build: Callable[[str | None], nn.Module]  # transformers' attn_implementation (None: its default)
     inputs: tuple[tuple[str, str], ...]
     outputs: tuple[str, ...]
     note: str
 
 
-def _vit() -> nn.Module:
+def _vit(attn: str | None) -> nn.Module:
     from transformers import ViTConfig, ViTModel
 
     cfg = ViTConfig(image_size=IMAGE, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                    intermediate_size=128, initializer_range=INIT)
+                    intermediate_size=128, initializer_range=INIT, attn_implementation=attn)
     return ViTModel(cfg, add_pooling_layer=True)
 
 
-def _deit() -> nn.Module:
+def _deit(attn: str | None) -> nn.Module:
     from transformers import DeiTConfig, DeiTForImageClassificationWithTeacher
 
     cfg = DeiTConfig(image_size=IMAGE, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=128, initializer_range=INIT, num_labels=10)
+                     intermediate_size=128, initializer_range=INIT, num_labels=10, attn_implementation=attn)
     return DeiTForImageClassificationWithTeacher(cfg)
 
 
-def _swin() -> nn.Module:
+def _swin(attn: str | None) -> nn.Module:
     from transformers import SwinConfig, SwinModel
 
     cfg = SwinConfig(image_size=IMAGE, patch_size=2, embed_dim=16, depths=[2, 2], num_heads=[2, 4], window_size=4,
-                     initializer_range=INIT)
+                     initializer_range=INIT, attn_implementation=attn)
     return SwinModel(cfg, add_pooling_layer=True)
 
 
-def _whisper() -> nn.Module:
+def _whisper(attn: str | None) -> nn.Module:
     from transformers import WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     cfg = WhisperConfig(num_mel_bins=MELS, d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128,
                         decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=128,
                         max_source_positions=FRAMES // 2, max_target_positions=16, vocab_size=VOCAB, pad_token_id=0,
-                        bos_token_id=0, eos_token_id=0, decoder_start_token_id=0, init_std=INIT)
+                        bos_token_id=0, eos_token_id=0, decoder_start_token_id=0, init_std=INIT,
+                        attn_implementation=attn)
     return WhisperEncoder(cfg)
 
 
-def _wav2vec2() -> nn.Module:
+def _wav2vec2(attn: str | None) -> nn.Module:
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                          conv_dim=(16, 16, 16), conv_stride=(5, 2, 2), conv_kernel=(10, 3, 3),
                          num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, feat_extract_norm="group",
-                         initializer_range=INIT)
+                         initializer_range=INIT, attn_implementation=attn)
     return Wav2Vec2Model(cfg)
 
 
-def _clip() -> nn.Module:
+def _clip(attn: str | None) -> nn.Module:
     from transformers import CLIPConfig, CLIPModel
 
     text = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                 max_position_embeddings=SEQ, eos_token_id=2, pad_token_id=1, bos_token_id=0)
     vision = dict(image_size=IMAGE, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=4)
-    return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16, initializer_range=INIT))
+    return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16, initializer_range=INIT,
+                                attn_implementation=attn))
 
 
 PIXELS = (("pixel_values", "pixels"),)
@@ -268,12 +273,12 @@ def one_error(e: BaseException) -> str:
 
 def run_model(spec: Spec, work: Path, export_key: str, verbose: bool = False) -> list[dict]:
     """Rows for one family and one export: float 16 / 8 bits and the ORT QDQ model."""
-    how, opset = EXPORTS[export_key]
+    how, opset, attn = EXPORTS[export_key]
     torch.manual_seed(0)
     tag = f"{spec.name}.{export_key}"
     base = {"family": spec.name, "export": export_key}
     try:
-        model = spec.build().eval()
+        model = spec.build(attn).eval()
     except Exception as e:  # noqa: BLE001 - a zoo row records any failure
         return [{**base, "run": "build", "ok": False, "error": one_error(e)}]
     calib, held = make_inputs(spec, CALIB_ROWS, 1), make_inputs(spec, EVAL_ROWS, 2)
@@ -387,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {platform.system()}; Python "
         f"{platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}, transformers "
         f"{transformers.__version__}, onnx {onnx.__version__}, ORT {ort.__version__}  ",
-        "Models: random init (torch.manual_seed(0), init std 0.1), 2 layers, transformers' default attention; "
+        "Models: random init (torch.manual_seed(0), init std 0.1), 2 layers, transformers' default attention "
+        "(ts13: eager, the exporter writes SDPA from opset 14 on); "
         f"images 3x{IMAGE}x{IMAGE}, {MELS} mel bins x {FRAMES} frames, {SAMPLES} audio samples, {SEQ} tokens. "
         "Exports: TorchScript at opsets 13, 14, 17 and dynamo at opset 18, dynamic batch (pinned to 1 for lasercc). "
         f"Calibration {CALIB_ROWS} random rows; cosine over all elements of {EVAL_ROWS} other rows, per graph "
