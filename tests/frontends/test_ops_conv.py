@@ -240,3 +240,25 @@ def test_dynamic_quantized_conv_tracks_onnxruntime(tmp_path, group):  # noqa: AN
     calib = {"x": rng.normal(0, 1, (8, 3, 8, 8)).astype(np.float32)}
     x = {"x": calib["x"][:1]}
     _close(_run(q, calib, x, bits=8)["y"], _ort(q, x)["y"], bits=8)
+
+
+@pytest.mark.parametrize(("op", "attrs"), [
+    ("QLinearGlobalAveragePool", {}), ("QLinearGlobalAveragePool", {"channels_last": 1}),
+    ("QLinearAveragePool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("QLinearAveragePool", {"kernel_shape": [2, 2], "count_include_pad": 1, "pads": [1, 0, 1, 0]}),
+    ("QLinearAveragePool", {"kernel_shape": [3, 3], "channels_last": 1})])
+def test_qlinear_pooling_within_one_code_of_onnxruntime(op, attrs):  # noqa: ANN001
+    """onnxruntime's QOperator pooling (com.microsoft): codes equal to onnxruntime's up to 1 (its requantization
+    scale is s_x / (s_y * S), the Soma's s_x * (1/S) / s_y: float32 rounding may differ in the last bit)."""
+    rng = np.random.default_rng(9)
+    xs = (1, 4, 7, 6)
+    inits = [_c("sx", np.float32(0.05)), _c("zx", np.uint8(120)), _c("sy", np.float32(0.03)), _c("zy", np.uint8(110))]
+    node = h.make_node(op, ["x", "sx", "zx", "sy", "zy"], ["y"], domain="com.microsoft", **attrs)
+    g = h.make_graph([node], "m", [_vi("x", T.UINT8, xs)], [_vi("y", T.UINT8, None)], inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("com.microsoft", 1)])
+    m.ir_version = 8
+    x = {"x": rng.integers(0, 256, xs).astype(np.uint8)}
+    got, ref = _run(m, x, x)["y"].astype(np.int64), _ort(m, x)["y"].astype(np.int64)
+    assert got.shape == ref.shape
+    assert np.max(np.abs(got - ref)) <= 1 and np.mean(got == ref) > 0.9, (np.max(np.abs(got - ref)),
+                                                                          np.mean(got == ref))

@@ -517,7 +517,7 @@ def as01(L: Lowerer, stem: str, x: Act) -> Act:
 CODE_OPERANDS: dict[str, tuple[int, ...]] = {
     "DequantizeLinear": (0, 2), "QLinearMatMul": (0, 3), "MatMulInteger": (0, 1, 2, 3), "QLinearConv": (0, 3),
     "QGemm": (0, 3), "QLinearAdd": (0, 3), "QLinearMul": (0, 3), "QLinearSigmoid": (0,), "QLinearLeakyRelu": (0,),
-    "QLinearSoftmax": (0,), "ConvInteger": (0, 1)}
+    "QLinearSoftmax": (0,), "ConvInteger": (0, 1), "QLinearAveragePool": (0,), "QLinearGlobalAveragePool": (0,)}
 
 
 def retype(L: Lowerer, stem: str, x: Act, t: CodeType) -> Act:
