@@ -18,7 +18,8 @@ with onnxruntime running the same file (cosine over all elements of 8 held-out r
 float; the QDQ row against ORT with graph optimizations disabled (the model's own Q/DQ arithmetic, issue 12's
 reference). Targets: >= 0.99 at 16 bits, >= 0.9 at 8 bits, >= 0.995 for the QDQ file.
 
-    .venv/bin/python bench/hf_zoo_vision.py [--models vit swin ...] [--exports ts13 ts14 ts17 dynamo18] [--no-write]
+    .venv/bin/python bench/hf_zoo_vision.py [--models vit swin ...] [--exports ts13 ts14 ts17 dynamo18] [--qoperator]
+        [--out FILE] [--no-write]
 
 Writes ``bench/results/hf_zoo_vision.md`` (per-family summary, then every row). Bench-only dependencies:
 ``transformers`` and ``onnxscript`` (dynamo).
@@ -51,7 +52,8 @@ CALIB_ROWS = 16
 EVAL_ROWS = 8
 INIT = 0.1  # weight init std (as bench/hf_zoo.py: activations spread like a trained model's)
 IMAGE, MELS, FRAMES, SAMPLES, SEQ, VOCAB = 32, 16, 64, 400, 16, 256
-TARGETS = {"float --bits 16": 0.99, "float --bits 8": 0.9, "ORT QDQ": 0.995}
+TARGETS = {"float --bits 16": 0.99, "float --bits 8": 0.9, "ORT QDQ": 0.995, "ORT QOperator": 0.995}
+DEFAULT_RUNS = ("float --bits 16", "float --bits 8", "ORT QDQ")
 # export key -> (exporter, opset, attention): torch's TorchScript exporter writes SDPA from opset 14 on, so the
 # opset-13 export uses transformers' eager attention (the explicit softmax graph)
 EXPORTS = {"ts13": ("torchscript", 13, "eager"), "ts14": ("torchscript", 14, None), "ts17": ("torchscript", 17, None),
@@ -220,12 +222,14 @@ class _Reader:
         self.i = 0
 
 
-def quantize_qdq(src: Path, dst: Path, calib: dict[str, np.ndarray]) -> None:
+def quantize_qdq(src: Path, dst: Path, calib: dict[str, np.ndarray], qoperator: bool = False) -> None:
+    """onnxruntime's static quantizer: QDQ (or QOperator: QLinearConv / QLinearMatMul ops)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     logging.disable(logging.WARNING)
     try:
-        quantize_static(str(src), str(dst), _Reader(calib), quant_format=QuantFormat.QDQ,
+        quantize_static(str(src), str(dst), _Reader(calib),
+                        quant_format=QuantFormat.QOperator if qoperator else QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                         reduce_range=True, op_types_to_quantize=["MatMul", "Gemm", "Conv"])
     finally:
@@ -271,8 +275,8 @@ def one_error(e: BaseException) -> str:
     return s if len(s) < 200 else s[:197] + "..."
 
 
-def run_model(spec: Spec, work: Path, export_key: str, verbose: bool = False) -> list[dict]:
-    """Rows for one family and one export: float 16 / 8 bits and the ORT QDQ model."""
+def run_model(spec: Spec, work: Path, export_key: str, verbose: bool = False, qoperator: bool = False) -> list[dict]:
+    """Rows for one family and one export: float 16 / 8 bits and the ORT QDQ model (and QOperator model)."""
     how, opset, attn = EXPORTS[export_key]
     torch.manual_seed(0)
     tag = f"{spec.name}.{export_key}"
@@ -305,6 +309,13 @@ def run_model(spec: Spec, work: Path, export_key: str, verbose: bool = False) ->
         runs.append(("ORT QDQ", qp, None, ort_run(qp, held, optimize=False)))
     except Exception as e:  # noqa: BLE001
         rows.append({**base, "run": "ORT QDQ (quantizer)", "ok": False, "error": one_error(e)})
+    if qoperator:
+        op = work / f"{tag}.qop.onnx"
+        try:
+            quantize_qdq(fp, op, calib, qoperator=True)
+            runs.append(("ORT QOperator", op, None, ort_run(op, held, optimize=False)))
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own quantizer failing is recorded, not counted
+            rows.append({**base, "run": "ORT QOperator (quantizer)", "ok": False, "na": True, "error": one_error(e)})
     ops = sorted({n.op_type for n in onnx.load(str(fp)).graph.node} & {"Conv", "Pad", "GlobalAveragePool",
                                                                       "AveragePool", "InstanceNormalization",
                                                                       "LayerNormalization", "ReduceMean"})
@@ -324,12 +335,14 @@ def run_model(spec: Spec, work: Path, export_key: str, verbose: bool = False) ->
     return rows
 
 
-def summary(rows: list[dict], families: list[str], exports: list[str]) -> str:
-    out = ["| family | compiled / total | meets target / total | cos 16-bit (min over outputs) | cos 8-bit | "
-           "cos ORT QDQ | compile s |", "|---|---:|---:|---|---|---|---|"]
+def summary(rows: list[dict], families: list[str], exports: list[str], runs: tuple[str, ...]) -> str:
+    out = ["| family | compiled / total | meets target / total | " + " | ".join(
+        f"cos {r}" + (" (min over outputs)" if k == 0 else "") for k, r in enumerate(runs)) + " | compile s |",
+        "|---|---:|---:|" + "---|" * len(runs) + "---|"]
     for f in families:
         rs = [r for r in rows if r["family"] == f and r["export"] in exports]
-        total = (len(exports) - sum(bool(r.get("na")) for r in rs)) * len(TARGETS)
+        total = (len(exports) - sum(bool(r.get("na")) and r["run"] == "export" for r in rs)) * len(runs) \
+            - sum(bool(r.get("na")) and r["run"] != "export" for r in rs)
         ok = [r for r in rs if r["ok"]]
 
         def rng(label: str, rs: list[dict] = ok) -> str:
@@ -338,7 +351,7 @@ def summary(rows: list[dict], families: list[str], exports: list[str]) -> str:
 
         secs = [r["sec"] for r in ok]
         out.append(f"| {f} | {len(ok)} / {total} | {sum(r['pass'] for r in ok)} / {total} | "
-                   f"{rng('float --bits 16')} | {rng('float --bits 8')} | {rng('ORT QDQ')} | "
+                   + " | ".join(rng(r) for r in runs) + " | "
                    f"{(f'{min(secs):.1f} - {max(secs):.1f}') if secs else '-'} |")
     return "\n".join(out)
 
@@ -352,7 +365,8 @@ def table(rows: list[dict]) -> str:
             out.append(f"| {r['family']} | {r['export']} | {r['run']} | ok | {cs} | "
                        f"{'yes' if r['pass'] else '**no**'} | {r['nodes']} | {r['sec']:.1f} | {r['note']} |")
         elif r.get("na"):
-            out.append(f"| {r['family']} | {r['export']} | {r['run']} | n/a (exporter) | | | | | {r['error']} |")
+            who = "exporter" if r["run"] == "export" else "ORT quantizer"
+            out.append(f"| {r['family']} | {r['export']} | {r['run']} | n/a ({who}) | | | | | {r['error']} |")
         else:
             out.append(f"| {r['family']} | {r['export']} | {r['run']} | **fail** | | | | | {r['error']} |")
     return "\n".join(out)
@@ -366,8 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/lasercc_hf_zoo_vision"), help="where ONNX files go")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write the results file")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "hf_zoo_vision.md")
+    ap.add_argument("--qoperator", action="store_true",
+                    help="also onnxruntime's QOperator model (QLinearConv, QLinearMatMul) vs its own arithmetic")
     ap.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
     args = ap.parse_args(argv)
+    runs = DEFAULT_RUNS + (("ORT QOperator",) if args.qoperator else ())
     torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
     specs = {s.name: s for s in ZOO}
@@ -377,14 +394,16 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     for name in args.models:
         for ex in args.exports:
-            new = run_model(specs[name], args.work, ex, verbose=args.verbose)
+            new = run_model(specs[name], args.work, ex, verbose=args.verbose, qoperator=args.qoperator)
             rows += new
             print(table(new).split("\n", 2)[-1], flush=True)
     import transformers
 
     cmd = "`.venv/bin/python bench/hf_zoo_vision.py" + \
         ("" if args.models == [s.name for s in ZOO] else " --models " + " ".join(args.models)) + \
-        ("" if args.exports == list(EXPORTS) else " --exports " + " ".join(args.exports)) + "`"
+        ("" if args.exports == list(EXPORTS) else " --exports " + " ".join(args.exports)) + \
+        (" --qoperator" if args.qoperator else "") + (f" --out {args.out.name}" if args.out.name != "hf_zoo_vision.md"
+                                                       else "") + "`"
     notes = "\n".join(f"- **{s.name}**: {s.note}" for s in ZOO if s.name in args.models)
     text = "\n".join([
         "# Vision and audio zoo: tiny random Hugging Face models through lasercc", "",
@@ -399,9 +418,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Calibration {CALIB_ROWS} random rows; cosine over all elements of {EVAL_ROWS} other rows, per graph "
         "output (the summary takes the minimum over outputs). ORT QDQ = quantize_static (MatMul, Gemm, Conv; u8 "
         "activations, s8 per-channel reduce_range weights), compared with onnxruntime running it with graph "
-        "optimizations disabled. Targets: " + ", ".join(f"{k} >= {v}" for k, v in TARGETS.items()) + ". "
-        "'n/a (exporter)': torch's exporter cannot write that opset (not counted in the totals).", "",
-        "## Per family", "", summary(rows, args.models, args.exports), "", notes, "",
+        "optimizations disabled (ORT QOperator: the same quantizer's QOperator format, same reference). Targets: "
+        + ", ".join(f"{k} >= {v}" for k, v in TARGETS.items() if k in runs) + ". "
+        "'n/a (exporter)' / 'n/a (ORT quantizer)': torch's exporter cannot write that opset, or onnxruntime's "
+        "quantizer fails on the model (not counted in the totals).", "",
+        "## Per family", "", summary(rows, args.models, args.exports, runs), "", notes, "",
         "## Every run", "", table(rows), ""])
     print(text)
     if not args.no_write:
