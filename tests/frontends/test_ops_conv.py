@@ -262,3 +262,23 @@ def test_qlinear_pooling_within_one_code_of_onnxruntime(op, attrs):  # noqa: ANN
     assert got.shape == ref.shape
     assert np.max(np.abs(got - ref)) <= 1 and np.mean(got == ref) > 0.9, (np.max(np.abs(got - ref)),
                                                                           np.mean(got == ref))
+
+
+@pytest.mark.parametrize("live_affine", [False, True])
+def test_instance_normalization_tracks_onnxruntime(live_affine):  # noqa: ANN001
+    """GroupNorm's export (per-channel normalisation over the spatial axes); scale and B as constants or fed at
+    run time."""
+    rng = np.random.default_rng(10)
+    xs = (1, 4, 5, 6)
+    sv, bv = rng.uniform(0.5, 2, 4).astype(np.float32), rng.normal(0, 1, 4).astype(np.float32)
+    node = h.make_node("InstanceNormalization", ["x", "s", "b"], ["y"], epsilon=1e-5)
+    if live_affine:
+        m = _model([node], [_vi("x", T.FLOAT, xs), _vi("s", T.FLOAT, [4]), _vi("b", T.FLOAT, [4])],
+                   [_vi("y", T.FLOAT, None)])
+        calib = {"x": rng.normal(1, 2, (8, *xs[1:])).astype(np.float32), "s": np.tile(sv, 8), "b": np.tile(bv, 8)}
+        x = {"x": rng.normal(1, 2, xs).astype(np.float32), "s": sv, "b": bv}
+    else:
+        m = _model([node], [_vi("x", T.FLOAT, xs)], [_vi("y", T.FLOAT, None)], [_c("s", sv), _c("b", bv)])
+        calib = {"x": rng.normal(1, 2, (8, *xs[1:])).astype(np.float32)}
+        x = {"x": rng.normal(1, 2, xs).astype(np.float32)}
+    _close(_run(m, calib, x)["y"], _ort(m, x)["y"])

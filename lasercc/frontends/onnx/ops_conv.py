@@ -55,7 +55,9 @@ import numpy as np
 import onnx
 
 from lasercc.frontends.onnx.common import (
+    broadcast_to,
     concat_acts,
+    const_codes,
     int_of,
     int_type,
     is_const,
@@ -655,11 +657,7 @@ def instance_norm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         raise FrontendError(f"InstanceNormalization needs an [N, C, spatial...] input, got {list(x.shape)}")
     scale = ins[1] if len(ins) > 1 else None
     b = ins[2] if len(ins) > 2 else None
-    if not (is_const(scale) and is_const(b)):
-        raise FrontendError("InstanceNormalization scale and B must be constants")
     c = x.shape[1]
-    sv = np.broadcast_to(np.asarray(L.const_value(scale), np.float64).reshape(-1), (c,))
-    bv = np.broadcast_to(np.asarray(L.const_value(b), np.float64).reshape(-1), (c,))
     xf = _merged_spatial(L, n, x)
     samples = L.stats.values(n.input[0])
     if samples is not None:
@@ -667,6 +665,44 @@ def instance_norm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     out = L.out_type(n.output[0], xf.shape)
     eps = float(attr(n, "epsilon", 1e-5))
     nrm = layernorm_core(L, n.output[0] + ".norm", xf, None, None, eps, None, samples)
-    y = L.b.affine_const(n.output[0], nrm, sv.reshape(c, 1), bv.reshape(c, 1) if np.any(bv) else None, out)
+    if is_const(scale) and is_const(b):
+        sv = np.broadcast_to(np.asarray(L.const_value(scale), np.float64).reshape(-1), (c,))
+        bv = np.broadcast_to(np.asarray(L.const_value(b), np.float64).reshape(-1), (c,))
+        y = L.b.affine_const(n.output[0], nrm, sv.reshape(c, 1), bv.reshape(c, 1) if np.any(bv) else None, out)
+    else:
+        y = _affine_by_activations(L, n, nrm, scale, b, out)
     r = move(L, n, y, x.shape)
     return [r]
+
+
+def _affine_by_activations(L: Lowerer, n: onnx.NodeProto, nrm: Act, scale: Val | None, b: Val | None,
+                           out: CodeType) -> Act:
+    """``nrm * scale[c] + B[c]`` with scale / B fed at run time ([C] activations): a DecodeMAC product (carried at
+    ``internal_bits`` over the range the operands' types bound) and a two-input Soma."""
+    c = nrm.shape[1]
+    vals = []
+    for v, what in ((scale, "scale"), (b, "B")):
+        if is_const(v):
+            v = Act(*_const_act(L, n, nrm, v, what))
+        if not isinstance(v, Act) or v.integer or int(np.prod(v.shape)) != c:
+            raise FrontendError(f"InstanceNormalization {what} must be a constant or a float activation of {c} values")
+        col = move(L, n, v, (c, 1))
+        assert isinstance(col, Act)
+        vals.append(col)
+    sc, bb = vals
+
+    def span(a: Act) -> float:
+        return max(abs(a.scale * (a.type.lo - a.zp)), abs(a.scale * (a.type.hi - a.zp)))
+
+    m = span(nrm) * span(sc)
+    p = L.b.decode_mac(n.output[0] + ".scaled", nrm, sc, "mul",
+                       range_type(-m, m, max(L.opts.internal_bits, out.bits), nrm.shape, symmetric=True))
+    return L.b.add_acts(n.output[0], p, broadcast_to(L, n.output[0] + ".B", bb, nrm.shape), 1, out)
+
+
+def _const_act(L: Lowerer, n: onnx.NodeProto, like: Act, v: Val | None, what: str) -> tuple[str, CodeType]:
+    """A constant scale / B as codes (:func:`common.const_codes`) so it can meet the activation one."""
+    a = np.asarray(L.const_value(v, what), np.float64).reshape(-1)
+    lo, hi = float(a.min()), float(a.max())
+    r = const_codes(L, n.output[0] + f".{what}", like, a, range_type(lo, hi, L.opts.internal_bits, a.shape))
+    return r.name, r.type
