@@ -11,6 +11,8 @@ attention), quantizes it with onnxruntime's static QDQ quantizer, compiles both 
 (NumPy target, input shapes pinned) and compares the NumPy backend with onnxruntime on held-out
 inputs. ``--dynamo`` also exports each model with the dynamo exporter (opset 18; needs ``onnxscript``).
 
+Vision and audio families (ViT, DeiT, Swin, Whisper encoder, wav2vec2, CLIP) are in ``bench/hf_zoo_vision.py``.
+
 Bench-only dependency: ``transformers`` (5.23). Run:
 
     .venv/bin/python bench/hf_zoo.py [--models gpt2 llama ...] [--work DIR] [--dynamo] [--no-write]

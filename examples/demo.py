@@ -37,6 +37,14 @@ def main() -> None:
     sh("compile", MODEL, "--target", "loihi2", "--calibration", CALIB, "-o", OUT)
     sh("inspect", OUT, "--no-ir")
     sh("simulate", OUT, "--input", INPUT, "--compare-onnx", MODEL)
+    if has("torch") and os.environ.get("LASERCC_DEMO_VIT", "1") != "0":
+        print("\nNext: a non-text model -- a tiny Vision Transformer (Conv2d patch embedding, CLS token, pooled heads)"
+              " built in torch, exported to ONNX, compiled at 8 bits and compared with onnxruntime on every output"
+              " (examples/tiny_vit.py; a few seconds; LASERCC_DEMO_VIT=0 skips it).", flush=True)
+        r = subprocess.run([sys.executable, "examples/tiny_vit.py", "--out", "out/demo_tiny_vit"], cwd=ROOT,
+                           check=False)
+        if r.returncode:
+            sys.exit(r.returncode)
     lava_py = Path(os.environ.get("LASERCC_LAVA_PYTHON", ROOT / ".venv-lava" / "bin" / "python"))
     if has("lasercc.backends.lava_runner") and lava_py.exists() and os.environ.get("LASERCC_DEMO_LAVA", "1") != "0":
         print("\nNext: the same artifact in Lava's Loihi 2 fixed-point simulator (148 Lava processes, 1,135 timesteps;"

@@ -55,7 +55,7 @@ ReduceSumSquare ReduceLogSumExp MatMul Gemm Einsum Reshape Transpose Concat Spli
 GatherND Expand Unsqueeze Squeeze Flatten Identity Trilu Where CumSum Dropout Shape Size ConstantOfShape Range Cast
 CastLike Constant Equal Less Greater LessOrEqual GreaterOrEqual Not And Or Xor IsNaN IsInf ArgMax ArgMin
 QuantizeLinear DequantizeLinear QLinearMatMul MatMulInteger DynamicQuantizeLinear QLinearConv Attention
-RotaryEmbedding
+RotaryEmbedding Conv ConvInteger Pad AveragePool MaxPool GlobalAveragePool GlobalMaxPool InstanceNormalization
 """.split())
 
 STEPS_TOLERANCE = {16: 64, 8: 8}  # K_N above; the library refuses by the same limit (common.resolution_limit)

@@ -27,6 +27,7 @@ import onnx
 from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
     ops_attention,
     ops_contrib,
+    ops_conv,
     ops_elementwise,
     ops_int,
     ops_linear,

@@ -355,6 +355,11 @@ def _table(L: Lowerer, c: Cone, x: Act, final: onnx.NodeProto):  # noqa: ANN202
     if c.recip:
         with np.errstate(divide="ignore", invalid="ignore"):
             y = 1.0 / y
+        sb = None
+        if samples is not None and np.size(samples) <= 1 << 22:  # the divisor's samples, paired with a's
+            ev = evaluate(L, c, np.asarray(samples, np.float32).reshape(-1))
+            sb = None if ev is None else np.asarray(ev, np.float64).reshape(np.shape(samples))
+        bound = recip_bound(L, c.exit, sb)  # plans the type only: the table saturates beyond it
     if np.isnan(y[seen]).any():
         notes.append(f"{where}: NaN on part of the calibrated input range; those codes give 0")
     if not c.recip and np.array_equal(y, xs.astype(np.float64)):
@@ -363,7 +368,7 @@ def _table(L: Lowerer, c: Cone, x: Act, final: onnx.NodeProto):  # noqa: ANN202
     # the node that ends up holding the ONNX name: the broadcast (Reshape) when the shape grows
     stem = c.exit + (".recip" if c.recip else "" if shape == x.shape else ".t")
     if c.recip:
-        out = _planned_type(L, y, seen, where, x.shape)
+        out = _planned_type(L, y if bound is None else np.clip(y, -bound, bound), seen, where, x.shape)
     else:
         out = L.out_type(c.exit, x.shape)
         _check_resolution(L, c, x, y, out, samples, where)
@@ -374,6 +379,43 @@ def _table(L: Lowerer, c: Cone, x: Act, final: onnx.NodeProto):  # noqa: ANN202
         # every reader of the exit is a Div that takes the reciprocal from chain_recips (find_chains checked)
         return recips[c.exit]
     return _shaped(L, c.exit, r, shape)
+
+
+def recip_bound(L: Lowerer, divisor: str, b_samples: np.ndarray | None = None) -> float | None:
+    """The largest |1/b| worth representing for a divisor ``b`` that only Divs read, None when unknown.
+
+    Per Div ``q = a / b`` (the DecodeMAC ``a * (1/b)`` requantized into q's type): where the numerator's code is
+    its zero the product is 0 whatever 1/b is, so only elements with a nonzero numerator code need 1/b. From
+    the calibration samples of a and b (paired, broadcast): 1.25 x the largest such |1/b|. Always at most
+    ``1.25 * max|q| / step(a)``: beyond that any nonzero numerator (``|a| >= step(a)``) puts the product past
+    the edge of q's type, where the unclipped product saturates to the same code -- exact.
+    Why: a row that is exactly constant (DeiT's zero-initialised CLS token) has variance 0, so LayerNorm written
+    out as ``(x - mean) / sqrt(var + eps)`` divides its zeros by sqrt(1e-12); planning 1/b up to 1e6 would leave
+    every other row's reciprocal a few codes.
+    """
+    bound = 0.0
+    for d in L.consumers.get(divisor, []):
+        a = L.env.get(d.input[0])
+        if d.op_type != "Div" or d.input[1] != divisor or not isinstance(a, Act) or L.stats.range(d.output[0]) is None:
+            return None
+        lo, hi = _real_range(L.out_type(d.output[0], ()))  # the Div result's type (a QDQ model's, or calibrated)
+        q = max(abs(lo), abs(hi))
+        if not q > 0 or not a.scale > 0:
+            return None
+        b_d = 1.25 * q / a.scale
+        sa = L.stats.values(d.input[0])
+        sb = b_samples if b_samples is not None else L.stats.values(divisor)
+        if sa is not None and sb is not None:
+            try:
+                fa, fb = np.broadcast_arrays(np.asarray(sa, np.float64), np.asarray(sb, np.float64))
+            except ValueError:  # rows kept differently: keep the exact bound
+                fa = fb = None
+            if fa is not None:
+                live = (np.abs(fa) >= a.scale / 2) & np.isfinite(fb) & (fb != 0)
+                if live.any():
+                    b_d = min(b_d, 1.25 * float(np.max(1.0 / np.abs(fb[live]))))
+        bound = max(bound, b_d)
+    return bound or None
 
 
 # A table is refused (never a silent wrong answer) when rounding its input to the code grid alone moves its value,

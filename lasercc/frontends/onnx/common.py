@@ -112,6 +112,25 @@ def take(L: Lowerer, stem: str, x: Act, axis: int, idx: np.ndarray) -> Act:
     return x.moved(name, t)
 
 
+def pad_codes(L: Lowerer, stem: str, x: Act, axis: int, before: int, after: int, code: int) -> Act:
+    """``x`` padded along ``axis`` with ``code`` (a code of x's type): each strip is a Take of ``before`` /
+    ``after`` copies of x's first slice times 0 in a Soma whose bias is ``code - zero point`` (requantization
+    scale exactly 1), concatenated around x -- data movement plus one constant-producing Soma per strip."""
+    parts: list[Act] = []
+    for k, n_pad in enumerate((before, after)):
+        if n_pad > 0:
+            strip = take(L, stem + ".strip", x, axis, np.zeros(n_pad, np.int64))
+            c = L.b.soma_mul(stem + ".pad", [strip], [np.zeros(1, np.int64)], x.scale, (1.0,), strip.type,
+                             np.array([code - x.zp], np.int64) if code != x.zp else None)
+            parts.append(strip.moved(c.name, c.type))
+        if k == 0:
+            parts.append(x)
+    if len(parts) == 1:
+        return x
+    r = concat_acts(L, stem, parts, axis, x.type)
+    return x.moved(r.name, r.type)
+
+
 def broadcast_to(L: Lowerer, stem: str, x: Act, shape: tuple[int, ...]) -> Act:
     """``x`` broadcast (NumPy rules) to ``shape``: leading 1s by a Reshape, each size-1 axis that grows by a
     ``Take`` of index 0 repeated -- pure data movement, the codes are copied."""
@@ -527,7 +546,7 @@ def as01(L: Lowerer, stem: str, x: Act) -> Act:
 CODE_OPERANDS: dict[str, tuple[int, ...]] = {
     "DequantizeLinear": (0, 2), "QLinearMatMul": (0, 3), "MatMulInteger": (0, 1, 2, 3), "QLinearConv": (0, 3),
     "QGemm": (0, 3), "QLinearAdd": (0, 3), "QLinearMul": (0, 3), "QLinearSigmoid": (0,), "QLinearLeakyRelu": (0,),
-    "QLinearSoftmax": (0,), "ConvInteger": (0, 1)}
+    "QLinearSoftmax": (0,), "ConvInteger": (0, 1), "QLinearAveragePool": (0,), "QLinearGlobalAveragePool": (0,)}
 
 
 def retype(L: Lowerer, stem: str, x: Act, t: CodeType) -> Act:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from lasercc.frontends.onnx.common import MASK_THRESHOLD, as01, logical_not
+from lasercc.frontends.onnx.common import MASK_THRESHOLD, as01, logical_not, move
 from lasercc.frontends.onnx.emit import with_shape
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.values import Act, Const, DynScale, IntAcc, Masked, QWeight, Val, code_type, range_type
@@ -113,8 +113,8 @@ def mul_dynamic(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val) -> list | None:
     if isinstance(a, IntAcc) and isinstance(b, DynScale):
         f = np.asarray(b.factor, np.float64).reshape(-1)
         sw = tuple(float(np.float32(v)) for v in f)
-        if b.act.name != a.act.name:
-            raise FrontendError("MatMulInteger rescaled by another tensor's dynamic scale")
+        if b.act.name not in (a.act.name, a.source):
+            raise FrontendError("MatMulInteger/ConvInteger rescaled by another tensor's dynamic scale")
         shape = a.act.shape[:-1] + (a.weights.shape[1],)
         tensor = n.output[0]
         bias = None
@@ -126,6 +126,10 @@ def mul_dynamic(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val) -> list | None:
         out = L.out_type(tensor, shape)
         bu = bias_units(L, bias, a.act.scale, sw, a.weights.shape[1])
         res = L.b.soma_matmul(tensor, a.act, a.weights, sw, out, bu)
+        if a.layout is not None:
+            moved = move(L, n, res, tuple(res.shape[p] for p in a.layout), a.layout)
+            assert isinstance(moved, Act)
+            res = moved
         if tensor != n.output[0]:
             L.env[tensor] = res
         return [res]
@@ -307,7 +311,11 @@ def layernorm_core(L: Lowerer, stem: str, x: Act, gamma, beta, eps: float, out, 
         s = np.asarray(samples, np.float64).reshape(-1, k)
         c = s if rms else s - s.mean(axis=-1, keepdims=True)
         v = (c * c).mean(axis=-1, keepdims=True)
-        cmax, qmax, vmax, vmin = float(np.abs(c).max()), float((c * c).max()), float(v.max()), float(v.min())
+        # rows that are exactly constant (v = 0: DeiT's zero-initialised CLS/distillation tokens) normalise to 0
+        # whatever the rsqrt is (their centred codes are 0), so they do not widen its range to 1/sqrt(eps)
+        live = v[v > 0]
+        vmin = float(live.min()) if live.size else 0.0
+        cmax, qmax, vmax = float(np.abs(c).max()), float((c * c).max()), float(v.max())
         nmax = float(np.abs(c / np.sqrt(v + eps)).max())
         vsamp = v.reshape(-1)
     else:

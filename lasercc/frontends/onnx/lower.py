@@ -176,7 +176,9 @@ class Lowerer:
                 want = self.fused_samples.get(id(n), ())
             elif n.op_type == "Div" and len(n.input) > 1:
                 op, src = self.sources.get(n.input[1], ("", None))
-                want = (n.input[1], src.input[0]) if op == "Sqrt" and src is not None and src.input else (n.input[1],)
+                # the numerator too: where its code is 0 the divisor's reciprocal is not needed (chains.recip_bound)
+                want = (n.input[0], n.input[1], src.input[0]) if op == "Sqrt" and src is not None and src.input \
+                    else (n.input[0], n.input[1])
             elif sampled_inputs(n):
                 want = tuple(n.input[i] for i in sampled_inputs(n) if i < len(n.input) and n.input[i])
             for t in want:

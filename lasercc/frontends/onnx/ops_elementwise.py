@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from lasercc.frontends.onnx.chains import planned_table, reciprocal_table, values_table
+from lasercc.frontends.onnx.chains import planned_table, recip_bound, reciprocal_table, values_table
 from lasercc.frontends.onnx.common import (
     MASK_THRESHOLD,
     broadcast_to,
@@ -275,15 +275,16 @@ def reciprocal_of(L: Lowerer, tensor: str, b: Act, stem: str) -> Act:
     whose calibrated range reaches 0 or below gets IEEE's signed reciprocal (``chains.reciprocal_table``)."""
     op, src = L.sources.get(tensor, ("", None))
     v = L.env.get(src.input[0]) if op == "Sqrt" and src is not None else None
+    bound = recip_bound(L, tensor) or np.inf  # beyond it a nonzero numerator saturates the quotient anyway
     if isinstance(v, Act) and _positive(L, src.input[0], v):
         samples = _samples(L, src.input[0])
         lo = _positive_floor(L, src.input[0], v)
-        out = range_type(0.0, 1.0 / np.sqrt(lo), L.opts.internal_bits, v.shape)
+        out = range_type(0.0, min(1.0 / np.sqrt(lo), bound), L.opts.internal_bits, v.shape)
         return L.b.asnc_lut(stem, v, "rsqrt", (0.0,), out, samples)
     if not _positive(L, tensor, b):
         return reciprocal_table(L, tensor, b, stem)
     lo = _positive_floor(L, tensor, b)
-    out = range_type(0.0, 1.0 / lo, L.opts.internal_bits, b.shape)
+    out = range_type(0.0, min(1.0 / lo, bound), L.opts.internal_bits, b.shape)
     return L.b.asnc_lut(stem, b, "reciprocal", (0.0,), out, _samples(L, tensor))
 
 

@@ -610,7 +610,7 @@ def cast(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     if dt.kind not in "fiub":
         raise FrontendError(f"Cast to {dt} is not supported (codes are real numbers)")
     if isinstance(x, IntAcc):
-        return [IntAcc(x.act, x.weights, True)]
+        return [IntAcc(x.act, x.weights, True, x.layout, x.source)]
     if isinstance(x, Masked | DynMask):
         if dt.kind == "f":
             return [x]

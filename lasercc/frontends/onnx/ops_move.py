@@ -37,6 +37,7 @@ from lasercc.frontends.onnx.common import (
     int_type,
     model_type,
     move,
+    pad_codes,
     take,
     union_type,
     val_shape,
@@ -300,6 +301,105 @@ def expand(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     x = _act(L, n, x)
     shape = tuple(np.broadcast_shapes(x.shape, want))
     return [broadcast_to(L, n.output[0], x, _nonempty(n, shape))]
+
+
+# ---- Pad: constant / reflect / edge / wrap, negative pads crop --------------------------------------------------
+
+_NP_MODES = {"reflect": "reflect", "edge": "edge", "wrap": "wrap"}
+
+
+def _pad_value(L: Lowerer, n: onnx.NodeProto, ins: list) -> Val | float:
+    """Pad's constant: input 2 (opset 11+; a constant or an activation fed at run time), else the ``value``
+    attribute (opset < 11), else 0."""
+    if len(ins) > 2 and ins[2] is not None:
+        v = ins[2]
+        if isinstance(v, Const | QWeight):
+            a = np.asarray(L.const_value(v)).reshape(-1)
+            return float(a[0]) if a.size else 0.0
+        return v
+    return float(attr(n, "value", 0.0))
+
+
+@register("Pad")
+def pad(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """Pad along any axes (``axes`` input, opset 18), every mode: ``reflect`` / ``edge`` / ``wrap`` are one Take per
+    axis whose indices are ``numpy.pad`` of ``arange`` (pure data movement, the same codes); ``constant`` pads
+    with strips of the constant's code (:func:`common.pad_codes`), or with the run-time value broadcast;
+    negative pads crop (a Take of the kept range). The result keeps the input's code type when it holds the
+    constant (a zero always fits: every code type covers 0), else the type that covers both."""
+    x = _act(L, n, ins[0])
+    rank = len(x.shape)
+    if len(n.input) > 1 and n.input[1]:
+        pads = _ints(_static(L, n, 1, "the Pad pads")) or []
+    else:
+        pads = [int(v) for v in (attr(n, "pads", None) or [])]
+    axes = _ints(_static(L, n, 3, "the Pad axes")) if len(n.input) > 3 and n.input[3] else None
+    axes = list(range(rank)) if axes is None else [_axis(a, rank, "Pad axis") for a in axes]
+    if len(pads) != 2 * len(axes) or len(set(axes)) != len(axes):
+        raise FrontendError(f"Pad pads {pads} do not give a begin and an end for each of the axes {axes}")
+    mode = attr(n, "mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if mode != "constant" and mode not in _NP_MODES:
+        raise FrontendError(f"Pad mode {mode!r} is not one of constant, reflect, edge, wrap")
+    before, after = [0] * rank, [0] * rank
+    for i, a in enumerate(axes):
+        before[a], after[a] = pads[i], pads[len(axes) + i]
+    shape = _nonempty(n, tuple(d + b + e for d, b, e in zip(x.shape, before, after)))
+    value = _pad_value(L, n, ins) if mode == "constant" else 0.0
+    grows = mode == "constant" and any(b > 0 or e > 0 for b, e in zip(before, after))
+    out = x.type
+    if grows and isinstance(value, float):
+        lo, hi = x.scale * (x.type.lo - x.zp), x.scale * (x.type.hi - x.zp)
+        if x.integer:
+            if value != round(value):
+                raise FrontendError(f"Pad of integer data with the non-integer constant {value}")
+            lo_i, hi_i = min(x.int_range[0], int(value)), max(x.int_range[1], int(value))  # type: ignore[index]
+            out = int_type(lo_i, hi_i, x.shape)
+            x = Act(x.name, x.type, x.quantized, x.signed, x.boolean, (lo_i, hi_i))
+        elif not lo - x.scale / 2 <= value <= hi + x.scale / 2:
+            out = model_type(L, n.output[0], x.shape) or range_type(min(lo, value), max(hi, value), x.type.bits,
+                                                                    x.shape)
+    elif grows:
+        v = value
+        if not isinstance(v, Act) or v.integer or x.integer:
+            raise FrontendError(f"Pad constant_value is a {type(v).__name__} computed at run time; a float scalar "
+                                "activation (or a constant) is supported")
+        out = model_type(L, n.output[0], x.shape) or union_type([x, v], x.shape, x.type.bits)
+    if not out.same_quant(x.type):
+        r = L.b.requant_to(n.output[0] + ".in", x, with_shape(out, x.shape))
+        x = x.moved(r.name, r.type)
+    for d in range(rank):
+        b, e, size = before[d], after[d], x.shape[d]
+        if not b and not e:
+            continue
+        src = np.arange(size)[max(-b, 0): size - max(-e, 0)]
+        pb, pe = max(b, 0), max(e, 0)
+        if mode != "constant":
+            src = np.pad(src, (pb, pe), mode=_NP_MODES[mode])  # type: ignore[call-overload]
+            pb = pe = 0
+        if src.size != size or np.any(src != np.arange(size)):
+            x = take(L, n.output[0] + ".idx", x, d, src)
+        if not pb and not pe:
+            continue
+        if isinstance(value, float):
+            from lasercc.semantics.quant import quantize
+
+            code = int(np.asarray(quantize(np.float32(value), out.scale[0], out.zero_point[0], out.bits)))
+            x = pad_codes(L, n.output[0] + ".pad", x, d, pb, pe, code)
+        else:
+            parts = []
+            for k, cnt in enumerate((pb, pe)):
+                if cnt:
+                    strip = list(x.shape)
+                    strip[d] = cnt
+                    vb = broadcast_to(L, n.output[0] + ".value", value, tuple(strip))  # type: ignore[arg-type]
+                    parts.append(L.b.requant_to(n.output[0] + ".value", vb, with_shape(out, tuple(strip))))
+                if k == 0:
+                    parts.append(x)
+            r = concat_acts(L, n.output[0], parts, d, out)
+            x = x.moved(r.name, r.type)
+    assert x.shape == shape
+    return [x]
 
 
 # ---- lookups: Gather, GatherElements, GatherND -------------------------------------------------------

@@ -24,9 +24,7 @@ A graph output of such a tensor is its integer view (real value = the ONNX integ
 * ``DynamicQuantizeMatMul`` / ``MatMulIntegerToFloat`` (com.microsoft; onnxruntime's fusions of the dynamic
   pattern, in files it saves with its graph optimisations on): A quantized with its calibrated dynamic scale (or
   read under its stated one), one Soma with the model's integer B and the float bias.
-* ``QLinearConv`` (standard domain): padding with the zero point's code, im2col by data movement (Takes +
-  Concat) and a Soma over the channel axis between two Transposes, per group; any kernel, stride, dilation,
-  pads / auto_pad and group.
+* ``QLinearConv`` and ``ConvInteger``: with the other convolutions in :mod:`ops_conv`.
 """
 
 from __future__ import annotations
@@ -589,112 +587,6 @@ def qlinear_concat(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     axis = attr(n, "axis") % len(xs[0].shape)  # type: ignore[union-attr]
     out, signed = L.q_type(sy, zy, ())
     r = concat_acts(L, n.output[0], xs, axis, out)  # type: ignore[arg-type]
-    return [Act(r.name, r.type, True, signed)]
-
-
-# ---- QLinearConv --------------------------------------------------------------------------------------------
-
-
-def _pad(L: Lowerer, stem: str, x: Act, axis: int, before: int, after: int) -> Act:
-    """``x`` padded along ``axis`` with the code of real 0 (its zero point, what QLinearConv pads with): the
-    strips are a Soma of weight 0 (every code = the zero point) over a slice of x, concatenated around it."""
-    parts = []
-    for n_pad in (before, after):
-        if n_pad:
-            strip = take(L, stem + ".strip", x, axis, np.zeros(n_pad, np.int64))
-            parts.append(L.b.soma_mul(stem + ".pad", [strip], [np.zeros(1, np.int64)], x.scale, (1.0,), strip.type))
-        else:
-            parts.append(None)
-    seq = [p for p in (parts[0], x, parts[1]) if p is not None]
-    return concat_acts(L, stem, seq, axis, x.type) if len(seq) > 1 else x
-
-
-@register("QLinearConv")
-def qlinear_conv(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
-    """QLinearConv for any kernel, strides, dilations, pads / auto_pad and group: padding with the zero point's
-    code (:func:`_pad`), im2col by data movement (one Take per spatial axis and kernel offset, concatenated on
-    the channel axis), then per group a pointwise convolution: NC... -> N...C (Transpose), a Soma with the
-    model's integer weights [kernel x C_in, C_out] and int32 bias, and back; groups concatenated on channels."""
-    _q_params_const(L, n, ins, (1, 2, 4, 5, 6, 7))
-    x, sx, zx, w, sw, zw, sy, zy = ins[:8]
-    bias = ins[8] if len(ins) > 8 else None
-    X = q_input(L, x, sx, zx)
-    if not isinstance(X, Act) or not isinstance(w, Const):
-        raise FrontendError("QLinearConv needs an activation x and constant integer weights w")
-    wv = widen_int(w.value)
-    rank = len(X.shape)
-    k = tuple(int(d) for d in wv.shape[2:])
-    nd = len(k)
-    group = int(attr(n, "group", 1))
-    if rank != nd + 2 or group < 1 or wv.shape[1] * group != X.shape[1] or wv.shape[0] % group:
-        raise FrontendError(f"QLinearConv weights {list(wv.shape)} (group {group}) do not fit input {list(X.shape)}")
-    strides = tuple(int(v) for v in (attr(n, "strides", None) or (1,) * nd))
-    dil = tuple(int(v) for v in (attr(n, "dilations", None) or (1,) * nd))
-    pads = [int(v) for v in (attr(n, "pads", None) or (0,) * (2 * nd))]
-    auto_pad = attr(n, "auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        for d in range(nd):
-            size = X.shape[2 + d]
-            total = max((-(-size // strides[d]) - 1) * strides[d] + (k[d] - 1) * dil[d] + 1 - size, 0)
-            small, big = total // 2, total - total // 2
-            pads[d], pads[nd + d] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
-    elif auto_pad == "VALID":
-        pads = [0] * (2 * nd)
-    elif auto_pad != "NOTSET":
-        raise FrontendError(f"QLinearConv auto_pad {auto_pad!r}")
-    if any(p < 0 for p in pads):
-        raise FrontendError(f"QLinearConv with negative pads {pads}")
-    for d in range(nd):
-        if pads[d] or pads[nd + d]:
-            X = _pad(L, n.output[0] + ".padded", X, 2 + d, pads[d], pads[nd + d])
-    out_sp = tuple((X.shape[2 + d] - dil[d] * (k[d] - 1) - 1) // strides[d] + 1 for d in range(nd))
-    if any(o <= 0 for o in out_sp):
-        raise FrontendError(f"QLinearConv kernel {list(k)} is larger than the (padded) input {list(X.shape[2:])}")
-    c_out = wv.shape[0]
-    cin_g, cout_g = wv.shape[1], c_out // group
-    svw = np.broadcast_to(np.asarray(L.const_value(sw), np.float32).reshape(-1), (c_out,)) \
-        if np.asarray(L.const_value(sw)).size > 1 else np.asarray(L.const_value(sw), np.float32).reshape(-1)
-    zvw = np.zeros(svw.shape, np.int64) if zw is None else widen_int(np.asarray(L.const_value(zw))).astype(np.int64)
-    zvw = np.broadcast_to(zvw.reshape(-1), svw.shape)
-    bv = None if bias is None else np.asarray(L.const_value(bias, "bias")).astype(np.int64).reshape(-1)
-    out, signed = L.q_type(sy, zy, ())
-    perm = (0, *range(2, rank), 1)
-    inv = tuple(int(i) for i in np.argsort(perm))
-    outs = []
-    for g in range(group):
-        Xg = X if group == 1 else take(L, n.output[0] + f".g{g}", X, 1, np.arange(g * cin_g, (g + 1) * cin_g))
-        parts = []
-        for off in itertools.product(*(range(d) for d in k)):
-            xo = Xg
-            for d in range(nd):
-                idx = np.arange(out_sp[d]) * strides[d] + off[d] * dil[d]
-                if idx.size != xo.shape[2 + d] or np.any(idx != np.arange(idx.size)):
-                    xo = take(L, n.output[0] + ".im2col", xo, 2 + d, idx)
-            parts.append(xo)
-        cols = concat_acts(L, n.output[0] + ".cols", parts, 1, Xg.type) if len(parts) > 1 else parts[0]
-        wg = wv[g * cout_g:(g + 1) * cout_g]
-        q2 = wg.transpose(*range(2, 2 + nd), 1, 0).reshape(-1, cout_g)  # [kernel offsets x C_in, C_out]
-        sl = slice(g * cout_g, (g + 1) * cout_g) if svw.size > 1 else slice(0, 1)
-        W = QWeight(q2, svw[sl], zvw[sl].reshape(-1), None if svw.size == 1 else 1)
-        xt = move(L, n, cols, tuple(cols.shape[p] for p in perm), perm)
-        assert isinstance(xt, Act)
-        shape_t = xt.shape[:-1] + (cout_g,)
-        b = None
-        if bv is not None:
-            unit = (np.float32(X.scale) * svw[sl]).astype(np.float32)
-            b = QWeight(bv[g * cout_g:(g + 1) * cout_g], unit, np.zeros(unit.shape, np.int64),
-                        None if unit.size == 1 else 0)
-        y = soma_linear(L, n, xt, W, b, n.output[0] + (f".g{g}" if group > 1 else ""),
-                        out=code_type(out.bits, out.scale[0], out.zero_point[0], shape_t))
-        r = move(L, n, y, tuple(shape_t[p] for p in inv), inv)
-        assert isinstance(r, Act)
-        outs.append(r)
-    if len(outs) == 1:
-        r = outs[0]
-    else:
-        name, t = _concat(L, n.output[0], outs, 1)
-        r = Act(name, t)  # type: ignore[arg-type]
     return [Act(r.name, r.type, True, signed)]
 
 

@@ -131,6 +131,10 @@ class IntAcc:
     act: Act
     weights: np.ndarray  # int64 [K, N], weight zero point already subtracted
     cast: bool = False
+    # a permutation of the [..., N] result into the ONNX layout (ConvInteger: act holds the im2col columns
+    # channels-last, [N, out..., K]; the result is [N, C_out, out...]); None: the result is the layout
+    layout: tuple[int, ...] | None = None
+    source: str | None = None  # the quantized activation ``act`` was moved from (whose dynamic scale applies)
 
 
 @dataclass(frozen=True)

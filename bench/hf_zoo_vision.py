@@ -1,0 +1,435 @@
+"""Vision and audio zoo: tiny random Hugging Face ViT, DeiT, Swin, Whisper encoder, wav2vec2 and CLIP through lasercc.
+
+The companion of ``bench/hf_zoo.py`` (text families) for the models users bring with convolution stems: ViT /
+DeiT patch embeddings (Conv2d, stride = kernel), CLS (and DeiT's distillation) tokens concatenated to the
+patches, Swin's windows (Reshape/Transpose/roll), relative position bias, patch merging (strided Slices) and
+its pooled head (AdaptiveAvgPool1d), Whisper's Conv1d stem with stride 2 and sinusoidal positions,
+wav2vec2's strided Conv1d feature encoder with GroupNorm (InstanceNormalization) and its grouped positional
+convolution, CLIP's text tower (causal mask, pooling at the EOS token by a run-time index) and vision tower
+(pre-LayerNorm, quick-GELU), projections, L2 normalisation and the two similarity matrices.
+
+Each family is built from a config with random weights (``torch.manual_seed(0)``; nothing is downloaded), in
+transformers' default attention (SDPA where supported), wrapped to return every output listed (pooled heads
+included), exported by the TorchScript exporter at opsets 14 and 17 (and 13, with eager attention: torch writes
+SDPA from opset 14 on) and by the dynamo exporter (opset 18),
+then compiled by lasercc in float (``--bits 16`` and ``--bits 8``) and as onnxruntime's static QDQ model
+(``quantize_static``: MatMul, Gemm and Conv; u8 activations, s8 per-channel weights). Every output is compared
+with onnxruntime running the same file (cosine over all elements of 8 held-out rows): float rows against ORT
+float; the QDQ row against ORT with graph optimizations disabled (the model's own Q/DQ arithmetic, issue 12's
+reference). Targets: >= 0.99 at 16 bits, >= 0.9 at 8 bits, >= 0.995 for the QDQ file.
+
+    .venv/bin/python bench/hf_zoo_vision.py [--models vit swin ...] [--exports ts13 ts14 ts17 dynamo18] [--qoperator]
+        [--out FILE] [--no-write]
+
+Writes ``bench/results/hf_zoo_vision.md`` (per-family summary, then every row). Bench-only dependencies:
+``transformers`` and ``onnxscript`` (dynamo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: never touch the network
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+CALIB_ROWS = 16
+EVAL_ROWS = 8
+INIT = 0.1  # weight init std (as bench/hf_zoo.py: activations spread like a trained model's)
+IMAGE, MELS, FRAMES, SAMPLES, SEQ, VOCAB = 32, 16, 64, 400, 16, 256
+TARGETS = {"float --bits 16": 0.99, "float --bits 8": 0.9, "ORT QDQ": 0.995, "ORT QOperator": 0.995}
+DEFAULT_RUNS = ("float --bits 16", "float --bits 8", "ORT QDQ")
+# export key -> (exporter, opset, attention): torch's TorchScript exporter writes SDPA from opset 14 on, so the
+# opset-13 export uses transformers' eager attention (the explicit softmax graph)
+EXPORTS = {"ts13": ("torchscript", 13, "eager"), "ts14": ("torchscript", 14, None), "ts17": ("torchscript", 17, None),
+           "dynamo18": ("dynamo", 18, None)}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One family: how to build it, its inputs (name -> kind) and the outputs compared (attribute names)."""
+
+    name: str
+    build: Callable[[str | None], nn.Module]  # transformers' attn_implementation (None: its default)
+    inputs: tuple[tuple[str, str], ...]
+    outputs: tuple[str, ...]
+    note: str
+
+
+def _vit(attn: str | None) -> nn.Module:
+    from transformers import ViTConfig, ViTModel
+
+    cfg = ViTConfig(image_size=IMAGE, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                    intermediate_size=128, initializer_range=INIT, attn_implementation=attn)
+    return ViTModel(cfg, add_pooling_layer=True)
+
+
+def _deit(attn: str | None) -> nn.Module:
+    from transformers import DeiTConfig, DeiTForImageClassificationWithTeacher
+
+    cfg = DeiTConfig(image_size=IMAGE, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=128, initializer_range=INIT, num_labels=10, attn_implementation=attn)
+    return DeiTForImageClassificationWithTeacher(cfg)
+
+
+def _swin(attn: str | None) -> nn.Module:
+    from transformers import SwinConfig, SwinModel
+
+    cfg = SwinConfig(image_size=IMAGE, patch_size=2, embed_dim=16, depths=[2, 2], num_heads=[2, 4], window_size=4,
+                     initializer_range=INIT, attn_implementation=attn)
+    return SwinModel(cfg, add_pooling_layer=True)
+
+
+def _whisper(attn: str | None) -> nn.Module:
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    cfg = WhisperConfig(num_mel_bins=MELS, d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128,
+                        decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=128,
+                        max_source_positions=FRAMES // 2, max_target_positions=16, vocab_size=VOCAB, pad_token_id=0,
+                        bos_token_id=0, eos_token_id=0, decoder_start_token_id=0, init_std=INIT,
+                        attn_implementation=attn)
+    return WhisperEncoder(cfg)
+
+
+def _wav2vec2(attn: str | None) -> nn.Module:
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                         conv_dim=(16, 16, 16), conv_stride=(5, 2, 2), conv_kernel=(10, 3, 3),
+                         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, feat_extract_norm="group",
+                         initializer_range=INIT, attn_implementation=attn)
+    return Wav2Vec2Model(cfg)
+
+
+def _clip(attn: str | None) -> nn.Module:
+    from transformers import CLIPConfig, CLIPModel
+
+    text = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=SEQ, eos_token_id=2, pad_token_id=1, bos_token_id=0)
+    vision = dict(image_size=IMAGE, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4)
+    return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16, initializer_range=INIT,
+                                attn_implementation=attn))
+
+
+PIXELS = (("pixel_values", "pixels"),)
+ZOO = (
+    Spec("vit", _vit, PIXELS, ("last_hidden_state", "pooler_output"),
+         "Conv2d patch embedding (k=s=8), CLS concat, position add, dense+tanh pooler"),
+    Spec("deit", _deit, PIXELS, ("logits", "cls_logits", "distillation_logits"),
+         "CLS + distillation tokens, two heads averaged"),
+    Spec("swin", _swin, PIXELS, ("last_hidden_state", "pooler_output"),
+         "windows 4x4, shifted windows (roll) + mask, relative position bias, patch merging, avg-pooled head"),
+    Spec("whisper_encoder", _whisper, (("input_features", "mels"),), ("last_hidden_state",),
+         "Conv1d k=3 stem, Conv1d stride 2, GELU, sinusoidal positions"),
+    Spec("wav2vec2", _wav2vec2, (("input_values", "audio"),), ("last_hidden_state", "extract_features"),
+         "strided Conv1d feature encoder, GroupNorm, grouped positional Conv1d (k=16, 4 groups)"),
+    Spec("clip", _clip, (("input_ids", "ids"), ("pixel_values", "pixels"), ("attention_mask", "mask")),
+         ("logits_per_image", "logits_per_text", "text_embeds", "image_embeds"),
+         "text (causal, EOS pooling by run-time index) + vision towers, projections, L2 norm, similarity"),
+)
+
+
+class Wrapper(nn.Module):
+    """Positional inputs -> the listed outputs (the signature both exporters trace)."""
+
+    def __init__(self, model: nn.Module, spec: Spec):
+        super().__init__()
+        self.model, self.spec = model, spec
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(**{k: a for (k, _), a in zip(self.spec.inputs, args)})
+        return tuple(getattr(out, o) for o in self.spec.outputs)
+
+
+def make_inputs(spec: Spec, rows: int, seed: int) -> dict[str, np.ndarray]:
+    """Images ~ N(0, 1) (normalized pixels), log-mel features ~ N(0, 1), raw audio (sines + noise), token ids
+    starting with BOS and ending with EOS (CLIP pools at EOS), right-padded masks on every other row."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for k, kind in spec.inputs:
+        if kind == "pixels":
+            out[k] = rng.normal(0, 1, (rows, 3, IMAGE, IMAGE)).astype(np.float32)
+        elif kind == "mels":
+            out[k] = rng.normal(0, 1, (rows, MELS, FRAMES)).astype(np.float32)
+        elif kind == "audio":
+            t = np.arange(SAMPLES) / 16000.0
+            f = rng.uniform(100, 2000, (rows, 1))
+            out[k] = (0.5 * np.sin(2 * np.pi * f * t) + 0.1 * rng.normal(0, 1, (rows, SAMPLES))).astype(np.float32)
+        elif kind == "ids":
+            ids = rng.integers(3, VOCAB, (rows, SEQ)).astype(np.int64)
+            ids[:, 0], ids[:, -1] = 0, 2
+            out[k] = ids
+        elif kind == "mask":
+            m = np.ones((rows, SEQ), np.int64)
+            for r in range(1, rows, 2):
+                m[r, SEQ - int(rng.integers(1, 5)) - 1:SEQ - 1] = 0  # padding before the final EOS is kept
+            out[k] = m
+    return out
+
+
+def export(model: nn.Module, spec: Spec, feeds: dict[str, np.ndarray], dst: Path, how: str, opset: int) -> None:
+    """Batch axis dynamic (pinned to 1 for lasercc), other shapes static."""
+    w = Wrapper(model, spec).eval()
+    names = [k for k, _ in spec.inputs]
+    args = tuple(torch.from_numpy(feeds[k][:1]) for k in names)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if how == "dynamo":
+            batch = torch.export.Dim("batch", min=1, max=64)
+            shapes = {"args": tuple({0: batch} for _ in names)}
+            prog = torch.onnx.export(w, args, dynamo=True, opset_version=opset, input_names=names,
+                                     output_names=list(spec.outputs), dynamic_shapes=shapes)
+            prog.save(str(dst))
+        else:
+            dyn = {k: {0: "batch"} for k in (*names, *spec.outputs)}
+            torch.onnx.export(w, args, str(dst), dynamo=False, opset_version=opset, input_names=names,
+                              output_names=list(spec.outputs), dynamic_axes=dyn)
+    m = onnx.load(str(dst))
+    if how != "dynamo":
+        m.ir_version = 8
+    onnx.save(m, str(dst))
+
+
+class _Reader:
+    def __init__(self, feeds: dict[str, np.ndarray]):
+        self.feeds, self.i = feeds, 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        k0 = next(iter(self.feeds))
+        if self.i >= len(self.feeds[k0]):
+            return None
+        self.i += 1
+        return {k: v[self.i - 1:self.i] for k, v in self.feeds.items()}
+
+    def rewind(self) -> None:
+        self.i = 0
+
+
+def quantize_qdq(src: Path, dst: Path, calib: dict[str, np.ndarray], qoperator: bool = False) -> None:
+    """onnxruntime's static quantizer: QDQ (or QOperator: QLinearConv / QLinearMatMul ops)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    logging.disable(logging.WARNING)
+    try:
+        quantize_static(str(src), str(dst), _Reader(calib),
+                        quant_format=QuantFormat.QOperator if qoperator else QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        reduce_range=True, op_types_to_quantize=["MatMul", "Gemm", "Conv"])
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def ort_run(path: Path, feeds: dict[str, np.ndarray], optimize: bool = True) -> dict[str, np.ndarray]:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    k0 = next(iter(feeds))
+    rows = [sess.run(names, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(len(feeds[k0]))]
+    return {n: np.concatenate([r[j] for r in rows]) for j, n in enumerate(names)}
+
+
+def lasercc_run(path: Path, calib: dict[str, np.ndarray], feeds: dict[str, np.ndarray],
+                bits: int | None) -> tuple[dict[str, np.ndarray], float, int]:
+    """Compile (batch pinned to 1) and run the NumPy backend: outputs by ONNX name, compile seconds, IR nodes."""
+    import lasercc
+
+    shapes = {k: (1, *v.shape[1:]) for k, v in feeds.items()}
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        art = lasercc.compile(str(path), target="numpy", bits=bits, calibration=calib, input_shapes=shapes,
+                              progress=False)
+    dt = time.perf_counter() - t0
+    got = art.run(feeds)
+    onnx_of = {k: v["onnx"] for k, v in art.manifest.get("onnx_outputs", {}).items()}
+    return {onnx_of.get(k, k): np.asarray(v) for k, v in got.items()}, dt, len(art.graph.nodes)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+
+
+def one_error(e: BaseException) -> str:
+    s = f"{type(e).__name__}: {e}".replace("\n", " ").replace("|", "/")
+    return s if len(s) < 200 else s[:197] + "..."
+
+
+def run_model(spec: Spec, work: Path, export_key: str, verbose: bool = False, qoperator: bool = False) -> list[dict]:
+    """Rows for one family and one export: float 16 / 8 bits and the ORT QDQ model (and QOperator model)."""
+    how, opset, attn = EXPORTS[export_key]
+    torch.manual_seed(0)
+    tag = f"{spec.name}.{export_key}"
+    base = {"family": spec.name, "export": export_key}
+    try:
+        model = spec.build(attn).eval()
+    except Exception as e:  # noqa: BLE001 - a zoo row records any failure
+        return [{**base, "run": "build", "ok": False, "error": one_error(e)}]
+    calib, held = make_inputs(spec, CALIB_ROWS, 1), make_inputs(spec, EVAL_ROWS, 2)
+    fp, qp = work / f"{tag}.onnx", work / f"{tag}.qdq.onnx"
+    try:
+        export(model, spec, calib, fp, how, opset)
+        ref_f = ort_run(fp, held)
+        with torch.no_grad():  # row by row, as onnxruntime and lasercc run (CLIP's similarities are per batch)
+            w = Wrapper(model, spec)
+            per = [w(*(torch.from_numpy(held[k][i:i + 1]) for k, _ in spec.inputs)) for i in range(EVAL_ROWS)]
+        exp_cos = min(cosine(np.concatenate([r[j].numpy() for r in per]), ref_f[o])
+                      for j, o in enumerate(spec.outputs))
+    except Exception as e:  # noqa: BLE001
+        if verbose:
+            traceback.print_exc()
+        # the exporter itself cannot write this opset (SDPA needs opset 14): not a lasercc row
+        na = type(e).__name__ == "UnsupportedOperatorError"
+        return [{**base, "run": "export", "ok": False, "na": na, "error": one_error(e)}]
+    rows: list[dict] = []
+    runs: list[tuple[str, Path, int | None, dict[str, np.ndarray] | None]] = [
+        ("float --bits 16", fp, 16, ref_f), ("float --bits 8", fp, 8, ref_f)]
+    try:
+        quantize_qdq(fp, qp, calib)
+        runs.append(("ORT QDQ", qp, None, ort_run(qp, held, optimize=False)))
+    except Exception as e:  # noqa: BLE001
+        rows.append({**base, "run": "ORT QDQ (quantizer)", "ok": False, "error": one_error(e)})
+    if qoperator:
+        op = work / f"{tag}.qop.onnx"
+        try:
+            quantize_qdq(fp, op, calib, qoperator=True)
+            runs.append(("ORT QOperator", op, None, ort_run(op, held, optimize=False)))
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own quantizer failing is recorded, not counted
+            rows.append({**base, "run": "ORT QOperator (quantizer)", "ok": False, "na": True, "error": one_error(e)})
+    ops = sorted({n.op_type for n in onnx.load(str(fp)).graph.node} & {"Conv", "Pad", "GlobalAveragePool",
+                                                                      "AveragePool", "InstanceNormalization",
+                                                                      "LayerNormalization", "ReduceMean"})
+    for label, path, bits, ref in runs:
+        try:
+            got, sec, nodes = lasercc_run(path, calib, held, bits)
+        except Exception as e:  # noqa: BLE001
+            if verbose:
+                traceback.print_exc()
+            rows.append({**base, "run": label, "ok": False, "error": one_error(e)})
+            continue
+        assert ref is not None
+        cos = {o: cosine(ref[o], got[o]) for o in ref}
+        rows.append({**base, "run": label, "ok": True, "cos": cos, "sec": sec, "nodes": nodes,
+                     "pass": min(cos.values()) >= TARGETS[label],
+                     "note": f"export vs torch cos {exp_cos:.6f}; " + ", ".join(ops)})
+    return rows
+
+
+def summary(rows: list[dict], families: list[str], exports: list[str], runs: tuple[str, ...]) -> str:
+    out = ["| family | compiled / total | meets target / total | " + " | ".join(
+        f"cos {r}" + (" (min over outputs)" if k == 0 else "") for k, r in enumerate(runs)) + " | compile s |",
+        "|---|---:|---:|" + "---|" * len(runs) + "---|"]
+    for f in families:
+        rs = [r for r in rows if r["family"] == f and r["export"] in exports]
+        total = (len(exports) - sum(bool(r.get("na")) and r["run"] == "export" for r in rs)) * len(runs) \
+            - sum(bool(r.get("na")) and r["run"] != "export" for r in rs)
+        ok = [r for r in rs if r["ok"]]
+
+        def rng(label: str, rs: list[dict] = ok) -> str:
+            v = [min(r["cos"].values()) for r in rs if r["run"] == label]
+            return f"{min(v):.4f} - {max(v):.4f}" if v else "-"
+
+        secs = [r["sec"] for r in ok]
+        out.append(f"| {f} | {len(ok)} / {total} | {sum(r['pass'] for r in ok)} / {total} | "
+                   + " | ".join(rng(r) for r in runs) + " | "
+                   f"{(f'{min(secs):.1f} - {max(secs):.1f}') if secs else '-'} |")
+    return "\n".join(out)
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| family | export | run | compile | cosine per output (vs ORT; QDQ: ORT, optimizations off) | target | "
+           "IR nodes | compile s | notes |", "|---|---|---|---|---|---|---:|---:|---|"]
+    for r in rows:
+        if r["ok"]:
+            cs = ", ".join(f"{k} {v:.5f}" for k, v in r["cos"].items())
+            out.append(f"| {r['family']} | {r['export']} | {r['run']} | ok | {cs} | "
+                       f"{'yes' if r['pass'] else '**no**'} | {r['nodes']} | {r['sec']:.1f} | {r['note']} |")
+        elif r.get("na"):
+            who = "exporter" if r["run"] == "export" else "ORT quantizer"
+            out.append(f"| {r['family']} | {r['export']} | {r['run']} | n/a ({who}) | | | | | {r['error']} |")
+        else:
+            out.append(f"| {r['family']} | {r['export']} | {r['run']} | **fail** | | | | | {r['error']} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="*", default=[s.name for s in ZOO], help="subset of the families")
+    ap.add_argument("--exports", nargs="*", default=list(EXPORTS), choices=list(EXPORTS),
+                    help="TorchScript at opsets 13/14/17, dynamo at opset 18")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/lasercc_hf_zoo_vision"), help="where ONNX files go")
+    ap.add_argument("--no-write", action="store_true", help="print only; do not write the results file")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "hf_zoo_vision.md")
+    ap.add_argument("--qoperator", action="store_true",
+                    help="also onnxruntime's QOperator model (QLinearConv, QLinearMatMul) vs its own arithmetic")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
+    args = ap.parse_args(argv)
+    runs = DEFAULT_RUNS + (("ORT QOperator",) if args.qoperator else ())
+    torch.set_num_threads(1)
+    args.work.mkdir(parents=True, exist_ok=True)
+    specs = {s.name: s for s in ZOO}
+    unknown = [m for m in args.models if m not in specs]
+    if unknown:
+        ap.error(f"unknown model(s) {unknown}; the zoo has {list(specs)}")
+    rows: list[dict] = []
+    for name in args.models:
+        for ex in args.exports:
+            new = run_model(specs[name], args.work, ex, verbose=args.verbose, qoperator=args.qoperator)
+            rows += new
+            print(table(new).split("\n", 2)[-1], flush=True)
+    import transformers
+
+    cmd = "`.venv/bin/python bench/hf_zoo_vision.py" + \
+        ("" if args.models == [s.name for s in ZOO] else " --models " + " ".join(args.models)) + \
+        ("" if args.exports == list(EXPORTS) else " --exports " + " ".join(args.exports)) + \
+        (" --qoperator" if args.qoperator else "") + (f" --out {args.out.name}" if args.out.name != "hf_zoo_vision.md"
+                                                       else "") + "`"
+    notes = "\n".join(f"- **{s.name}**: {s.note}" for s in ZOO if s.name in args.models)
+    text = "\n".join([
+        "# Vision and audio zoo: tiny random Hugging Face models through lasercc", "",
+        f"Command: {cmd}  ",
+        f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {platform.system()}; Python "
+        f"{platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}, transformers "
+        f"{transformers.__version__}, onnx {onnx.__version__}, ORT {ort.__version__}  ",
+        "Models: random init (torch.manual_seed(0), init std 0.1), 2 layers, transformers' default attention "
+        "(ts13: eager, the exporter writes SDPA from opset 14 on); "
+        f"images 3x{IMAGE}x{IMAGE}, {MELS} mel bins x {FRAMES} frames, {SAMPLES} audio samples, {SEQ} tokens. "
+        "Exports: TorchScript at opsets 13, 14, 17 and dynamo at opset 18, dynamic batch (pinned to 1 for lasercc). "
+        f"Calibration {CALIB_ROWS} random rows; cosine over all elements of {EVAL_ROWS} other rows, per graph "
+        "output (the summary takes the minimum over outputs). ORT QDQ = quantize_static (MatMul, Gemm, Conv; u8 "
+        "activations, s8 per-channel reduce_range weights), compared with onnxruntime running it with graph "
+        "optimizations disabled (ORT QOperator: the same quantizer's QOperator format, same reference). Targets: "
+        + ", ".join(f"{k} >= {v}" for k, v in TARGETS.items() if k in runs) + ". "
+        "'n/a (exporter)' / 'n/a (ORT quantizer)': torch's exporter cannot write that opset, or onnxruntime's "
+        "quantizer fails on the model (not counted in the totals).", "",
+        "## Per family", "", summary(rows, args.models, args.exports, runs), "", notes, "",
+        "## Every run", "", table(rows), ""])
+    print(text)
+    if not args.no_write:
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
