@@ -25,7 +25,14 @@ import numpy as np
 import onnx
 
 from lasercc.errors import InputError
-from lasercc.frontends.onnx.load import SPLIT_ELEMENTS, load_model, split_weights
+from lasercc.frontends.onnx.load import (
+    SPLIT_ELEMENTS,
+    check_model_path,
+    check_names,
+    external_location,
+    load_model,
+    split_weights,
+)
 
 # protobuf field numbers (onnx.proto3): ModelProto.graph, GraphProto.initializer, TensorProto.*
 _MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5
@@ -117,10 +124,56 @@ def load_split(model: str | os.PathLike | onnx.ModelProto) -> SplitModel:
             split = split_file(p)
         except (ValueError, IndexError, KeyError):  # not parseable at wire level: let onnx.load judge it
             split = None
+        if split is None:
+            split = map_external(p)  # the model keeps its weights in external-data files
         if split is not None:
             return split
     light, weights = split_weights(load_model(model))
     return SplitModel(light, weights, set(weights))
+
+
+def map_external(path: Path) -> SplitModel | None:
+    """A model whose weights are in external-data files: the light model is the ``.onnx`` file itself, and
+    each large external initializer becomes a read-only ``np.memmap`` of its bytes in the data file.
+
+    Why: a model over 2 GB must keep its weights outside the protobuf; reading them (``onnx.load``, or
+    :func:`~lasercc.frontends.onnx.load.load_external_data`) put the whole float file in memory, twice
+    with the split that followed. Mapped, a weight's pages are read when the lowering quantizes it and
+    dropped after (:meth:`SplitModel.release_pages`), so the float weights are never all resident; the
+    stubs keep their locations, and onnxruntime (calibration) reads the same files. Small external
+    initializers (shapes, scales) are read into the proto: shape inference and folding need their values.
+    """
+    p = check_model_path(path)
+    try:
+        light = onnx.load(str(p), load_external_data=False)
+    except Exception:  # noqa: BLE001 - let load_model produce the error message
+        return None
+    check_names(light)
+    weights: dict[str, np.ndarray] = {}
+    for t in light.graph.initializer:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        f, offset, length = external_location(t, p)
+        n = int(np.prod(t.dims))
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type))
+        except (KeyError, ValueError, TypeError):
+            dtype = None
+        nbytes = n * dtype.itemsize if dtype is not None else -1
+        if dtype is not None and dtype.kind in "fiub" and n >= SPLIT_ELEMENTS and length in (None, nbytes) \
+                and offset + nbytes <= f.stat().st_size:
+            weights[t.name] = np.memmap(f, dtype=dtype.newbyteorder("<"), mode="r", offset=offset,
+                                        shape=tuple(t.dims))
+            continue
+        try:
+            with open(f, "rb") as fh:
+                fh.seek(offset)
+                t.raw_data = fh.read(length if length is not None else -1)
+        except OSError as e:
+            raise InputError(f"initializer {t.name!r}: cannot read its external data {f}: {e.strerror or e}") from None
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.DEFAULT
+    return SplitModel(light, weights, set(), str(p.parent))
 
 
 def split_file(path: Path) -> SplitModel | None:
