@@ -60,7 +60,7 @@ class Writer:
         t = onnx.TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(a.dtype), dims=a.shape)
         if external if external is not None else a.size >= 1024:
             off = self.data.tell()
-            pad = (-off) % 64  # aligned, as onnx's own writer does (lets readers memory-map)
+            pad = (-off) % 4096  # page-aligned: readers (onnxruntime, np.memmap) can map it
             self.data.write(b"\0" * pad)
             off += pad
             self.data.write(a.tobytes())

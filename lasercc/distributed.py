@@ -126,11 +126,31 @@ def _batch(graph: Graph) -> int:
 # ----------------------------------------------------------------------------------------------- workers
 
 
-def _shard_task(graph: Graph, rows: dict[str, np.ndarray], backend: str, mode: str, device: str,
+# Worker-side cache: graph object-store id -> the deserialized graph. A worker process runs many shards
+# of one graph; rebuilding the validated Graph from the object store for each one cost more than a small
+# shard's simulation. Holds one graph (a new run's graph replaces it).
+_GRAPHS: dict[str, Graph] = {}
+
+
+def _graph_of(boxed: list[Any]) -> Graph:
+    """The graph behind ``[ObjectRef]`` (boxed so Ray does not resolve it before the cache is asked)."""
+    import ray  # noqa: PLC0415 - in the worker process
+
+    ref = boxed[0]
+    key = ref.hex()
+    if key not in _GRAPHS:
+        _GRAPHS.clear()
+        _GRAPHS[key] = ray.get(ref)
+    return _GRAPHS[key]
+
+
+def _shard_task(boxed_graph: list[Any], rows: dict[str, np.ndarray], backend: str, mode: str, device: str,
                 fault: str | None, marker: str | None) -> dict[str, Any]:
     """One shard on one worker: run the rows, return codes and integer statistics (never floats that
     would make a merge inexact)."""
     from lasercc.runtime import run_graph  # noqa: PLC0415 - imported in the worker process
+
+    graph = _graph_of(boxed_graph)
 
     if fault is not None and marker is not None and not os.path.exists(marker):
         Path(marker).touch()  # first attempt only: the retry must succeed
@@ -350,6 +370,7 @@ def ray_session(workers: int, address: str | None = None) -> Iterator[Any]:
     try:
         yield ray
     finally:
+        _PUT.clear()
         ray.shutdown()
 
 
@@ -474,12 +495,25 @@ def run_distributed(graph: Graph, inputs: dict[str, np.ndarray], *, workers: int
     return RunResult(codes=codes, values=values, stats=stats, seconds=time.perf_counter() - t0)
 
 
+_PUT: dict[tuple[int, str], tuple[Graph, Any]] = {}  # (id(graph), Ray job) -> (graph, its object-store ref)
+
+
+def _put_graph(ray: Any, graph: Graph) -> Any:
+    """The graph in the object store once per session (``eval`` runs one block after another)."""
+    key = (id(graph), ray.get_runtime_context().get_job_id())  # a restarted Ray is a new job
+    hit = _PUT.get(key)
+    if hit is None or hit[0] is not graph:
+        _PUT.clear()
+        _PUT[key] = hit = (graph, ray.put(graph))
+    return hit[1]
+
+
 def _schedule(ray: Any, graph: Graph, feeds: dict[str, np.ndarray], todo: list[Shard], workers: int, backend: str,
               mode: str, device: str, on_result: Callable[[Shard, dict[str, Any]], None]) -> None:
     """Keep at most ``workers`` shard tasks in flight (bounded memory on the driver and the object store;
     with --address, N workers of a bigger cluster) and hand each result over as it arrives."""
     task = ray.remote(_shard_task).options(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)
-    gref = ray.put(graph)
+    gref = _put_graph(ray, graph)
     markers = Path(tempfile.mkdtemp(prefix="lasercc-faults-")) if FAULTS else None
     pending: dict[Any, Shard] = {}
     queue = list(todo)
@@ -489,7 +523,7 @@ def _schedule(ray: Any, graph: Graph, feeds: dict[str, np.ndarray], todo: list[S
                 s = queue.pop(0)
                 rows = {k: v[s.start:s.stop] for k, v in feeds.items()}
                 fault = FAULTS.get(s.index)
-                ref = task.remote(gref, rows, backend, mode, device, fault,
+                ref = task.remote([gref], rows, backend, mode, device, fault,
                                   str(markers / f"{s.index}") if markers and fault else None)
                 pending[ref] = s
             ready, _ = ray.wait(list(pending), num_returns=1)

@@ -163,3 +163,19 @@ def test_missing_ray_says_how_to_install(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(InputError, match=r"lasercc\[distributed\]"):
         D.require_ray()
+
+
+def test_eval_with_workers_equals_one_process(local_ray, tmp_path) -> None:
+    import warnings
+
+    import lasercc
+    from lasercc.evaluate import evaluate
+
+    models = ROOT / "examples" / "models"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        art = lasercc.compile(str(models / "tiny_gpt.qdq.onnx"), progress=False)
+    np.save(tmp_path / "t.npy", np.load(models / "tiny_gpt.heldout.npz")["input_ids"][:8])
+    one = evaluate(art, tmp_path / "t.npy", "nll", batch_rows=4)
+    two = evaluate(art, tmp_path / "t.npy", "nll", batch_rows=4, workers=2)
+    assert (two.value, two.ci_low, two.ci_high, two.tokens) == (one.value, one.ci_low, one.ci_high, one.tokens)
