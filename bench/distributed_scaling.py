@@ -74,6 +74,9 @@ def main() -> None:
                          f"{args.rows / t:.1f}", f"{t_one / t:.2f}", "yes" if same else "NO"])
     finally:
         ray.shutdown()
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
     head = ["configuration", "shards", "seconds", "rows/s", "speed-up vs one process", "same codes+stats"]
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |" for r in [head] + rows]

@@ -9,6 +9,7 @@ process that exits mid-shard, a MemoryError in a shard.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ def local_ray():
              object_store_memory=D.LOCAL_OBJECT_STORE_BYTES)
     yield ray
     ray.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
