@@ -24,7 +24,7 @@ import sys
 from lasercc import __version__
 
 # verbs in the order --help lists them; a module that does not exist yet is skipped
-VERBS = ("compile", "simulate", "profile", "inspect", "passes", "opt")
+VERBS = ("compile", "simulate", "eval", "profile", "inspect", "passes", "opt")
 EXIT_ERROR, EXIT_BUG, EXIT_INTERRUPTED, EXIT_PIPE = 2, 3, 130, 141
 
 

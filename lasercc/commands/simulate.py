@@ -33,7 +33,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare-onnx", metavar="MODEL.onnx",
                    help="also run this ONNX model in onnxruntime on the same inputs and print, per output, max abs "
                         "error, cosine similarity, top-1 agreement (last axis) and the fraction of identical codes")
+    add_distributed_options(p)
     p.set_defaults(func=run)
+
+
+def add_distributed_options(p: argparse.ArgumentParser) -> None:
+    """--workers / --address / --resume / --shard-rows (``simulate`` and ``eval``)."""
+    d = p.add_argument_group("distributed (Ray; pip install 'lasercc[distributed]')")
+    d.add_argument("--workers", type=int, metavar="N", help="shard the rows across N Ray workers (a local Ray is "
+                   "started unless --address is given); outputs in input order, statistics merged exactly")
+    d.add_argument("--address", metavar="ADDR", help="join an existing Ray cluster (HOST:PORT, auto or ray://...)")
+    d.add_argument("--resume", action="store_true", help="reuse the shards a killed run left beside -o "
+                   "(.OUTPUT.shards/); refused when the inputs or the artifact differ")
+    d.add_argument("--shard-rows", type=int, metavar="ROWS", help="rows per shard (a multiple of the batch size; "
+                   "default: about four shards per worker)")
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -47,6 +60,15 @@ def _check_options(args: argparse.Namespace) -> None:
         raise InputError("--lava-python applies to --backend lava only")
     if args.output is not None:
         check_output_file(args.output)
+    if args.workers is None:
+        given = [f for f, v in (("--address", args.address), ("--resume", args.resume),
+                                ("--shard-rows", args.shard_rows)) if v]
+        if given:
+            raise InputError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to --workers only")
+    elif args.backend == "lava":
+        raise InputError("--workers runs the numpy or torch backend; the lava backend runs in one process")
+    elif args.resume and args.output is None:
+        raise InputError("--resume needs -o: the finished shards of a run are kept beside its output file")
     if args.compare_onnx is not None:
         p = Path(args.compare_onnx)
         if not p.exists():
@@ -68,9 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
         res = run_lava(art, inputs, python=args.lava_python)
     else:
-        from lasercc.runtime import run_graph
-
-        res = run_graph(art.graph, inputs, backend=args.backend, mode=args.mode, device=args.device)
+        res = _execute(args, art.graph, inputs)
     extra = _post(args, art, inputs, res)
     _warn_saturation(res.stats.get("saturation") or {}, args.saturation_warn)
     if args.output is not None:
@@ -126,6 +146,10 @@ def _print_stats(args: argparse.Namespace, res) -> None:  # noqa: ANN001
         print(table(rows, ["node kind", "spikes", "synaptic events", "neuron updates", "dense MACs"]))
         print(f"latency: {st['latency_steps']} timesteps per batch on the critical path; "
               f"{st.get('batches', 1)} batch(es) in {res.seconds:.3f} s ({args.backend}, {args.mode} mode)")
+        if "distributed" in st:
+            d = st["distributed"]
+            print(f"distributed: {d['workers']} Ray worker(s) ({d['address']}), {d['shards']} shards"
+                  + (f", {d['resumed']} resumed from the work directory" if d["resumed"] else ""))
         sat = st.get("saturation") or {}
         if sat:
             rows = [[k, d["op"], d["kind"], d["count"], d["total"], f"{d['fraction']:.2%}"]
@@ -135,6 +159,47 @@ def _print_stats(args: argparse.Namespace, res) -> None:  # noqa: ANN001
                   + (f"\n... and {len(sat) - 10} more node(s) (--json lists all)" if len(sat) > 10 else ""))
         else:
             print("saturation: no code clipped at an encoder, no linear node at its range limits")
+
+
+def _execute(args: argparse.Namespace, graph, inputs: dict, sink=None, commit=None):  # noqa: ANN001, ANN202
+    """One process (``lasercc.runtime.run_graph``) or, with --workers, Ray (``lasercc.distributed``)."""
+    if args.workers is None:
+        from lasercc.runtime import run_graph
+
+        res = run_graph(graph, inputs, backend=args.backend, mode=args.mode, device=args.device, sink=sink)
+        if commit is not None:
+            commit()
+        return res
+    from lasercc.distributed import run_distributed, work_dir_for
+
+    return run_distributed(graph, inputs, workers=args.workers, address=args.address, backend=args.backend,
+                           mode=args.mode, device=args.device, shard_rows=args.shard_rows, resume=args.resume,
+                           work_dir=work_dir_for(_npz_name(args.output)) if args.output else None, sink=sink,
+                           commit=commit, progress=_Progress())
+
+
+def _npz_name(output: str) -> Path:
+    out = Path(output)
+    return out if out.suffix == ".npz" else out.with_name(out.name + ".npz")
+
+
+class _Progress:
+    """Shards done, on stderr: one updating line on a terminal, a line per tenth otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = -1
+
+    def __call__(self, p) -> None:  # noqa: ANN001 - lasercc.distributed.ProgressInfo
+        tenth = p.shards_done * 10 // max(p.shards, 1)
+        if not self.tty and tenth == self.last:
+            return
+        self.last = tenth
+        resumed = f", {p.resumed} resumed" if p.resumed else ""
+        line = (f"lasercc simulate: {p.shards_done}/{p.shards} shards, {p.rows_done}/{p.rows} rows{resumed}, "
+                f"{p.seconds:.1f} s")
+        end = "\n" if not self.tty or p.shards_done == p.shards else ""
+        print(("\r" if self.tty else "") + line, end=end, file=sys.stderr, flush=True)
 
 
 def _streamable(args: argparse.Namespace, graph) -> bool:  # noqa: ANN001
@@ -168,7 +233,7 @@ class _Summary:
 
 
 def _run_streaming(args: argparse.Namespace, art, inputs: dict) -> int:  # noqa: ANN001
-    from lasercc.runtime import _validate, run_graph
+    from lasercc.runtime import _validate
 
     g = art.graph
     _, n_chunks = _validate(g, inputs)
@@ -190,8 +255,7 @@ def _run_streaming(args: argparse.Namespace, art, inputs: dict) -> int:  # noqa:
             summ[o].add(values[o], codes[o])
 
     try:
-        res = run_graph(g, inputs, backend=args.backend, mode=args.mode, device=args.device, sink=sink)
-        writer.close()
+        res = _execute(args, g, inputs, sink=sink, commit=writer.close)
     except BaseException:
         writer.abort()
         raise

@@ -39,7 +39,13 @@ def column_abs_sum_max(w: np.ndarray) -> int:
         return abs_max(a)
     m = abs_max(a)
     if m * a.shape[0] < (1 << 62):
-        return int(np.abs(a.astype(np.int64)).sum(axis=0).max())
+        # in row blocks: an int64 copy and its abs of a whole 2048 x 32000 head were 1 GB of temporaries
+        # next to its 65 MB of int8 weights (the peak of a billion-parameter compile)
+        sums = np.zeros(a.shape[1:], np.int64)
+        step = max(1, (1 << 20) // max(1, int(np.prod(a.shape[1:]))))
+        for i in range(0, a.shape[0], step):
+            sums += np.abs(a[i:i + step].astype(np.int64)).sum(axis=0)
+        return int(sums.max())
     return max(sum(abs(int(v)) for v in col) for col in a.reshape(a.shape[0], -1).T)
 
 

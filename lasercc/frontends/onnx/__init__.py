@@ -156,6 +156,7 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
     m, weights = split.model, split.weights
     widen_notes = widen_half(m, weights, split.in_memory, IN_MEMORY)  # float16/bfloat16 -> float32 (widen.py)
     check_weights_finite(m, weights)  # NaN/inf weights: refused by name, never quantized to INT64_MIN
+    split.release_pages()  # the scan read every mapped weight: its pages need not stay resident
     shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}
     cal_shapes = calibration_shapes(m, shapes)
     m_cal = pin_shapes(m, cal_shapes) if cal_shapes else None  # a copy of the light model: kilobytes

@@ -14,6 +14,7 @@ from lasercc.frontends.onnx.common import MASK_THRESHOLD, as01, logical_not, mov
 from lasercc.frontends.onnx.emit import with_shape
 from lasercc.frontends.onnx.load import FrontendError
 from lasercc.frontends.onnx.values import Act, Const, DynScale, IntAcc, Masked, QWeight, Val, code_type, range_type
+from lasercc.frontends.onnx.weights import quantize_columns
 from lasercc.ir.nodes import Mask, WTAMax
 from lasercc.ir.types import CodeType
 
@@ -24,16 +25,14 @@ if TYPE_CHECKING:
 def weight_ints(L: Lowerer, w: Val, what: str = "weight") -> tuple[np.ndarray, tuple[float, ...]]:
     """[K, N] integer weights (zero point removed) and per-tensor / per-output-channel scales."""
     if isinstance(w, QWeight) and w.q.ndim == 2 and (w.axis in (None, 1) or w.scale.size == 1):
-        q = w.q.astype(np.int64) - (w.zero_point.astype(np.int64).reshape(1, -1) if w.zero_point.size > 1
-                                    else int(w.zero_point.reshape(-1)[0]))
+        q = w.q.astype(np.int64)
+        q -= (w.zero_point.astype(np.int64).reshape(1, -1) if w.zero_point.size > 1  # in place: one int64 copy
+              else int(w.zero_point.reshape(-1)[0]))
         return q, tuple(float(s) for s in np.asarray(w.scale, np.float32).reshape(-1))
-    real = L.const_value(w, what).astype(np.float64)
+    real = L.const_value(w, what)
     if real.ndim != 2:
         raise FrontendError(f"{what} must be a 2-D constant, got shape {list(real.shape)}")
-    n = (1 << (L.opts.weight_bits - 1)) - 1
-    m = np.abs(real).max(axis=0)
-    s = np.where(m > 0, m / n, 1.0).astype(np.float32)
-    q = np.clip(np.rint(real / s.astype(np.float64)), -n, n).astype(np.int64)
+    q, s = quantize_columns(real, L.opts.weight_bits)  # in row blocks (weights.py): no float64 copies
     return q, tuple(float(v) for v in s)
 
 

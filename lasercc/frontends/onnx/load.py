@@ -68,31 +68,11 @@ def load_external_data(model: onnx.ModelProto, model_path: Path) -> None:
     while a location that is absolute or climbs out of it (``..``) is refused: the model file cannot
     make lasercc read arbitrary files.
     """
-    import os.path
-
-    base = model_path.parent
     for t in model.graph.initializer:
         if t.data_location != onnx.TensorProto.EXTERNAL:
             continue
-        info = {e.key: e.value for e in t.external_data}
-        loc = info.get("location", "")
-        norm = os.path.normpath(loc) if loc else ""
-        if not loc or os.path.isabs(loc) or norm.startswith("..") or "\0" in loc:
-            raise FrontendError(f"initializer {t.name!r}: external data location {loc!r} must be a file name "
-                                f"relative to the model's folder {base}")
-        f = base / norm
+        f, offset, length = external_location(t, model_path)
         try:
-            offset = int(info.get("offset", 0) or 0)
-            length = int(info["length"]) if info.get("length") else None
-        except ValueError:
-            raise FrontendError(f"initializer {t.name!r}: bad external data offset/length {info}") from None
-        if offset < 0 or (length is not None and length < 0):
-            raise FrontendError(f"initializer {t.name!r}: negative external data offset/length {info}")
-        try:
-            size = f.stat().st_size
-            if offset > size or (length is not None and offset + length > size):
-                raise FrontendError(f"initializer {t.name!r}: external data {f} has {size:,} bytes, the model asks "
-                                    f"for {length if length is not None else 'the rest'} at offset {offset:,}")
             with open(f, "rb") as fh:
                 fh.seek(offset)
                 data = fh.read(length if length is not None else -1)
@@ -102,6 +82,37 @@ def load_external_data(model: onnx.ModelProto, model_path: Path) -> None:
         t.raw_data = data
         del t.external_data[:]
         t.data_location = onnx.TensorProto.DEFAULT
+
+
+def external_location(t: onnx.TensorProto, model_path: Path) -> tuple[Path, int, int | None]:
+    """(file, offset, length or None for "to the end") of an external-data initializer, checked: the
+    location is a file name relative to the model's folder (absolute paths and ``..`` refused, so a
+    model file cannot make lasercc read arbitrary files) and the range lies inside the file."""
+    import os.path
+
+    base = model_path.parent
+    info = {e.key: e.value for e in t.external_data}
+    loc = info.get("location", "")
+    norm = os.path.normpath(loc) if loc else ""
+    if not loc or os.path.isabs(loc) or norm.startswith("..") or "\0" in loc:
+        raise FrontendError(f"initializer {t.name!r}: external data location {loc!r} must be a file name "
+                            f"relative to the model's folder {base}")
+    f = base / norm
+    try:
+        offset = int(info.get("offset", 0) or 0)
+        length = int(info["length"]) if info.get("length") else None
+    except ValueError:
+        raise FrontendError(f"initializer {t.name!r}: bad external data offset/length {info}") from None
+    if offset < 0 or (length is not None and length < 0):
+        raise FrontendError(f"initializer {t.name!r}: negative external data offset/length {info}")
+    try:
+        size = f.stat().st_size
+    except OSError as e:
+        raise InputError(f"initializer {t.name!r}: cannot read its external data {f}: {e.strerror or e}") from None
+    if offset > size or (length is not None and offset + length > size):
+        raise FrontendError(f"initializer {t.name!r}: external data {f} has {size:,} bytes, the model asks "
+                            f"for {length if length is not None else 'the rest'} at offset {offset:,}")
+    return f, offset, length
 
 
 def check_names(model: onnx.ModelProto) -> None:

@@ -25,7 +25,14 @@ import numpy as np
 import onnx
 
 from lasercc.errors import InputError
-from lasercc.frontends.onnx.load import SPLIT_ELEMENTS, load_model, split_weights
+from lasercc.frontends.onnx.load import (
+    SPLIT_ELEMENTS,
+    check_model_path,
+    check_names,
+    external_location,
+    load_model,
+    split_weights,
+)
 
 # protobuf field numbers (onnx.proto3): ModelProto.graph, GraphProto.initializer, TensorProto.*
 _MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5
@@ -107,6 +114,31 @@ def quantize_rows(a: np.ndarray, scale: float, zero_point: int, bits: int) -> np
     return out
 
 
+def quantize_columns(a: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-column quantization of a float [K, N] weight to ``bits`` (int64 codes in
+    [-(2^(bits-1) - 1), 2^(bits-1) - 1], float32 scales), computed in row blocks.
+
+    The arithmetic is that of the whole-matrix form (float64 ``rint(w / s)``, clipped), element for element;
+    only the temporaries shrink: the whole-matrix form held four float64 copies of the weight (2 GB for a
+    2048 x 32000 head, the peak of a billion-parameter compile), and a memory-mapped weight's float pages
+    are dropped block by block (:func:`drop_pages`) instead of staying resident.
+    """
+    n = (1 << (bits - 1)) - 1
+    m = np.zeros(a.shape[1:], np.float64)
+    blocks = _row_blocks(a)
+    for i in blocks:
+        np.maximum(m, np.abs(np.asarray(a[i:i + blocks.step], np.float64)).max(axis=0, initial=0.0), out=m)
+        drop_pages(a)
+    s = np.where(m > 0, m / n, 1.0).astype(np.float32)
+    s64 = s.astype(np.float64)
+    q = np.empty(a.shape, np.int64)
+    for i in blocks:
+        blk = np.rint(np.asarray(a[i:i + blocks.step], np.float64) / s64)
+        q[i:i + blocks.step] = np.clip(blk, -n, n, out=blk)
+        drop_pages(a)
+    return q, s
+
+
 def load_split(model: str | os.PathLike | onnx.ModelProto) -> SplitModel:
     """The model with its large weights split off (see the module docstring)."""
     if not isinstance(model, onnx.ModelProto):
@@ -117,10 +149,56 @@ def load_split(model: str | os.PathLike | onnx.ModelProto) -> SplitModel:
             split = split_file(p)
         except (ValueError, IndexError, KeyError):  # not parseable at wire level: let onnx.load judge it
             split = None
+        if split is None:
+            split = map_external(p)  # the model keeps its weights in external-data files
         if split is not None:
             return split
     light, weights = split_weights(load_model(model))
     return SplitModel(light, weights, set(weights))
+
+
+def map_external(path: Path) -> SplitModel | None:
+    """A model whose weights are in external-data files: the light model is the ``.onnx`` file itself, and
+    each large external initializer becomes a read-only ``np.memmap`` of its bytes in the data file.
+
+    Why: a model over 2 GB must keep its weights outside the protobuf; reading them (``onnx.load``, or
+    :func:`~lasercc.frontends.onnx.load.load_external_data`) put the whole float file in memory, twice
+    with the split that followed. Mapped, a weight's pages are read when the lowering quantizes it and
+    dropped after (:meth:`SplitModel.release_pages`), so the float weights are never all resident; the
+    stubs keep their locations, and onnxruntime (calibration) reads the same files. Small external
+    initializers (shapes, scales) are read into the proto: shape inference and folding need their values.
+    """
+    p = check_model_path(path)
+    try:
+        light = onnx.load(str(p), load_external_data=False)
+    except Exception:  # noqa: BLE001 - let load_model produce the error message
+        return None
+    check_names(light)
+    weights: dict[str, np.ndarray] = {}
+    for t in light.graph.initializer:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        f, offset, length = external_location(t, p)
+        n = int(np.prod(t.dims))
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type))
+        except (KeyError, ValueError, TypeError):
+            dtype = None
+        nbytes = n * dtype.itemsize if dtype is not None else -1
+        if dtype is not None and dtype.kind in "fiub" and n >= SPLIT_ELEMENTS and length in (None, nbytes) \
+                and offset + nbytes <= f.stat().st_size:
+            weights[t.name] = np.memmap(f, dtype=dtype.newbyteorder("<"), mode="r", offset=offset,
+                                        shape=tuple(t.dims))
+            continue
+        try:
+            with open(f, "rb") as fh:
+                fh.seek(offset)
+                t.raw_data = fh.read(length if length is not None else -1)
+        except OSError as e:
+            raise InputError(f"initializer {t.name!r}: cannot read its external data {f}: {e.strerror or e}") from None
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.DEFAULT
+    return SplitModel(light, weights, set(), str(p.parent))
 
 
 def split_file(path: Path) -> SplitModel | None:
