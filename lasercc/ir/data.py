@@ -1,4 +1,4 @@
-"""Input data for a graph: the ``.npz`` input files of DESIGN.md section 5 and seeded synthetic inputs.
+"""Input data for a graph: the ``.npz`` input files of docs/contract.md section 5 and seeded synthetic inputs.
 
 Why here, in ``ir``: reading a user's input file and making up inputs for a graph depend only on the
 graph's input types, yet backends (the profiler, the Lava runner) need them as much as the CLI verbs

@@ -1,4 +1,4 @@
-"""Bit Spike Encoding (LASER Eq. 1, 4, 12-13; DESIGN.md section 2).
+"""Bit Spike Encoding (LASER Eq. 1, 4, 12-13; docs/contract.md section 2).
 
 A code of N bits becomes N binary spikes, most significant bit first: s(t) = bit N-1-t of the
 code. The encoder is an integrate-and-fire neuron with soft reset that receives the code as a
