@@ -188,7 +188,7 @@ class GraphEditor:
         if prune_nodes:
             live = live_names(nodes, self._outputs)
             nodes = [n for n in nodes if n.name in live]
-        consts = self._consts
+        consts: Mapping[str, Any] = self._consts
         if prune_constants:
             used = {c for n in nodes for c in n.const_refs()}
             consts = {k: v for k, v in consts.items() if k in used}
