@@ -84,11 +84,13 @@ def test_lava_lowers_every_kind():
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_every_executor_and_mode_agree_on_codes_and_stats(seed):
+    """NumpyCodes (reference), NumpyCodesF32 (the default numpy codes path), both spikes modes, torch
+    codes, and the STE forward: identical codes, and identical statistics where they are counted."""
     g = GRAPHS[seed]
     x = random_inputs(g, abs(seed), rows=2)
-    ref = run_graph(g, x, backend="numpy", mode="codes")
-    runs = [run_graph(g, x, backend=b, mode=m) for b, m in (("numpy", "spikes"), ("torch", "codes"),
-                                                           ("torch", "spikes"))]
+    ref = run_graph(g, x, executor=NumpyCodes())  # the int64 reference, one batch per walk
+    runs = [run_graph(g, x, backend=b, mode=m) for b, m in (("numpy", "codes"), ("numpy", "spikes"),
+                                                           ("torch", "codes"), ("torch", "spikes"))]
     for r in runs:
         for o in g.outputs:
             np.testing.assert_array_equal(r.codes[o], ref.codes[o])
