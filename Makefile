@@ -41,6 +41,7 @@ test: setup
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check lasercc tests examples bench
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) -m pytest -q -m bench tests

@@ -1,6 +1,6 @@
 """Running a graph on user data: input validation, batch chunking, dequantized outputs, statistics.
 
-Inputs follow DESIGN.md section 5: one array per graph input name, samples stacked on axis 0. A
+Inputs follow docs/contract.md section 5: one array per graph input name, samples stacked on axis 0. A
 graph built for batch size B is fed B rows at a time (so 64 calibration rows work for a batch-1
 model); the outputs of all chunks are concatenated back on axis 0. This layer is shared by every
 backend, so the same bad input gives the same one-line error everywhere.

@@ -1,9 +1,9 @@
 """The package's import structure: no import cycles, and no module importing a layer above its own.
 
-Layer order, bottom to top (ARCHITECTURE.md): errors, semantics < ir (+ IR analyses, npz I/O) <
+Layer order, bottom to top (README.md, "The IR"): errors, semantics < ir (+ IR analyses, npz I/O) <
 asnc, hw < backends < passes < frontends < compiler, runtime, testing < commands < cli. Every import
 counts, at module level or inside a function: a late import still ties the two modules together.
-The walk is the one of ``shared/tools/check_layers.py``, copied here so the test reads only the repo.
+The walk is self-contained: the test reads only the repository.
 
 The allow-lists name the violations that live in files other work owns right now; each entry says
 what should move where. They may only shrink: a listed violation that is gone fails the test until
@@ -42,7 +42,7 @@ ALLOWED_UPWARD: dict[tuple[str, str], str] = {
 ALLOWED_CYCLES: list[frozenset[str]] = [
     # the ONNX lowering driver, its handler registry and the handlers' shared helpers (frontend
     # restructure in progress): lower imports common and registry, which import lower's Lowerer for
-    # annotations (under TYPE_CHECKING -- still an edge here, as in shared/tools/check_layers.py)
+    # annotations (under TYPE_CHECKING -- still an edge here)
     frozenset({"lasercc.frontends.onnx.common", "lasercc.frontends.onnx.lower", "lasercc.frontends.onnx.registry"}),
 ]
 
@@ -112,7 +112,7 @@ def graph() -> nx.DiGraph:
 
 def test_every_top_level_module_has_a_layer(graph: nx.DiGraph) -> None:
     missing = sorted({m.split(".")[1] for m in graph if "." in m and _layer(m) is None})
-    assert not missing, f"give these a layer in LAYER (and ARCHITECTURE.md): {missing}"
+    assert not missing, f"give these a layer in LAYER (and README.md's layer list): {missing}"
 
 
 def test_no_import_cycles(graph: nx.DiGraph) -> None:

@@ -51,7 +51,6 @@ from lasercc.hw.energy import (
 from lasercc.hw.gpu import GPU_PARTS, GpuSpec, gpu_table, load_gpu, node_cost, ranged_gpu_constants
 from lasercc.hw.loihi2 import Loihi2Spec, MeshSpec, SystemSpec
 from lasercc.ir.graph import Graph
-from lasercc.ir.nodes import DecodeMAC
 from lasercc.ir.types import TensorType
 
 PJ = 1e-12
@@ -519,7 +518,7 @@ def count(artifact: Any, inputs: dict[str, np.ndarray] | None = None) -> tuple[C
         chips, cores = 1, max(1, sum(1 for n in graph.nodes if n.is_compute))
         notes.append("no partition.json in the artifact: 1 mesh hop per spike and one core per compute node "
                      "assumed (compile with --target loihi2 for a real placement)")
-    if any(isinstance(n, DecodeMAC) for n in graph.nodes):
+    if any(n.macs(graph) for n in graph.nodes):  # dense MACs (DecodeMAC): each kind's `macs` rule
         notes.append("DecodeMAC runs on the embedded x86 (Lakemont) cores, not overlapped with the spiking steps")
     nodes = [NodeCount(name=name, op=str(ns.get("op")), events={k: int(ns.get(k, 0)) for k in EVENT_KEYS},
                        gpu_ops=gpu_node_ops(graph.node(name), graph))

@@ -1,4 +1,4 @@
-"""Spike statistics and latency, defined once for every backend (DESIGN.md section 4).
+"""Spike statistics and latency, defined once for every backend (docs/contract.md section 4).
 
 * spikes of a value = popcount of its codes (BSE emits one spike per set bit); for a value in
   the ``signed`` encoding, popcount(|code - zero_point|) (one spike, of either polarity, per
@@ -27,13 +27,12 @@ import numpy as np
 
 from lasercc.ir.analysis import critical_path, latency_steps
 from lasercc.ir.graph import Graph
-from lasercc.ir.nodes import ASNCSegment, BSEEncode, DecodeMAC, Gather, Input, Node, Soma, SomaASNC, WTAMax
+from lasercc.ir.kinds import bit_counts, spike_counts, value_spikes
+from lasercc.ir.nodes import Node
 
 # the latency model is an IR analysis (passes and the artifact report it too); re-exported here
 __all__ = ["NodeStats", "bit_counts", "critical_path", "latency_steps", "node_stats", "spike_counts", "summarize",
            "value_spikes"]
-from lasercc.ir.types import CodeType
-from lasercc.semantics.bse import popcount, signed_popcount
 
 
 @dataclass
@@ -54,36 +53,6 @@ class NodeStats:
         return asdict(self)
 
 
-def bit_counts(codes: np.ndarray) -> np.ndarray:
-    """Per-element popcount (spikes each neuron emits), int64."""
-    c = np.asarray(codes).astype(np.uint64, copy=False)
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(c).astype(np.int64)
-    out = np.zeros(c.shape, dtype=np.int64)
-    x = c.copy()
-    while x.any():
-        out += (x & np.uint64(1)).astype(np.int64)
-        x >>= np.uint64(1)
-    return out
-
-
-def spike_counts(codes: np.ndarray, t: CodeType) -> np.ndarray:
-    """Per-element spikes of codes of type ``t``: popcount(code), or popcount(|code - zp|) if signed."""
-    if t.signed:
-        return bit_counts(np.abs(np.asarray(codes, dtype=np.int64) - np.int64(t.zero_point[0])))
-    return bit_counts(codes)
-
-
-def value_spikes(codes: np.ndarray, t: CodeType) -> int:
-    """Total spikes of a value of type ``t`` (the rule of :func:`spike_counts`), as a Python int."""
-    return signed_popcount(codes, t.zero_point[0]) if t.signed else popcount(codes)
-
-
-def _fanout(w: np.ndarray, form: str) -> np.ndarray:
-    nz = (np.asarray(w) != 0).astype(np.int64)
-    return nz.sum(axis=1) if form == "matmul" else nz
-
-
 def node_stats(node: Node, graph: Graph, in_codes: list[np.ndarray | None], out_codes: np.ndarray | None,
                spikes: int | None = None) -> NodeStats:
     """Statistics of one execution of ``node`` from its input and output codes.
@@ -92,30 +61,12 @@ def node_stats(node: Node, graph: Graph, in_codes: list[np.ndarray | None], out_
     it must equal the spike count of ``out_codes`` under the value's encoding.
     """
     st = NodeStats(op=node.op)
-    if isinstance(node.type, CodeType) and (isinstance(node, (Gather, Input)) or node.is_compute):
-        st.spikes = value_spikes(out_codes, node.type) if spikes is None else spikes
-    if isinstance(node, (Soma, SomaASNC)):  # a fused SomaASNC integrates exactly as a Soma
-        steps = max(t.bits for t in (graph.type_of(i) for i in node.inputs))  # type: ignore[union-attr]
-        st.neuron_updates = int(np.prod(node.type.shape)) * steps
-        for x, xname, wname, form in zip(in_codes, node.inputs, node.weights, node.forms):
-            w = graph.constants[wname]
-            if not isinstance(w, np.ndarray):
-                continue
-            pc = spike_counts(x, graph.type_of(xname))  # type: ignore[arg-type]
-            fo = _fanout(w, form)
-            if form == "matmul":
-                st.synaptic_events += int(pc.reshape(-1, pc.shape[-1]).sum(axis=0) @ fo)
-            else:
-                st.synaptic_events += int((pc * fo).sum())
-    elif isinstance(node, DecodeMAC):
-        a, b = (graph.type_of(i) for i in node.inputs)
-        st.neuron_updates = int(np.prod(node.type.shape))
-        k = a.shape[-1] if node.form == "matmul" else 1
-        st.macs = int(np.prod(node.type.shape)) * k
-    elif isinstance(node, ASNCSegment):
-        st.neuron_updates = int(np.prod(node.type.shape)) * graph.type_of(node.inputs[0]).bits  # type: ignore[union-attr]
-    elif isinstance(node, (BSEEncode, WTAMax)):
-        st.neuron_updates = int(np.prod(node.type.shape)) * node.type.bits  # type: ignore[union-attr]
+    if node.counts_spikes:
+        st.spikes = value_spikes(out_codes, node.type) if spikes is None else spikes  # type: ignore[arg-type]
+    # each kind's rules (lasercc.ir.kinds); a kind without them raises MissingRule, never counts 0
+    st.neuron_updates = node.neuron_updates(graph)
+    st.macs = node.macs(graph)
+    st.synaptic_events = node.synaptic_events(graph, in_codes)
     return st
 
 

@@ -245,7 +245,7 @@ class SteModel(torch.nn.Module):
     def soma_bias(self, node: Soma) -> tuple[torch.Tensor, torch.Tensor]:
         """(integer bias used by the exact forward, float bias of the surrogate) of a Soma.
 
-        DESIGN section 3: the compiler folds the input zero points into the bias, bias = b_real -
+        docs/contract.md section 3: the compiler folds the input zero points into the bias, bias = b_real -
         sum_j zp_j (.) W_j. Where a Soma owns its bias and weights, the shadow holds b_real and the
         fold is redone from the *current* integer weights, so moving a weight does not silently
         shift the layer's offset (and the surrogate is the real layer, centred on zero points).

@@ -23,17 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from lasercc.ir.graph import Graph
-from lasercc.ir.nodes import ASNCSegment, BSEEncode, DecodeMAC, Gather, Input, Node, Soma, SomaASNC, WTAMax
+from lasercc.ir.nodes import Node
 from lasercc.ir.types import CodeType
-
-
-def _elements(graph: Graph, name: str) -> int:
-    return int(np.prod(graph.type_of(name).shape, dtype=np.int64))
-
-
-def _bits(graph: Graph, name: str) -> int:
-    t = graph.type_of(name)
-    return t.bits if isinstance(t, CodeType) else 0
 
 
 def expected_events(node: Node, graph: Graph, density: float) -> dict[str, float]:
@@ -42,24 +33,12 @@ def expected_events(node: Node, graph: Graph, density: float) -> dict[str, float
     if not isinstance(node.type, CodeType):
         return ev
     out = int(np.prod(node.type.shape, dtype=np.int64))
-    if isinstance(node, (Gather, Input)) or node.is_compute:
+    if node.counts_spikes:
         ev["spikes"] = out * node.type.bits * density
-    if isinstance(node, (Soma, SomaASNC)):
-        ev["neuron_updates"] = out * max(_bits(graph, i) for i in node.inputs)
-        for x, wname, form in zip(node.inputs, node.weights, node.forms):
-            w = graph.constants.get(wname)
-            if w is None:
-                continue
-            fanout = int(w.shape[1]) if form == "matmul" and len(w.shape) == 2 else 1
-            ev["synaptic_events"] += _elements(graph, x) * _bits(graph, x) * density * fanout
-    elif isinstance(node, DecodeMAC):
-        a = graph.type_of(node.inputs[0])
-        ev["neuron_updates"] = out
-        ev["macs"] = out * (a.shape[-1] if node.form == "matmul" else 1)
-    elif isinstance(node, ASNCSegment):
-        ev["neuron_updates"] = out * _bits(graph, node.inputs[0])
-    elif isinstance(node, (BSEEncode, WTAMax)):
-        ev["neuron_updates"] = out * node.type.bits
+    # each kind's rules (lasercc.ir.kinds): the same neuron updates and MACs as a counted run
+    ev["neuron_updates"] += node.neuron_updates(graph)
+    ev["macs"] += node.macs(graph)
+    ev["synaptic_events"] += node.expected_synaptic_events(graph, density)
     return ev
 
 
@@ -69,7 +48,7 @@ def measured_density(stats: dict, graph: Graph) -> float:
     batches = int(stats.get("batches", 1))
     for name, st in stats.get("nodes", {}).items():
         n = graph.node(name)
-        if isinstance(n.type, CodeType) and (isinstance(n, (Gather, Input)) or n.is_compute):
+        if n.counts_spikes:
             spikes += int(st.get("spikes", 0))
             bits += int(np.prod(n.type.shape, dtype=np.int64)) * n.type.bits * batches
     return spikes / bits if bits else 0.0

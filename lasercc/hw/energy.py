@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lasercc.errors import LasercError
 from lasercc.hw.loihi2 import MeshSpec, SystemSpec
 from lasercc.ir.graph import Graph
-from lasercc.ir.nodes import ASNCSegment, BSEEncode, DecodeMAC, Gather, Node, Soma, SomaASNC, WTAMax
+from lasercc.ir.nodes import NODE_KINDS, Node
 from lasercc.ir.types import CodeType
 
 DEFAULT_FILE = Path(__file__).with_name("energy_constants.json")
@@ -256,9 +256,10 @@ LOIHI_PARTS = ("synaptic", "neuron_active", "neuron_inactive", "spike_in_tile", 
 def active_updates(op: str, st: dict[str, int]) -> int:
     """Neuron updates that do work ([D18] "active"): a Soma's neuron-step is active when a synaptic
     event arrives or it fires, bounded by min(updates, synaptic events + spikes out); ASNC, WTA, BSE
-    and DecodeMAC neurons read their input bit every step, so all their updates count as active."""
+    and DecodeMAC neurons read their input bit every step, so all their updates count as active
+    (the kind's ``traits.event_driven``)."""
     n = int(st.get("neuron_updates", 0))
-    if op in (Soma.op, SomaASNC.op):
+    if NODE_KINDS[op].kind_traits().event_driven:
         return min(n, int(st.get("synaptic_events", 0)) + int(st.get("spikes", 0)))
     return n
 
@@ -340,7 +341,8 @@ def gpu_node_ops(node: Node, graph: Graph) -> dict[str, float]:
     once: ``onchip_bytes``); graph inputs (token ids, a KV cache) come from DRAM per row
     (``dram_input_bytes``).
     """
-    if not isinstance(node.type, CodeType):
+    work = node.gpu_work(graph)  # the kind's rule (lasercc.ir.kinds); None: no kernel (a view, a host input)
+    if work is None or not isinstance(node.type, CodeType):
         return {}
     out = int(np.prod(node.type.shape))
     ob = node.type.bits
@@ -353,32 +355,17 @@ def gpu_node_ops(node: Node, graph: Graph) -> dict[str, float]:
                              "bits": float(max([ob] + [_bits(graph, i) for i in node.inputs])),
                              "onchip_bytes": onchip_in + out_bytes, "dram_input_bytes": dram_in,
                              "dram_weight_bytes": 0.0}
-    if isinstance(node, (Soma, SomaASNC)):
-        for wname, form in zip(node.weights, node.forms):
-            w = _weight(graph, wname)
-            if w is None:
-                continue
-            shape, wbits = w
-            ops["macs"] += out * (shape[0] if form == "matmul" else 1)
-            ops["dram_weight_bytes"] += int(np.prod(shape)) * _width(wbits) / 8
-        ops["bits"] = float(max(_bits(graph, i) for i in node.inputs))
-        if isinstance(node, SomaASNC):
-            ops["nonlinear_elements"] = out
-    elif isinstance(node, DecodeMAC):
-        a = graph.type_of(node.inputs[0])
-        ops["macs"] = out * (a.shape[-1] if node.form == "matmul" else 1)
-        ops["bits"] = float(max(_bits(graph, i) for i in node.inputs))
-    elif isinstance(node, ASNCSegment):
-        ops["nonlinear_elements"] = out
-    elif isinstance(node, WTAMax):
-        ops["adds"] = sum(int(np.prod(graph.type_of(i).shape)) for i in node.inputs)
-    elif isinstance(node, BSEEncode):
-        ops["macs"] = out
-        ops["bits"] = 32.0
-    elif isinstance(node, Gather):
+    ops["macs"] += work.macs
+    ops["nonlinear_elements"] += work.nonlinear_elements
+    ops["adds"] += work.compares
+    if work.mac_bits is not None:
+        ops["bits"] = float(work.mac_bits)
+    for wname in work.weights:
+        w = _weight(graph, wname)
+        if w is not None:
+            ops["dram_weight_bytes"] += int(np.prod(w[0])) * _width(w[1]) / 8
+    if work.rows_from_table:
         ops["dram_weight_bytes"], ops["onchip_bytes"], ops["dram_input_bytes"] = out_bytes, out_bytes, 0.0
-    else:
-        return {}
     return ops
 
 

@@ -1,6 +1,7 @@
 """The spiking IR: types, node kinds, graphs, the verifier, analyses and the textual form.
 
-Modules, bottom to top (each imports only those before it): ``types`` < ``nodes`` < ``printer`` <
+Modules, bottom to top (each imports only those before it): ``types`` < ``kinds`` (the node kinds
+with their traits and cost rules; ``nodes`` re-exports them) < ``printer`` <
 ``analysis`` (use-def, liveness, order, latency) < ``verify`` < ``graph`` < ``text`` (parser) <
 ``edit`` (the rewrite helper) < ``data`` (input files) < ``artifact``.
 """

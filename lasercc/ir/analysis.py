@@ -21,8 +21,7 @@ from typing import Protocol
 
 import networkx as nx
 
-from lasercc.ir.nodes import BSEEncode, Gather, Input, Node, WTAMax
-from lasercc.ir.types import CodeType
+from lasercc.ir.nodes import Input, Node
 
 
 class GraphLike(Protocol):
@@ -131,7 +130,7 @@ def topological_order(nodes: Sequence[Node]) -> list[Node]:
 
 # ------------------------------------------------------------------------------------- latency
 def latency_steps(graph: GraphLike) -> dict[str, int]:
-    """T(v) for every value: the step by which its last bit has been emitted (DESIGN.md section 4).
+    """T(v) for every value: the step by which its last bit has been emitted (docs/contract.md section 4).
 
     An encoder or a constant source emits N bits from step 0 (T = N); a spiking node integrates until
     its last input bit, fires one pipeline step later and emits N_out bits: T = max T(in) + 1 + N_out;
@@ -142,20 +141,8 @@ def latency_steps(graph: GraphLike) -> dict[str, int]:
     """
     t: dict[str, int] = {}
     types = {n.name: n.type for n in graph.nodes}
-    for n in graph.nodes:
-        bits = n.type.bits if isinstance(n.type, CodeType) else 0
-        if isinstance(n, Input):
-            t[n.name] = bits
-        elif isinstance(n, Gather) and isinstance(types[n.inputs[0]], CodeType):
-            t[n.name] = t[n.inputs[0]] + 1 + bits  # decodes its index train: a spiking node
-        elif isinstance(n, (BSEEncode, Gather)):
-            t[n.name] = max([t[i] for i in n.inputs] + [0]) + bits
-        elif isinstance(n, WTAMax):
-            t[n.name] = t[n.inputs[0]] + 1
-        elif n.is_compute:
-            t[n.name] = max(t[i] for i in n.inputs) + 1 + bits
-        else:
-            t[n.name] = max(t[i] for i in n.inputs)
+    for n in graph.nodes:  # each kind's latency rule (lasercc.ir.kinds)
+        t[n.name] = n.latency([t[i] for i in n.inputs], [types[i] for i in n.inputs])
     return t
 
 

@@ -122,7 +122,7 @@ class Artifact:
             files[GRAPH_FILE] = _write_file(tmp / GRAPH_FILE, print_graph(self.graph).encode())
             fault_point(GRAPH_FILE)
             with open(tmp / WEIGHTS_FILE, "wb") as f:
-                np.savez(f, **self.graph.constants.arrays())
+                np.savez(f, **self.graph.constants.arrays())  # type: ignore[arg-type]
                 f.flush()
                 os.fsync(f.fileno())
             files[WEIGHTS_FILE] = _file_entry(tmp / WEIGHTS_FILE)

@@ -50,7 +50,7 @@ def column_abs_sum_max(w: np.ndarray) -> int:
 
 
 def check_scale_f32(s: float, what: str = "scale") -> None:
-    """A scale must be a positive, finite, normal float32 (it is used in float32: DESIGN.md section 3)."""
+    """A scale must be a positive, finite, normal float32 (it is used in float32: docs/contract.md section 3)."""
     if not (np.isfinite(s) and s > 0):
         raise ValueError(f"{what} must be finite and positive, got {s}")
     if not (_F32_TINY <= s <= _F32_MAX):

@@ -1,4 +1,4 @@
-"""Input data for a graph: the ``.npz`` input files of DESIGN.md section 5 and seeded synthetic inputs.
+"""Input data for a graph: the ``.npz`` input files of docs/contract.md section 5 and seeded synthetic inputs.
 
 Why here, in ``ir``: reading a user's input file and making up inputs for a graph depend only on the
 graph's input types, yet backends (the profiler, the Lava runner) need them as much as the CLI verbs
@@ -103,7 +103,7 @@ def random_inputs(graph: Graph, seed: int, rows: int | None = None) -> dict[str,
             tables = [graph.constants[c.table].shape[0] for c in consumers[n.name] if isinstance(c, Gather)]
             out[n.name] = rng.integers(0, min(tables) if tables else 10, size=shape).astype(np.int64)
         else:
-            encs = [c.type for c in consumers[n.name] if isinstance(c, BSEEncode)]
+            encs = [c.type for c in consumers[n.name] if isinstance(c, BSEEncode) and isinstance(c.type, CodeType)]
             span = max([t.scale[0] * 2**t.bits for t in encs] + [1.0])
             out[n.name] = rng.uniform(-span / 1.6, span / 1.6, size=shape).astype(np.float32)
     return out

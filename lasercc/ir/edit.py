@@ -7,7 +7,7 @@ repeated, subtly differently, in each pass. The editor holds the draft (nodes in
 use index, the constant table, the outputs), offers the few operations a rewrite is made of --
 replace a node, replace all uses of a value, erase, add, add a constant -- and ``finish()`` does the
 clean-up once: restore topological order (stable: a valid order is kept as it is), drop dead nodes,
-drop unreferenced constants. The input graph is never touched (ARCHITECTURE.md: no in-place mutation
+drop unreferenced constants. The input graph is never touched (docs/contract.md section 5: no in-place mutation
 behind a caller's back); unchanged nodes and constant arrays are shared with the result.
 
 Example (remove identity reshapes)::
@@ -188,7 +188,7 @@ class GraphEditor:
         if prune_nodes:
             live = live_names(nodes, self._outputs)
             nodes = [n for n in nodes if n.name in live]
-        consts = self._consts
+        consts: Mapping[str, Any] = self._consts
         if prune_constants:
             used = {c for n in nodes for c in n.const_refs()}
             consts = {k: v for k, v in consts.items() if k in used}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -150,7 +151,8 @@ class Graph:
         return {k: list(v) for k, v in self.users().items()}
 
     def replace(self, **changes: object) -> Graph:
-        data = {"name": self.name, "nodes": self.nodes, "outputs": self.outputs, "constants": self.constants}
+        data: dict[str, Any] = {"name": self.name, "nodes": self.nodes, "outputs": self.outputs,
+                                "constants": self.constants}
         data.update(changes)
         return Graph(**data)  # type: ignore[arg-type]
 

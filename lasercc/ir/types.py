@@ -1,12 +1,12 @@
 """Value types of the spiking IR.
 
-``CodeType`` is DESIGN.md's ``code<N, scale, zero_point>[shape]``: an unsigned N-bit integer code
+``CodeType`` is docs/contract.md section 2's ``code<N, scale, zero_point>[shape]``: an unsigned N-bit integer code
 whose real value is scale*(code - zero_point), per tensor or per axis. ``TensorType`` types the
 only non-code values that exist: real graph inputs (``f32``, encoded by BSEEncode) and token ids
 (``i64``, consumed by an embedding Gather).
 
 ``CodeType.encoding`` says how a value's spikes travel, never what its codes are: ``bse`` (the
-default) is DESIGN.md's unsigned MSB-first bit train of the code; ``signed`` (SDLLM's bidirectional
+default) is docs/contract.md section 2's unsigned MSB-first bit train of the code; ``signed`` (SDLLM's bidirectional
 encoding, per-tensor only) is a ternary MSB-first train of the offset code - zero_point, so a value
 at its zero point emits no spike at all (see :func:`lasercc.semantics.bse.bse_encode_signed`).
 """

@@ -3,7 +3,7 @@
 LASER lets the ASNC comparator bank sit on the Soma's integer accumulator, so the pair
 ``Soma -> requantize -> N_mid-bit BSE train -> ASNCSegment`` becomes one :class:`SomaASNC`: the
 intermediate spike train (about N_mid/2 spikes per element), its N_mid timesteps and one pipeline
-step disappear (DESIGN.md section 6). A pair is fused when the ASNC's single input is a Soma that
+step disappear (docs/contract.md section 6). A pair is fused when the ASNC's single input is a Soma that
 has no other consumer, is not a graph output, and has a per-tensor weight scale and a per-tensor
 result type (one requantization rule for every element, so one table serves the whole layer).
 

@@ -1,6 +1,6 @@
 """``opt``: run a pass pipeline on IR text and print the result -- ``lasercc opt IN.lir --passes ...``.
 
-Why: the text form is the debugging interface (ARCHITECTURE.md), so a pass should be testable the
+Why: the text form is the debugging interface (docs/contract.md section 5), so a pass should be testable the
 way MLIR's ``mlir-opt`` tests are: a small ``.lir`` input, a pipeline, and the expected output text
 (``tests/passes/lir/``), without building graphs in Python or running a backend. Constants without
 data stay shape-only (:class:`~lasercc.ir.graph.ConstSpec`); passes that need weight values skip

@@ -47,7 +47,7 @@ import numpy as np
 from lasercc.errors import LasercError
 from lasercc.hw.loihi2 import Loihi2Spec, SystemSpec, load_spec
 from lasercc.ir.graph import Graph
-from lasercc.ir.nodes import ASNCSegment, BSEEncode, DecodeMAC, Input, Node, Soma, WTAMax
+from lasercc.ir.nodes import Input, Node
 from lasercc.ir.types import CodeType
 from lasercc.passes.base import Pass, PassResult, option, register_pass
 
@@ -94,10 +94,6 @@ def _code_bits(t: object) -> int:
     return t.bits if isinstance(t, CodeType) else 8
 
 
-def _dtype_bits(graph: Graph, name: str) -> int:
-    return int(np.dtype(graph.constants[name].dtype).itemsize * 8)
-
-
 def _layer(node: Node, graph: Graph, spec: Loihi2Spec, rates: dict[str, float]) -> Layer | None:
     c = spec.core
     out_bits = _code_bits(node.type)
@@ -105,45 +101,17 @@ def _layer(node: Node, graph: Graph, spec: Loihi2Spec, rates: dict[str, float]) 
     rate = rates.get(node.name, out_bits / 2)
     state = c.neuron_state_bits
     lay = Layer(node.name, node.op, n, 1, spikes_per_code=rate, inputs=node.inputs)
-    weights = getattr(node, "weights", None)
-    if isinstance(node, Soma) or (weights is not None and getattr(node, "forms", None)):
-        forms = node.forms  # type: ignore[attr-defined]
-        syn = 0.0
-        k = 0
-        for w, form in zip(weights, forms):
-            slices = spec.weight_slices(_dtype_bits(graph, w))
-            if form == "matmul":
-                kk = int(graph.constants[w].shape[0])
-                k += kk
-                syn += kk * slices
-                lay.matmul = True
-            else:
-                k += 1
-                syn += slices
-        lay.k = k
-        lay.mem_per_neuron = syn * c.synapse_bits + state
-        lay.axons_per_neuron = 0 if lay.matmul else len(forms)
-        lay.mem_fixed = 0
-        if hasattr(node, "thresholds"):  # SomaASNC: the segment table once per core
-            lay.mem_fixed = int(graph.constants[node.thresholds].shape[0] + 1) * c.table_entry_bits  # type: ignore
-    elif isinstance(node, ASNCSegment):
-        lay.mem_fixed = int(graph.constants[node.thresholds].shape[0] + 1) * c.table_entry_bits
-        lay.mem_per_neuron = state
-    elif isinstance(node, DecodeMAC):
-        ta, tb = (graph.type_of(i) for i in node.inputs)
-        if node.form == "matmul":
-            k = int(ta.shape[-1])
-            lay.k, lay.matmul = k, True
-            lay.mem_fixed = k * _code_bits(ta)  # the streamed row of A
-            lay.mem_per_neuron = k * _code_bits(tb) + state  # one stationary column of B per neuron
-            lay.axons_per_neuron = 1
-        else:
-            lay.mem_per_neuron = _code_bits(ta) + _code_bits(tb) + state
-            lay.axons_per_neuron = 2
-    elif isinstance(node, (BSEEncode, WTAMax)) or (node.is_compute and isinstance(node.type, CodeType)):
-        lay.mem_per_neuron = state
-    else:
+    fp = node.core_footprint(graph)  # the kind's rule (lasercc.ir.kinds); None: not placed on a core
+    if fp is None:
         return None
+    lay.k, lay.matmul, lay.axons_per_neuron = fp.k, fp.matmul, fp.axons_per_neuron
+    lay.mem_fixed = fp.table_entries * c.table_entry_bits + fp.fixed_bits
+    lay.mem_per_neuron = fp.code_bits_per_neuron + state
+    if fp.synapses:
+        syn = 0.0
+        for rows, bits in fp.synapses:
+            syn += rows * spec.weight_slices(bits)
+        lay.mem_per_neuron = syn * c.synapse_bits + fp.code_bits_per_neuron + state
     _tile(lay, spec)
     return lay
 

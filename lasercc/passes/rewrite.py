@@ -1,7 +1,7 @@
 """Small graph-rewrite helpers shared by the built-in passes (no pass lives here).
 
 Rewrites never mutate: they build a new :class:`Graph` that shares the untouched node records and
-constant arrays, as ARCHITECTURE.md asks.
+constant arrays (docs/contract.md section 5: nodes are frozen, never changed in place).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ share one encoding (``CodeType.same_quant`` checks it). A group is marked when
 
 * every member is a per-tensor code (signed encoding has one zero point per tensor),
 * every node reading a member has a spiking implementation that accepts signed trains
-  (:data:`SIGNED_CONSUMERS`; ``skip_consumers`` names more op kinds to avoid, e.g. for a backend
+  (kinds with ``traits.reads_signed``; ``skip_consumers`` names more op kinds to avoid, e.g. for a backend
   that has not implemented them), and
 * signed spikes are expected to be fewer: by default when the zero point is at least
   ``min_zero_point_fraction`` of the range away from both edges (a zero point at an edge makes
@@ -33,37 +33,14 @@ import numpy as np
 from lasercc.backends.numpy_ref import NumpyCodes
 from lasercc.errors import InputError
 from lasercc.ir.graph import Graph
-from lasercc.ir.nodes import (
-    ASNCSegment,
-    BSEEncode,
-    Concat,
-    DecodeMAC,
-    Gather,
-    Input,
-    Mask,
-    Node,
-    Reshape,
-    Slice,
-    Soma,
-    SomaASNC,
-    Take,
-    Transpose,
-    WTAMax,
-)
+from lasercc.ir.nodes import Input, Node
 from lasercc.ir.types import CodeType
 from lasercc.passes.base import Pass, PassResult, option, register_pass
 from lasercc.semantics.bse import popcount, signed_popcount
 
-# Nodes whose output must carry its input's encoding: they forward (or select among) spike trains.
-LINKED: tuple[type[Node], ...] = (Reshape, Transpose, Slice, Concat, Take, Mask, WTAMax)
-# Node kinds whose NumPy and torch spiking implementations read signed trains.
-SIGNED_CONSUMERS: tuple[type[Node], ...] = (Soma, SomaASNC, DecodeMAC, ASNCSegment) + LINKED
-# Node kinds that can emit a signed train (they encode their output codes with the value's encoding).
-SIGNED_PRODUCERS: tuple[type[Node], ...] = (Input, BSEEncode, Soma, SomaASNC, DecodeMAC, ASNCSegment, Gather) + LINKED
-
 
 def _groups(graph: Graph) -> list[list[str]]:
-    """Code values that must share an encoding, as groups (union-find over LINKED nodes)."""
+    """Code values that must share an encoding, as groups (union-find over nodes whose kind is ``linked``)."""
     parent: dict[str, str] = {}
 
     def find(v: str) -> str:
@@ -76,7 +53,7 @@ def _groups(graph: Graph) -> list[list[str]]:
         if not isinstance(n.type, CodeType):
             continue
         find(n.name)
-        if isinstance(n, LINKED):
+        if n.kind_traits().linked:
             for i in n.inputs:
                 parent[find(i)] = find(n.name)
     groups: dict[str, list[str]] = {}
@@ -88,7 +65,7 @@ def _groups(graph: Graph) -> list[list[str]]:
 
 def _emits_spikes(node: Node) -> bool:
     """Values whose spikes are counted (stats.node_stats): inputs, gathers and the spiking kinds."""
-    return isinstance(node, (Input, Gather)) or node.is_compute
+    return node.kind_traits().emits_spikes
 
 
 class _SpikeMeter(NumpyCodes):
@@ -181,10 +158,10 @@ class SignedEncode(Pass):
         if not all(isinstance(t, CodeType) and t.per_tensor for t in types):
             return "per-axis quantization"
         for v in group:
-            if not isinstance(nodes[v], SIGNED_PRODUCERS):
+            if not nodes[v].kind_traits().writes_signed:
                 return f"produced by {nodes[v].op}"
             for c in consumers.get(v, ()):
-                if not isinstance(c, SIGNED_CONSUMERS) or c.op in self.skip_consumers:
+                if not c.kind_traits().reads_signed or c.op in self.skip_consumers:
                     return f"read by {c.op}"
         return None
 

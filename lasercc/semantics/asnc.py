@@ -1,4 +1,4 @@
-"""ASNC segment evaluation on integer codes (LASER Eq. 5-9, App. C; DESIGN.md section 3).
+"""ASNC segment evaluation on integer codes (LASER Eq. 5-9, App. C; docs/contract.md section 3).
 
 An ASNC table is a piecewise-affine map on the integer input x. It is stored as
 

@@ -1,4 +1,4 @@
-"""Bit Spike Encoding (LASER Eq. 1, 4, 12-13; DESIGN.md section 2).
+"""Bit Spike Encoding (LASER Eq. 1, 4, 12-13; docs/contract.md section 2).
 
 A code of N bits becomes N binary spikes, most significant bit first: s(t) = bit N-1-t of the
 code. The encoder is an integrate-and-fire neuron with soft reset that receives the code as a
@@ -27,7 +27,7 @@ def _check_bits(bits: int) -> None:
 
 
 def _as_codes(codes: Any, bits: int, xp: NumpyOps | TorchOps) -> Any:
-    c = xp.asarray(codes)
+    c: Any = xp.asarray(codes)  # a NumPy array or a torch tensor
     if not xp.is_integer(c):
         raise TypeError(f"codes must be integers, got dtype {c.dtype}")
     c = xp.asarray(c, np.int64)
@@ -73,7 +73,7 @@ def bse_decode(spikes: Any, bits: int) -> Any:
     """Decode MSB-first spike trains ``(bits, ...)`` back to int64 codes: sum_t s(t)*2^(bits-1-t)."""
     _check_bits(bits)
     xp = namespace(spikes)
-    s = xp.asarray(spikes)
+    s: Any = xp.asarray(spikes)  # a NumPy array or a torch tensor
     if s.ndim < 1 or s.shape[0] != bits:
         raise ValueError(f"spike train must have {bits} steps on axis 0, got shape {tuple(s.shape)}")
     if (s.numel() if xp.name == "torch" else s.size) and not xp.is_binary(s):
@@ -119,7 +119,7 @@ def _check_zero_point(zero_point: Any, bits: int) -> int:
 
 
 def _int8(xp: NumpyOps | TorchOps) -> Any:
-    return np.int8 if xp.name == "numpy" else xp.torch.int8
+    return np.int8 if isinstance(xp, NumpyOps) else xp.torch.int8
 
 
 def bse_encode_signed(codes: Any, zero_point: Any, bits: int) -> Any:
@@ -167,7 +167,7 @@ def bse_decode_signed(spikes: Any, zero_point: Any, bits: int) -> Any:
     _check_bits(bits)
     zp = _check_zero_point(zero_point, bits)
     xp = namespace(spikes)
-    s = xp.asarray(spikes)
+    s: Any = xp.asarray(spikes)  # a NumPy array or a torch tensor
     if s.ndim < 1 or s.shape[0] != bits:
         raise ValueError(f"spike train must have {bits} steps on axis 0, got shape {tuple(s.shape)}")
     if not xp.is_integer(s):

@@ -1,4 +1,4 @@
-"""Real <-> code conversion (DESIGN.md section 2).
+"""Real <-> code conversion (docs/contract.md section 2).
 
 real = scale * (code - zero_point); quantization follows ONNX QuantizeLinear exactly as
 onnxruntime computes it: saturate(rint(x / scale) + zero_point) with a float32 *division* and

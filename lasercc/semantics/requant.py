@@ -1,4 +1,4 @@
-"""Requantization: an exact int64 accumulator to an output code (DESIGN.md section 3).
+"""Requantization: an exact int64 accumulator to an output code (docs/contract.md section 3).
 
 Two modes, each defined here once:
 

@@ -1,11 +1,11 @@
-"""Bit-exactness of the linear path against onnxruntime (DESIGN.md sections 3 and 8).
+"""Bit-exactness of the linear path against onnxruntime (docs/contract.md sections 3 and 8).
 
 For QDQ and QOperator models from ``onnxruntime.quantization`` (uint8 and int8 activations,
 per-tensor and per-channel int8 weights) every compiled Soma / DecodeMAC that corresponds to an
 integer tensor of the ONNX model is fed the quantized input tensor onnxruntime itself produced
 (exposed as extra graph outputs) and must reproduce onnxruntime's quantized output exactly in
 ``ort`` requantization mode: 0 mismatching codes. QLinearAdd is compared with +-1 LSB (onnxruntime
-uses platform-specific fused multiply-adds there, DESIGN.md section 3).
+uses platform-specific fused multiply-adds there, docs/contract.md section 3).
 """
 
 from __future__ import annotations

@@ -309,7 +309,7 @@ def test_neg_and_concat_do_not_saturate_held_out_rows(tmp_path: Path) -> None:
 
 def test_all_ops_qdq_mask_is_not_quantized(llama: dict[str, Path], tmp_path: Path) -> None:
     """onnxruntime's QDQ of every op also quantizes the finfo.min attention bias (scale ~1e36), which wrecks
-    its own model; lasercc keeps the mask boolean (DESIGN.md) and so tracks the float model instead."""
+    its own model; lasercc keeps the mask boolean (docs/contract.md section 3) and so tracks the float model instead."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     dst = tmp_path / "llama.all.onnx"

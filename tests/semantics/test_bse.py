@@ -1,4 +1,4 @@
-"""BSE encoder/decoder (DESIGN.md section 2): exhaustive for N <= 12, sampled up to 32 bits."""
+"""BSE encoder/decoder (docs/contract.md section 2): exhaustive for N <= 12, sampled up to 32 bits."""
 
 import numpy as np
 import pytest

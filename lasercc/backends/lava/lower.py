@@ -22,7 +22,7 @@ What becomes what
 * ASNC, DecodeMAC, WTA, gathers by code and output sinks read their inputs' raw spikes directly (no
   synapse) and decode them Horner-style per slot, then gather their logical input through the index map.
 
-Schedule (DESIGN.md section 4; same T as :func:`lasercc.backends.stats.latency_steps` except WTA)
+Schedule (docs/contract.md section 4; same T as :func:`lasercc.backends.stats.latency_steps` except WTA)
 ----------------------------------------------------------------------------------------------
 Steps are 1-based within one sample of ``period`` steps. A source emits bits on steps 1..N (T = N). A
 consumer of sources with last-bit steps T_k computes at ``fire = max T_k + 1`` -- a Soma receives its last
@@ -34,6 +34,7 @@ counts it); a host gather is a source (T = N). The winner-take-all here decides 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,18 +45,13 @@ from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import (
     ASNCSegment,
     BSEEncode,
-    Concat,
     DecodeMAC,
     Gather,
     Input,
     Mask,
     Node,
-    Reshape,
-    Slice,
     Soma,
     SomaASNC,
-    Take,
-    Transpose,
     WTAMax,
 )
 from lasercc.ir.types import CodeType
@@ -63,9 +59,6 @@ from lasercc.ir.types import CodeType
 MAX_SLOTS = 8  # input ports per process (Lava ports are declared statically, so the count is bounded)
 DENSE_MIN, DENSE_MAX = -128, 127  # Lava Dense: 8-bit signed weights (passed as 2*W with weight_exp=-1)
 MAX_DENSE_ELEMENTS = 1 << 25  # one synapse matrix at most this many entries (memory of the simulator)
-
-EMITTING = (BSEEncode, Gather, Soma, SomaASNC, ASNCSegment, DecodeMAC, WTAMax)
-
 
 @dataclass
 class View:
@@ -202,9 +195,9 @@ def _views(graph: Graph, ids: dict[str, int]) -> dict[str, _ElemView]:
             v = out[n.inputs[0]]
             m = np.broadcast_to(np.asarray(graph.constants[n.mask], bool), shape)
             out[n.name] = _ElemView(np.where(m, -1, v.src), np.where(m, 0, v.idx), np.where(m, n.fill, v.const))
-        elif isinstance(n, (Reshape, Transpose, Slice, Concat, Take)):
+        elif n.kind_traits().data_movement:
             out[n.name] = _move(n, [out[i] for i in n.inputs])
-        else:  # pragma: no cover - every code-typed node kind is listed above
+        else:  # pragma: no cover - every code-typed kind emits spikes or moves data
             raise LasercError(f"the lava backend cannot lower node kind {n.op!r} (%{n.name})")
     return out
 
@@ -220,7 +213,7 @@ def lower(graph: Graph) -> NetworkPlan:
     ids: dict[str, int] = {}
     order: list[str] = []
     for n in graph.nodes:
-        if isinstance(n, EMITTING) or (isinstance(n, Input) and isinstance(n.type, CodeType)):
+        if n.counts_spikes:
             ids[n.name] = len(order)
             order.append(n.name)
     views = _views(graph, ids)
@@ -252,49 +245,67 @@ def _reject_signed(graph: Graph) -> None:
                               "not support yet; compile without the signed-encode pass")
 
 
+def _lower_input(graph: Graph, n: Input, views: dict[str, _ElemView], order: list[str],
+                 plans: dict[str, ProcPlan]) -> ProcPlan:
+    t: CodeType = n.type  # type: ignore[assignment]
+    return ProcPlan(n.name, "code_source", tuple(t.shape), t.bits, 1, 0, host_input=n.name)
+
+
+def _lower_encoder(graph: Graph, n: BSEEncode, views: dict[str, _ElemView], order: list[str],
+                   plans: dict[str, ProcPlan]) -> ProcPlan:
+    t: CodeType = n.type  # type: ignore[assignment]
+    return ProcPlan(n.name, "encoder", tuple(t.shape), t.bits, 1, 0, host_input=n.inputs[0],
+                    params={"scale": np.asarray(t.scale, np.float32), "zero_point": np.asarray(t.zero_point, np.int64),
+                            "axis": t.axis})
+
+
+def _lower_gather(graph: Graph, n: Gather, views: dict[str, _ElemView], order: list[str],
+                  plans: dict[str, ProcPlan]) -> ProcPlan:
+    t: CodeType = n.type  # type: ignore[assignment]
+    table = np.asarray(graph.constants[n.table], np.int64)
+    if isinstance(graph.type_of(n.inputs[0]), CodeType):
+        # the index is a spike train computed in the network: decode it, then look the rows up
+        p = _collector(n.name, "gather_by_code", t, [views[n.inputs[0]]], order, plans)
+        p.params = {"table": table}
+        return p
+    if not isinstance(graph.node(n.inputs[0]), Input):  # pragma: no cover - the verifier allows only these
+        raise LasercError(f"%{n.name}: a gather by token ids needs them as a graph input")
+    # token ids: the lookup runs on the host as the spikes are emitted (a source, T = N)
+    return ProcPlan(n.name, "gather", tuple(t.shape), t.bits, 1, 0, host_input=n.inputs[0], params={"table": table})
+
+
+def _lower_asnc(graph: Graph, n: ASNCSegment, views: dict[str, _ElemView], order: list[str],
+                plans: dict[str, ProcPlan]) -> ProcPlan:
+    p = _collector(n.name, "asnc", n.type, [views[i] for i in n.inputs], order, plans)  # type: ignore[arg-type]
+    p.params = {k: np.asarray(graph.constants[getattr(n, k)], np.int64) for k in ("thresholds", "slopes", "intercepts")}
+    p.params["shift"] = n.shift
+    return p
+
+
+def _lower_decode_mac(graph: Graph, n: DecodeMAC, views: dict[str, _ElemView], order: list[str],
+                      plans: dict[str, ProcPlan]) -> ProcPlan:
+    t: CodeType = n.type  # type: ignore[assignment]
+    p = _collector(n.name, "decode_mac", t, [views[i] for i in n.inputs], order, plans)
+    ta, tb = (graph.type_of(i) for i in n.inputs)
+    p.params = {"form": n.form, "requant": n.requant, "scale_a": ta.scale[0], "scale_b": tb.scale[0],  # type: ignore
+                "zp_a": ta.zero_point[0], "zp_b": tb.zero_point[0],  # type: ignore[union-attr]
+                "scale_out": t.scale_array(), "zp_out": t.zero_point_array()}
+    return p
+
+
+def _lower_wta(graph: Graph, n: WTAMax, views: dict[str, _ElemView], order: list[str],
+               plans: dict[str, ProcPlan]) -> ProcPlan:
+    p = _collector(n.name, "wta", n.type, [views[i] for i in n.inputs], order, plans)  # type: ignore[arg-type]
+    p.params = {"axis": n.axis, "in_bits": graph.type_of(n.inputs[0]).bits}  # type: ignore[union-attr]
+    return p
+
+
 def _lower_node(graph: Graph, n: Node, views: dict[str, _ElemView], order: list[str],
                 plans: dict[str, ProcPlan]) -> ProcPlan:
-    t: CodeType = n.type  # type: ignore[assignment]
-    shape = tuple(t.shape)
-    if isinstance(n, Input):
-        return ProcPlan(n.name, "code_source", shape, t.bits, 1, 0, host_input=n.name)
-    if isinstance(n, BSEEncode):
-        return ProcPlan(n.name, "encoder", shape, t.bits, 1, 0, host_input=n.inputs[0],
-                        params={"scale": np.asarray(t.scale, np.float32), "zero_point": np.asarray(t.zero_point,
-                                                                                                   np.int64),
-                                "axis": t.axis})
-    if isinstance(n, Gather):
-        table = np.asarray(graph.constants[n.table], np.int64)
-        if isinstance(graph.type_of(n.inputs[0]), CodeType):
-            # the index is a spike train computed in the network: decode it, then look the rows up
-            p = _collector(n.name, "gather_by_code", t, [views[n.inputs[0]]], order, plans)
-            p.params = {"table": table}
-            return p
-        if not isinstance(graph.node(n.inputs[0]), Input):  # pragma: no cover - the verifier allows only these
-            raise LasercError(f"%{n.name}: a gather by token ids needs them as a graph input")
-        # token ids: the lookup runs on the host as the spikes are emitted (a source, T = N)
-        return ProcPlan(n.name, "gather", shape, t.bits, 1, 0, host_input=n.inputs[0], params={"table": table})
-    if isinstance(n, (Soma, SomaASNC)):
-        return _lower_soma(graph, n, views, order, plans)
-    in_views = [views[i] for i in n.inputs]
-    if isinstance(n, ASNCSegment):
-        p = _collector(n.name, "asnc", t, in_views, order, plans)
-        p.params = {k: np.asarray(graph.constants[getattr(n, k)], np.int64)
-                    for k in ("thresholds", "slopes", "intercepts")}
-        p.params["shift"] = n.shift
-        return p
-    if isinstance(n, DecodeMAC):
-        p = _collector(n.name, "decode_mac", t, in_views, order, plans)
-        ta, tb = (graph.type_of(i) for i in n.inputs)
-        p.params = {"form": n.form, "requant": n.requant, "scale_a": ta.scale[0], "scale_b": tb.scale[0],  # type: ignore
-                    "zp_a": ta.zero_point[0], "zp_b": tb.zero_point[0],  # type: ignore[union-attr]
-                    "scale_out": t.scale_array(), "zp_out": t.zero_point_array()}
-        return p
-    if isinstance(n, WTAMax):
-        p = _collector(n.name, "wta", t, in_views, order, plans)
-        p.params = {"axis": n.axis, "in_bits": graph.type_of(n.inputs[0]).bits}  # type: ignore[union-attr]
-        return p
-    raise LasercError(f"the lava backend cannot lower node kind {n.op!r} (%{n.name})")  # pragma: no cover
+    fn = LOWERINGS.get(type(n))
+    if fn is None:  # tests/ir/test_kinds.py checks that every kind that emits spikes has one
+        raise LasercError(f"the lava backend cannot lower node kind {n.op!r} (%{n.name})")
+    return fn(graph, n, views, order, plans)
 
 
 def _slots_for(srcs: np.ndarray, order: list[str], plans: dict[str, ProcPlan], what: str) -> dict[int, int]:
@@ -377,3 +388,11 @@ def _lower_soma(graph: Graph, n: Soma | SomaASNC, views: dict[str, _ElemView], o
                        for k in ("thresholds", "slopes", "intercepts")}, shift=n.shift)
     fire = max([s.last for s in slots] + [0]) + 1  # the Dense delay puts the last weighted bit at max T + 1
     return ProcPlan(n.name, "soma", out_shape, t.bits, fire + 1, fire, slots, [], params)
+
+
+# One process per node of a kind that emits spikes (``Node.counts_spikes``); data-movement kinds need
+# no entry (``_views`` maps them through the NumPy reference's own implementation, Mask excepted).
+LOWERINGS: dict[type[Node], Callable[..., ProcPlan]] = {
+    Input: _lower_input, BSEEncode: _lower_encoder, Gather: _lower_gather, Soma: _lower_soma, SomaASNC: _lower_soma,
+    ASNCSegment: _lower_asnc, DecodeMAC: _lower_decode_mac, WTAMax: _lower_wta,
+}
