@@ -16,12 +16,15 @@ from typing import Any
 import numpy as np
 
 from lasercc.backends import get_executor
+from lasercc.backends.saturation import SATURATION_WARN, SaturationCounter, attach
 from lasercc.backends.stats import NodeStats, summarize
 from lasercc.errors import InputError, boundary
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import Input
 from lasercc.ir.types import CodeType, TensorType
 from lasercc.semantics.quant import dequantize
+
+__all__ = ["SATURATION_WARN", "RunResult", "SaturationCounter", "run_graph"]
 
 
 @dataclass
@@ -92,83 +95,6 @@ def _convert(name: str, node: Input, arr: np.ndarray) -> np.ndarray:
 # At most this many batches go through the stacked NumPy codes executor at once (bounds memory).
 STACK_CHUNKS = 64
 
-# ``simulate`` warns when a node saturates more than this fraction of its codes.
-SATURATION_WARN = 0.05
-
-
-class SaturationCounter:
-    """Codes forced to the edge of their range, counted per node while a run goes (the executor's
-    ``observe`` hook; nothing is recomputed).
-
-    * ``bse_encode`` of a real graph input: **clipped** -- exact: ``rint(x / scale) + zero_point`` (in the
-      precision :func:`~lasercc.semantics.quant.quantize` uses) outside ``[0, 2^N - 1]``. Inputs beyond the
-      calibration range (ten times larger inputs clipped 67% of the codes) used to pass unreported.
-    * ``soma`` / ``decode_mac`` (linear requantization): **at_limit** -- codes equal to a range limit that
-      is not the zero point. The pre-clip value is not kept, so a code exactly at the limit counts too; a
-      node with many is one whose accumulator left the range calibration saw.
-
-    Nonlinear nodes (ASNC: sigmoid, exp ...) reach their limits legitimately and are not counted.
-    """
-
-    LINEAR = ("soma", "decode_mac")
-
-    def __init__(self, to_numpy: Any = np.asarray) -> None:
-        self.to_numpy = to_numpy
-        self.counts: dict[str, list] = {}  # node -> [op, kind, count, total]
-
-    def observe(self, node: Any, inputs: list[Any], output: Any) -> None:
-        t = node.type
-        if not isinstance(t, CodeType):
-            return
-        if node.op == "bse_encode" and inputs:
-            x = inputs[0]
-            x = np.asarray(x.detach().cpu()) if hasattr(x, "detach") else np.asarray(x)
-            if x.dtype.kind != "f":
-                return
-            ft = np.float32 if t.bits <= 16 else np.float64
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                q = np.rint(x.astype(ft) / self._param(t, t.scale_array().astype(ft))) + \
-                    self._param(t, t.zero_point_array())
-            n = int(np.count_nonzero((q < 0) | (q > t.hi)))
-            self._add(node, "clipped", n, q.size)
-        elif node.op in self.LINEAR:
-            c = self.to_numpy(output)
-            zp = self._param(t, t.zero_point_array())
-            n = int(np.count_nonzero(((c == t.hi) & (zp != t.hi)) | ((c == 0) & (zp != 0))))
-            self._add(node, "at_limit", n, c.size)
-
-    @staticmethod
-    def _param(t: CodeType, arr: np.ndarray) -> np.ndarray:
-        """Per-axis parameters shaped from the trailing axes (values may carry a leading chunk axis)."""
-        if t.axis is None:
-            return np.asarray(arr).reshape(())
-        k = len(t.shape) - t.axis
-        return np.asarray(arr).reshape((-1,) + (1,) * (k - 1))
-
-    def _add(self, node: Any, kind: str, n: int, total: int) -> None:
-        rec = self.counts.setdefault(node.name, [node.op, kind, 0, 0])
-        rec[2] += n
-        rec[3] += total
-
-    def summary(self) -> dict[str, dict[str, Any]]:
-        """Nodes with at least one saturated code: op, kind, count, total, fraction (largest first)."""
-        out = {k: {"op": op, "kind": kind, "count": n, "total": tot, "fraction": n / tot if tot else 0.0}
-               for k, (op, kind, n, tot) in self.counts.items() if n}
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]["fraction"]))
-
-
-def _attach(ex: Any, sat: SaturationCounter) -> None:
-    """Chain ``sat`` after the executor's own ``observe`` (statistics) on this instance."""
-    orig = ex.observe
-    sat.to_numpy = ex.to_numpy_codes
-
-    def observe(node: Any, inputs: list[Any], output: Any) -> None:
-        orig(node, inputs, output)
-        sat.observe(node, inputs, output)
-
-    ex.observe = observe
-
-
 def _stackable(graph: Graph, backend: str, mode: str, executor: Any, n_chunks: int) -> bool:
     """Whether the NumPy codes mode may run its batches as chunk-stacked walks (:class:`NumpyCodesF32`):
     the default executor and no scalar input or output (they have no batch axis). One chunk qualifies
@@ -185,7 +111,7 @@ def _run_stacked(graph: Graph, feeds: dict[str, np.ndarray], n_chunks: int, coll
 
     ex = NumpyCodesF32(collect_stats)
     if sat is not None:
-        _attach(ex, sat)
+        attach(ex, sat)
     for c0 in range(0, n_chunks, STACK_CHUNKS):
         c1 = min(c0 + STACK_CHUNKS, n_chunks)
         block = {}
@@ -236,12 +162,12 @@ def run_graph(graph: Graph, inputs: dict[str, np.ndarray], backend: str = "numpy
 
     per_node: dict[str, NodeStats] = {}
     stacked = _stackable(graph, backend, mode, executor, n_chunks)
-    sat = SaturationCounter() if collect_stats else None
+    sat = SaturationCounter(graph=graph) if collect_stats else None
     if stacked:
         _run_stacked(graph, feeds, n_chunks, collect_stats, emit, per_node, sat)
     ex = None if stacked else (executor or get_executor(backend, mode, device, collect_stats))
     if ex is not None and sat is not None:
-        _attach(ex, sat)
+        attach(ex, sat)
     for c in range(0 if stacked else n_chunks):
         chunk = {}
         for k, v in feeds.items():

@@ -51,6 +51,9 @@ class Executor:
 
     name: ClassVar[str] = "base"
     _table: ClassVar[dict[type[Node], str]] = {}
+    # Called as ``acc_observer(node, acc)`` with a fused SomaASNC's accumulator before its table reads it
+    # (run-time saturation counting needs the table's input, which no statistic otherwise keeps).
+    acc_observer: Callable[[Node, Any], None] | None = None
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)

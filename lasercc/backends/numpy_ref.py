@@ -228,6 +228,8 @@ class _NumpyBase(Executor):
                           out.bits, node.requant)
 
     def asnc_codes(self, node: ASNCSegment | SomaASNC, x: np.ndarray, segment: np.ndarray | None = None) -> np.ndarray:
+        if self.acc_observer is not None and isinstance(node, SomaASNC):
+            self.acc_observer(node, x)
         return asnc_evaluate(x, self.const(node.thresholds), self.const(node.slopes), self.const(node.intercepts),
                              node.shift, node.type.bits, segment=segment)  # type: ignore[union-attr]
 

@@ -236,6 +236,8 @@ class _TorchBase(Executor):
 
     def soma_asnc_codes(self, node: SomaASNC, acc: torch.Tensor) -> torch.Tensor:
         """Fused requant->ASNC: the segment table reads the accumulator directly."""
+        if self.acc_observer is not None:
+            self.acc_observer(node, acc)
         return asnc_evaluate(acc, self.const(node.thresholds), self.const(node.slopes), self.const(node.intercepts),
                              node.shift, node.type.bits)  # type: ignore[union-attr]
 
