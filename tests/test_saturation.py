@@ -216,3 +216,30 @@ def test_fused_soma_asnc_clamps_are_counted_from_the_accumulator(backend: str, m
     want = int((((q > 255) & (y == 255)) | ((q < 0) & (y == 0))).sum())
     assert want > 0
     assert res.stats["saturation"]["act"]["clamped"] == want
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_simulate_streams_its_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch, save) -> None:  # noqa: ANN001
+    """numpy/torch simulate reads the input .npz in row blocks (NpzRows), never whole: the whole-file reader is
+    made to fail, and the run still equals ``Artifact.run`` on the arrays, with and without -o."""
+    import lasercc.commands.simulate as sim
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((8 * 70, 16)) * _x().std() * 3).astype(np.float32)
+    save(tmp_path / "x.npz", x=x)
+
+    def whole(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("simulate read the input whole")
+
+    monkeypatch.setattr(sim, "read_npz", whole)
+    art = lasercc.load(EXAMPLE)
+    codes = art.run({"x": x}, output="codes")
+    want_sat = art.stats["saturation"]
+    assert main(["simulate", str(EXAMPLE), "-i", str(tmp_path / "x.npz"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["outputs"]["out"]["codes_head"] == codes["out"].reshape(-1)[:8].tolist()
+    assert data["stats"]["saturation"] == json.loads(json.dumps(want_sat)) and want_sat
+    assert main(["simulate", str(EXAMPLE), "-i", str(tmp_path / "x.npz"), "-o", str(tmp_path / "y.npz"),
+                 "--backend", "torch"]) == 0
+    with np.load(tmp_path / "y.npz") as z:
+        assert np.array_equal(z["out.codes"], codes["out"])
