@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lasercc import interrupts
 from lasercc.backends import get_executor
 from lasercc.backends.saturation import SATURATION_WARN, SaturationCounter, attach  # noqa: F401 - re-exported
 from lasercc.backends.stats import NodeStats, summarize
@@ -207,6 +208,7 @@ def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray] | NpzRows, backend:
     if sat is not None:
         attach(ex, sat)
     for nc, feeds in blocks:
+        interrupts.check()  # a Ctrl-C that native code swallowed stops the run here (lasercc.interrupts)
         if stacked:
             _run_stacked(graph, ex, feeds, nc, emit, per_node)
             continue
@@ -215,6 +217,7 @@ def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray] | NpzRows, backend:
             for k, v in feeds.items():
                 b = graph.node(k).type.shape[0] if graph.node(k).type.shape else 1
                 chunk[k] = v[c * b:(c + 1) * b] if v.ndim else v
+            interrupts.check()
             res = ex.run(graph, chunk)
             emit({o: res.codes[o] for o in graph.outputs})
             _merge(per_node, res.node_stats)
