@@ -9,9 +9,12 @@ What is counted, per node kind (``kind`` in the report):
 
 * ``bse_encode`` of a real graph input -- **clipped**, exact: ``rint(x / scale) + zero_point`` (in the
   precision :func:`~lasercc.semantics.quant.quantize` uses) outside ``[0, 2^N - 1]``.
-* ``soma`` / ``decode_mac`` (linear requantization) -- **at_limit**, an upper bound: codes equal to a range
-  limit that is not the zero point. The pre-clip accumulator is not kept by the executors (an exact count
-  would need it), so a code that lands exactly on the limit counts too.
+* ``soma`` / ``decode_mac`` (linear requantization) -- **clipped**, exact: accumulators whose code, before
+  the clip, falls outside ``[0, 2^N - 1]``. The executor hands each accumulator over before requantizing it
+  (:attr:`Executor.acc_observer`); per node, the accumulator interval that is not clipped is found once by
+  bisection through the shared requantization rule, so a run costs two comparisons per accumulator.
+  An executor without the hook (a user's own) falls back to **at_limit**, an upper bound: codes equal to a
+  range limit that is not the zero point (a code that lands exactly on the limit counts too).
 * ``asnc`` -- exact, two parts (``count`` is the number of codes with either):
   **clamped**: the output code sits at a range limit and the real function, evaluated on the dequantized
   input code and quantized without the clip, lies beyond that limit (the table could not represent the
@@ -39,10 +42,11 @@ from typing import Any
 
 import numpy as np
 
-from lasercc.ir.nodes import ASNCSegment, Node, SomaASNC
+from lasercc.ir.nodes import ASNCSegment, DecodeMAC, Node, Soma, SomaASNC
 from lasercc.ir.types import CodeType
 from lasercc.semantics.asnc import asnc_evaluate
 from lasercc.semantics.quant import code_range, dequantize
+from lasercc.semantics.requant import requantize
 
 # ``simulate`` warns when a node saturates more than this fraction of its codes.
 SATURATION_WARN = 0.05
@@ -81,6 +85,8 @@ class SaturationCounter:
         self.counts: dict[str, dict[str, Any]] = {}
         self._plans: dict[str, _ASNCPlan] = {}
         self._acc: dict[str, np.ndarray] = {}
+        self._exact: set[str] = set()  # linear nodes counted from their accumulator
+        self._limits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._codes_of: Any = None  # (value, value name) -> NumPy codes, set by attach()
 
     # ---- hooks --------------------------------------------------------------------------------
@@ -99,6 +105,8 @@ class SaturationCounter:
             n = int(np.count_nonzero((q < 0) | (q > t.hi)))
             self._add(node, "clipped", q.size, clipped=n)
         elif node.op in self.LINEAR:
+            if node.name in self._exact:  # counted exactly from the accumulator (observe_acc)
+                return
             c = self._codes(output, node.name)
             zp = self._param(t, t.zero_point_array())
             n = int(np.count_nonzero(((c == t.hi) & (zp != t.hi)) | ((c == 0) & (zp != 0))))
@@ -111,9 +119,54 @@ class SaturationCounter:
                 self._observe_soma_asnc(node, acc, self._codes(output, node.name))
 
     def observe_acc(self, node: Node, acc: Any) -> None:
-        """The accumulator of a :class:`SomaASNC`, handed over by the executor before its table reads it."""
+        """An accumulator, handed over by the executor before it is requantized (Soma, DecodeMAC: counted
+        here, exactly) or read by the fused table (SomaASNC: counted with its output in :meth:`observe`)."""
         if isinstance(node, SomaASNC):
             self._acc[node.name] = _host(acc)
+        elif isinstance(node, Soma | DecodeMAC):
+            lo, hi = self._acc_limits(node)
+            a = _host(acc)
+            n = int(np.count_nonzero((a < lo) | (a > hi)))
+            self._exact.add(node.name)
+            self._add(node, "clipped", a.size, clipped=n)
+
+    def _acc_limits(self, node: Soma | DecodeMAC) -> tuple[np.ndarray, np.ndarray]:
+        """Per output channel, the accumulators whose code is not clipped form one interval ``[lo, hi]``:
+        both requantization modes are non-decreasing in the accumulator (float32 conversion, a positive
+        scale, round, add; or multiply, shift, add), so a bisection finds its ends once per node. The
+        pre-clip code is read through the shared rule itself, run with the zero point moved up by 2^N on a
+        code range of N + 2 bits (so codes below 0 and above 2^N - 1 stay distinguishable)."""
+        lim = self._limits.get(node.name)
+        if lim is not None:
+            return lim
+        out: CodeType = node.type  # type: ignore[assignment]
+        if isinstance(node, Soma):
+            s_in, s_w = node.scale_in, np.asarray(node.scale_w, dtype=np.float32)
+        else:
+            ta, tb = (self.graph.type_of(i) for i in node.inputs)
+            s_in, s_w = ta.scale[0], tb.scale[0]  # type: ignore[union-attr]
+        n = max(np.size(s_w), out.scale_array().size, out.zero_point_array().size)
+        off = 1 << out.bits
+
+        def pre_clip(acc: np.ndarray) -> np.ndarray:  # code + 2^N, exact for codes in [-2^N, 3 * 2^N)
+            return requantize(acc, s_in, s_w, out.scale_array(), out.zero_point_array() + off, out.bits + 2,
+                              node.requant)
+
+        def first(pred: Any) -> np.ndarray:  # the smallest acc in [-2^47, 2^47] with pred(acc), per channel
+            a, b = np.full(n, -(1 << 47), np.int64), np.full(n, 1 << 47, np.int64)
+            while np.any(a < b):
+                m = a + (b - a) // 2
+                ok = pred(pre_clip(m))
+                b, a = np.where(ok, m, b), np.where(ok, a, m + 1)
+            return a
+
+        lo = first(lambda c: c >= off)  # code >= 0
+        hi = first(lambda c: c > off + out.hi) - 1  # code <= 2^N - 1
+        lim = (lo.astype(np.float64), hi.astype(np.float64))  # exact integers (< 2^53): compare with any acc
+        if n == 1:
+            lim = (lim[0].reshape(()), lim[1].reshape(()))
+        self._limits[node.name] = lim
+        return lim
 
     # ---- ASNC ---------------------------------------------------------------------------------
     def _observe_asnc(self, node: ASNCSegment, x: np.ndarray, y: np.ndarray) -> None:

@@ -136,7 +136,7 @@ def _print_stats(args: argparse.Namespace, res) -> None:  # noqa: ANN001
             print(table(rows, ["saturated node", "op", "kind", "codes", "of", "fraction"])
                   + (f"\n... and {len(sat) - 10} more node(s) (--json lists all)" if len(sat) > 10 else ""))
         else:
-            print("saturation: no code clipped at an encoder, no linear node at its range limits")
+            print("saturation: no code clipped (encoders, Soma, DecodeMAC) or clamped (ASNC tables)")
 
 
 def _streamable(args: argparse.Namespace, graph) -> bool:  # noqa: ANN001
