@@ -398,6 +398,8 @@ class NumpyCodes(_NumpyBase):
             acc = term if acc is None else _add_into(acc, term)
         if bias is not None:
             acc = _add_into(acc, bias)
+        if self.acc_observer is not None:
+            self.acc_observer(node, acc)
         return requantize_exact_f32(acc, scale, zp, bits)
 
     def _elementwise_operand(self, x: np.ndarray, node: Soma) -> np.ndarray:

@@ -37,6 +37,7 @@ they are never counted by the ``at_limit`` rule.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,7 @@ from lasercc.ir.nodes import ASNCSegment, DecodeMAC, Node, Soma, SomaASNC
 from lasercc.ir.types import CodeType
 from lasercc.semantics.asnc import asnc_evaluate
 from lasercc.semantics.quant import code_range, dequantize
-from lasercc.semantics.requant import requantize
+from lasercc.semantics.requant import requantize, requantize_scale
 
 # ``simulate`` warns when a node saturates more than this fraction of its codes.
 SATURATION_WARN = 0.05
@@ -59,6 +60,58 @@ _CLAMPED, _OUTSIDE = np.uint8(1), np.uint8(2)
 
 def _host(v: Any) -> np.ndarray:
     return np.asarray(v.detach().cpu()) if hasattr(v, "detach") else np.asarray(v)
+
+
+@functools.lru_cache(maxsize=4096)
+def acc_limits(node: Soma | DecodeMAC, in_types: tuple[CodeType, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Per output channel, the accumulators whose code is not clipped: one interval ``[lo, hi]`` (float64
+    holding exact integers, to compare with int64 or integer-valued float accumulators alike).
+
+    Both requantization modes are non-decreasing in the accumulator (float32 conversion, a positive scale,
+    round, add; or multiply, shift, add), so each end is found by bisection, bracketed around the estimate
+    ``(code - zero_point) / scale``. The pre-clip code is read through the shared rule itself
+    (:func:`~lasercc.semantics.requant.requantize`), run with the zero point moved up by 2^N on a code range
+    of N + 2 bits, so codes below 0 and above 2^N - 1 stay distinguishable. A pure function of the node
+    (scales, mode, output type) and, for DecodeMAC, its input types: cached across runs and graphs.
+    """
+    out: CodeType = node.type  # type: ignore[assignment]
+    if isinstance(node, Soma):
+        s_in, s_w = node.scale_in, np.asarray(node.scale_w, dtype=np.float32)
+    else:
+        s_in, s_w = in_types[0].scale[0], in_types[1].scale[0]
+    s_out, zp = out.scale_array(), out.zero_point_array()
+    n = max(np.size(s_w), s_out.size, zp.size)
+    off = 1 << out.bits
+    limit = 1 << 47  # beyond any accumulator the verifier admits (2^46)
+
+    def pre_clip(acc: np.ndarray) -> np.ndarray:  # code + 2^N, exact for codes in [-2^N, 3 * 2^N)
+        return requantize(acc, s_in, s_w, s_out, zp + off, out.bits + 2, node.requant)
+
+    scale = np.broadcast_to(requantize_scale(s_in, s_w, s_out).astype(np.float64), (n,))
+    zpf = np.broadcast_to(zp.astype(np.float64), (n,))
+
+    def first(pred: Any, code: float) -> np.ndarray:
+        """The smallest acc in [-2^47, 2^47] with pred(pre_clip(acc)), per channel."""
+        est = np.clip(np.floor((code - zpf) / scale), -limit, limit).astype(np.int64)
+        d = np.maximum(8, (np.abs(est) >> 20)).astype(np.int64)  # float32(acc) is exact to 2^-24 relative
+        a, b = np.maximum(est - d, -limit), np.minimum(est + d, limit)
+        ok_a, ok_b = pred(pre_clip(a)), pred(pre_clip(b))
+        a = np.where(ok_a, -limit, a)  # a bracket that misses: fall back to the whole range
+        b = np.where(ok_b, b, limit)
+        while np.any(a < b):
+            m = a + (b - a) // 2
+            ok = pred(pre_clip(m))
+            b, a = np.where(ok, m, b), np.where(ok, a, m + 1)
+        return a
+
+    lo = first(lambda c: c >= off, -0.5)  # code >= 0
+    hi = first(lambda c: c > off + out.hi, out.hi + 0.5) - 1  # code <= 2^N - 1
+    lim = (lo.astype(np.float64), hi.astype(np.float64))  # exact integers (< 2^53)
+    if n == 1:
+        lim = (lim[0].reshape(()), lim[1].reshape(()))
+    for v in lim:
+        v.flags.writeable = False
+    return lim
 
 
 @dataclass
@@ -112,7 +165,7 @@ class SaturationCounter:
             n = int(np.count_nonzero(((c == t.hi) & (zp != t.hi)) | ((c == 0) & (zp != 0))))
             self._add(node, "at_limit", c.size, at_limit=n)
         elif isinstance(node, ASNCSegment):
-            self._observe_asnc(node, self._codes(inputs[0], node.inputs[0]), self._codes(output, node.name))
+            self._observe_asnc(node, self._codes(inputs[0], node.inputs[0]), lambda: self._codes(output, node.name))
         elif isinstance(node, SomaASNC):
             acc = self._acc.pop(node.name, None)
             if acc is not None:
@@ -124,65 +177,37 @@ class SaturationCounter:
         if isinstance(node, SomaASNC):
             self._acc[node.name] = _host(acc)
         elif isinstance(node, Soma | DecodeMAC):
-            lo, hi = self._acc_limits(node)
+            lim = self._limits.get(node.name)
+            if lim is None:
+                lim = self._limits[node.name] = self._acc_limits(node)
             a = _host(acc)
-            n = int(np.count_nonzero((a < lo) | (a > hi)))
+            n = int(np.count_nonzero(a < lim[0])) + int(np.count_nonzero(a > lim[1]))
             self._exact.add(node.name)
             self._add(node, "clipped", a.size, clipped=n)
 
     def _acc_limits(self, node: Soma | DecodeMAC) -> tuple[np.ndarray, np.ndarray]:
-        """Per output channel, the accumulators whose code is not clipped form one interval ``[lo, hi]``:
-        both requantization modes are non-decreasing in the accumulator (float32 conversion, a positive
-        scale, round, add; or multiply, shift, add), so a bisection finds its ends once per node. The
-        pre-clip code is read through the shared rule itself, run with the zero point moved up by 2^N on a
-        code range of N + 2 bits (so codes below 0 and above 2^N - 1 stay distinguishable)."""
-        lim = self._limits.get(node.name)
-        if lim is not None:
-            return lim
-        out: CodeType = node.type  # type: ignore[assignment]
-        if isinstance(node, Soma):
-            s_in, s_w = node.scale_in, np.asarray(node.scale_w, dtype=np.float32)
-        else:
-            ta, tb = (self.graph.type_of(i) for i in node.inputs)
-            s_in, s_w = ta.scale[0], tb.scale[0]  # type: ignore[union-attr]
-        n = max(np.size(s_w), out.scale_array().size, out.zero_point_array().size)
-        off = 1 << out.bits
-
-        def pre_clip(acc: np.ndarray) -> np.ndarray:  # code + 2^N, exact for codes in [-2^N, 3 * 2^N)
-            return requantize(acc, s_in, s_w, out.scale_array(), out.zero_point_array() + off, out.bits + 2,
-                              node.requant)
-
-        def first(pred: Any) -> np.ndarray:  # the smallest acc in [-2^47, 2^47] with pred(acc), per channel
-            a, b = np.full(n, -(1 << 47), np.int64), np.full(n, 1 << 47, np.int64)
-            while np.any(a < b):
-                m = a + (b - a) // 2
-                ok = pred(pre_clip(m))
-                b, a = np.where(ok, m, b), np.where(ok, a, m + 1)
-            return a
-
-        lo = first(lambda c: c >= off)  # code >= 0
-        hi = first(lambda c: c > off + out.hi) - 1  # code <= 2^N - 1
-        lim = (lo.astype(np.float64), hi.astype(np.float64))  # exact integers (< 2^53): compare with any acc
-        if n == 1:
-            lim = (lim[0].reshape(()), lim[1].reshape(()))
-        self._limits[node.name] = lim
-        return lim
+        in_types = tuple(self.graph.type_of(i) for i in node.inputs) if isinstance(node, DecodeMAC) else ()
+        return acc_limits(node, in_types)
 
     # ---- ASNC ---------------------------------------------------------------------------------
-    def _observe_asnc(self, node: ASNCSegment, x: np.ndarray, y: np.ndarray) -> None:
+    def _observe_asnc(self, node: ASNCSegment, x: np.ndarray, output: Any) -> None:
+        """``output()`` gives the output codes, decoded only when the flag table cannot answer alone."""
         tin = self.graph.type_of(node.inputs[0])
         plan = self._plan(node, tin)
         if plan.flags is not None:
             f = np.take(plan.flags, x.astype(np.intp, copy=False))
+            total = f.size
             clamped = int(np.count_nonzero(f & _CLAMPED))
             outside = int(np.count_nonzero(f & _OUTSIDE))
             either = int(np.count_nonzero(f))
         else:
+            y = output()
+            total = y.size
             cm = self._clamped_mask(node, plan, x, y, lambda xs, sel: self._real_of_codes(tin, xs, sel))
             om = self._outside_mask(plan, x)
             clamped, outside = int(np.count_nonzero(cm)), int(np.count_nonzero(om))
             either = int(np.count_nonzero(cm | om))
-        self._add(node, "asnc", y.size, either=either, clamped=clamped, outside_calibration=outside)
+        self._add(node, "asnc", total, either=either, clamped=clamped, outside_calibration=outside)
 
     def _observe_soma_asnc(self, node: SomaASNC, acc: np.ndarray, y: np.ndarray) -> None:
         plan = self._plan(node, None)
@@ -198,9 +223,15 @@ class SaturationCounter:
         self._add(node, "asnc", y.size, either=n, clamped=n, outside_calibration=0)
 
     def _plan(self, node: ASNCSegment | SomaASNC, tin: CodeType | None) -> _ASNCPlan:
+        """Built once per node and constant table (cached on it, as backends cache converted weights): the
+        flag table of a 16-bit input costs a function evaluation on 65,536 codes."""
         plan = self._plans.get(node.name)
-        if plan is not None:
-            return plan
+        if plan is None:
+            plan = self._plans[node.name] = self.graph.constants.derived(
+                node.thresholds, ("saturation", node, tin), lambda _: self._build_plan(node, tin))
+        return plan
+
+    def _build_plan(self, node: ASNCSegment | SomaASNC, tin: CodeType | None) -> _ASNCPlan:
         from lasercc.asnc.functions import FUNCTIONS, resolve  # noqa: PLC0415 - only graphs with ASNC nodes
 
         fn = resolve(node.function, tuple(node.params))[1] if node.function in FUNCTIONS else None
@@ -219,7 +250,6 @@ class SaturationCounter:
             cm = self._clamped_mask(node, plan, x, y, lambda xs, sel: self._real_of_codes(tin, xs, sel))
             plan.flags = (cm * _CLAMPED) | (self._outside_mask(plan, x) * _OUTSIDE)
             plan.flags = plan.flags.astype(np.uint8)
-        self._plans[node.name] = plan
         return plan
 
     def _is_lookup_table(self, node: ASNCSegment, tin: CodeType | None) -> bool:
@@ -275,7 +305,11 @@ class SaturationCounter:
 
     # ---- bookkeeping --------------------------------------------------------------------------
     def _codes(self, value: Any, name: str) -> np.ndarray:
-        return _host(self._codes_of(value, name)) if self._codes_of is not None else _host(self.to_numpy(value))
+        if self._codes_of is not None:
+            return _host(self._codes_of(value, name))
+        if isinstance(value, np.ndarray) and value.dtype == np.float32:  # the float32-code executor: exact ints
+            return value.astype(np.intp)
+        return _host(self.to_numpy(value))
 
     @staticmethod
     def _param(t: CodeType, arr: np.ndarray) -> np.ndarray:
