@@ -239,6 +239,13 @@ class NpzRows:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+def read_npz_blocks(path: str | os.PathLike, rows: Mapping[str, int] | int, what: str = "input file"
+                    ) -> Iterator[dict[str, np.ndarray]]:
+    """Row blocks of every array of an ``.npz``, in step (``NpzRows(path, what).blocks(rows)``); the file's
+    headers are checked before the first block is yielded. See :class:`NpzRows` for the shapes up front."""
+    return NpzRows(path, what).blocks(rows)
+
+
 def random_inputs(graph: Graph, seed: int, rows: int | None = None) -> dict[str, np.ndarray]:
     """Inputs for ``graph``: reals spanning each encoder's range, token ids, or codes."""
     rng = np.random.default_rng(seed)

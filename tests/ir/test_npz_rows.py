@@ -85,3 +85,13 @@ def test_declared_sizes_over_the_limit_are_refused_before_reading(tmp_path: Path
     monkeypatch.setenv("LASERCC_MAX_ARRAY_BYTES", "1000")
     with pytest.raises(InputError, match="over the limit of 1,000 bytes"):
         NpzRows(tmp_path / "a.npz")
+
+
+def test_read_npz_blocks_checks_headers_at_the_call(tmp_path: Path) -> None:
+    from lasercc.ir.data import read_npz_blocks
+
+    np.savez(tmp_path / "a.npz", x=np.arange(10).reshape(10, 1))
+    assert [b["x"].ravel().tolist() for b in read_npz_blocks(tmp_path / "a.npz", 4)] == \
+        [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    with pytest.raises(InputError, match="no such input file"):
+        read_npz_blocks(tmp_path / "missing.npz", 4)  # before any iteration
