@@ -8,4 +8,9 @@ except KeyboardInterrupt:  # pragma: no cover - timing dependent
     print("lasercc: interrupted", file=sys.stderr)
     sys.exit(130)
 
-sys.exit(main())
+try:
+    code = main()
+except KeyboardInterrupt:  # pragma: no cover - a Ctrl-C in the instant after main restored the handler
+    print("lasercc: interrupted", file=sys.stderr)
+    code = 130
+sys.exit(code)

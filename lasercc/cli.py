@@ -8,7 +8,8 @@ This is the one error boundary of the command line. Exit statuses:
   :func:`~lasercc.errors.translate` maps to one (OSError naming its file, onnxruntime and pydantic
   errors, MemoryError). One line on stderr: ``lasercc VERB: error: ...``;
 * 3 -- a bug in lasercc (any other exception): one line naming the exception, asking for a report;
-* 130 -- Ctrl-C, at any moment (imports included: the heavy modules load inside :func:`main`);
+* 130 -- Ctrl-C, at any moment (imports included: the heavy modules load inside :func:`main`; a Ctrl-C that
+  native code swallowed or turned into another error still ends the run, see :mod:`lasercc.interrupts`);
 * 141 -- stdout closed early (``lasercc inspect ART | head -1``): quiet, like other Unix tools.
 
 ``LASERCC_DEBUG=1`` re-raises instead, with the full traceback.
@@ -68,6 +69,29 @@ def _say(verb: str, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lasercc import interrupts
+
+    previous = interrupts.install()  # Ctrl-C that native code swallows still ends the run (lasercc.interrupts)
+    try:
+        code = _main(argv)
+        if interrupts.received() and code == 0:  # a swallowed Ctrl-C the verb ran past: still an interruption
+            return _interrupted()
+        return code
+    finally:
+        interrupts.restore(previous)
+
+
+def _interrupted() -> int:
+    try:
+        print("lasercc: interrupted", file=sys.stderr)
+    except (OSError, ValueError):  # pragma: no cover
+        pass
+    return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
+    from lasercc import interrupts
+
     verb = "?"
     try:
         from lasercc.errors import LasercError, VerifyError, translate
@@ -82,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         except (KeyboardInterrupt, BrokenPipeError):
             raise
         except Exception as e:  # noqa: BLE001 - the CLI's one boundary (see the module docstring)
+            if interrupts.received():  # what a Ctrl-C became inside native code (e.g. an ImportError)
+                raise KeyboardInterrupt from None
             if os.environ.get("LASERCC_DEBUG"):
                 raise
             err = e if isinstance(e, LasercError) else translate(e)
@@ -96,14 +122,14 @@ def main(argv: list[str] | None = None) -> int:
             _say(verb, f"error: {msg}")
             return EXIT_ERROR
     except KeyboardInterrupt:
-        try:
-            print("lasercc: interrupted", file=sys.stderr)
-        except (OSError, ValueError):  # pragma: no cover
-            pass
-        return EXIT_INTERRUPTED
+        return _interrupted()
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_PIPE
+    except Exception:
+        if interrupts.received():  # an import that a Ctrl-C broke (building the parser imports every verb)
+            return _interrupted()
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

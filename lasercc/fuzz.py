@@ -223,12 +223,32 @@ def compile_target(data: bytes, scratch: Path) -> None:
 
 
 def npz_target(data: bytes, scratch: Path) -> None:
-    """The ``.npz`` reader (inputs, calibration, weights)."""
+    """The ``.npz`` readers: whole arrays (inputs, calibration, weights) and row blocks (``simulate``'s input)."""
+    from lasercc.errors import InputError
     from lasercc.ir.artifact import read_npz_arrays
+    from lasercc.ir.data import NpzRows
 
     p = scratch / "x.npz"
     p.write_bytes(data)
-    read_npz_arrays(p)
+    try:
+        whole = read_npz_arrays(p)
+    except InputError:
+        whole = None
+    try:
+        rows = NpzRows(p)
+        got: dict[str, list[np.ndarray]] = {k: [] for k in rows.members}
+        for block in rows.blocks(3):
+            for k, v in block.items():
+                got[k].append(v)
+    except InputError as e:
+        if whole is not None:
+            raise AssertionError(f"read_npz reads the file, NpzRows refuses it: {e}") from None
+        raise
+    if whole is not None:  # what both readers accept, they must read alike
+        for k, parts in got.items():
+            arr = parts[0] if not rows.members[k].shape else np.concatenate(parts)
+            if not np.array_equal(arr, whole[k], equal_nan=arr.dtype.kind in "fc"):
+                raise AssertionError(f"NpzRows and read_npz disagree on member {k!r}")
 
 
 def lir_target(text: bytes, weights: dict[str, np.ndarray]) -> None:

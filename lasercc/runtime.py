@@ -9,15 +9,18 @@ backend, so the same bad input gives the same one-line error everywhere.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from lasercc import interrupts
 from lasercc.backends import get_executor
+from lasercc.backends.saturation import SATURATION_WARN, SaturationCounter, attach  # noqa: F401 - re-exported
 from lasercc.backends.stats import NodeStats, summarize
 from lasercc.errors import InputError, boundary
+from lasercc.ir.data import NpzRows
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import Input
 from lasercc.ir.types import CodeType, TensorType
@@ -36,9 +39,17 @@ class RunResult:
 
 def _validate(graph: Graph, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
     """Check names, dtypes and shapes; return converted arrays and the number of chunks."""
+    n_chunks = validate_shapes(graph, {k: (np.shape(v), np.asarray(v).dtype) for k, v in inputs.items()})
+    return {n.name: _convert(n.name, n, np.asarray(inputs[n.name])) for n in graph.inputs}, n_chunks
+
+
+def validate_shapes(graph: Graph, shapes: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> int:
+    """Check input names, dtype kinds and shapes from ``(shape, dtype)`` alone (no data: an
+    :class:`~lasercc.ir.data.NpzRows` source is checked before its first row is read); return the number
+    of chunks (batches of the graph's batch size)."""
     want = {n.name: n for n in graph.inputs}
-    extra = sorted(set(inputs) - set(want))
-    missing = sorted(set(want) - set(inputs))
+    extra = sorted(set(shapes) - set(want))
+    missing = sorted(set(want) - set(shapes))
     if missing or extra:
         parts = []
         if missing:
@@ -47,29 +58,56 @@ def _validate(graph: Graph, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np
             parts.append(f"unexpected {', '.join(extra)}")
         raise InputError(f"input names do not match the graph ({'; '.join(parts)}); the graph takes: "
                          + ", ".join(f"{n} {list(t.type.shape)}" for n, t in want.items()))
-    out: dict[str, np.ndarray] = {}
     chunks: int | None = None
     for name, node in want.items():
-        arr = np.asarray(inputs[name])
-        out[name] = arr = _convert(name, node, arr)
+        got, dtype = tuple(shapes[name][0]), np.dtype(shapes[name][1])
+        _convert(name, node, np.empty((0,), dtype))  # the dtype kind, before any data
         shape = tuple(node.type.shape)
         if not shape:
-            if arr.shape != ():
-                raise InputError(f"input {name!r}: expected a scalar, got shape {list(arr.shape)}")
+            if got != ():
+                raise InputError(f"input {name!r}: expected a scalar, got shape {list(got)}")
             n_chunks = 1
         else:
             b = shape[0]
-            if arr.ndim != len(shape) or tuple(arr.shape[1:]) != shape[1:] or b == 0 or arr.shape[0] % b:
+            if len(got) != len(shape) or got[1:] != shape[1:] or b == 0 or got[0] % b:
                 raise InputError(f"input {name!r}: expected shape [n*{b}, {', '.join(map(str, shape[1:]))}] "
                                  f"(rows stacked on axis 0 in multiples of the batch size {b}), "
-                                 f"got {list(arr.shape)}")
-            n_chunks = arr.shape[0] // b
+                                 f"got {list(got)}")
+            n_chunks = got[0] // b
             if n_chunks == 0:
-                raise InputError(f"input {name!r} has no rows (shape {list(arr.shape)}); give at least {b} row(s)")
+                raise InputError(f"input {name!r} has no rows (shape {list(got)}); give at least {b} row(s)")
         if chunks is not None and n_chunks != chunks:
             raise InputError("all inputs must hold the same number of batches of rows")
         chunks = n_chunks
-    return out, chunks or 1
+    return chunks or 1
+
+
+def _blocks(graph: Graph, inputs: Mapping[str, np.ndarray] | NpzRows
+            ) -> tuple[int, Iterator[tuple[int, dict[str, np.ndarray]]]]:
+    """The number of chunks and an iterator of ``(chunks in block, converted feeds)`` blocks of at most
+    :data:`STACK_CHUNKS` chunks each: slices of in-memory arrays (validated and converted whole, first),
+    or row blocks read from an :class:`NpzRows` source (shapes checked first, values block by block)."""
+    rows = {n.name: (n.type.shape[0] if n.type.shape else 1) for n in graph.inputs}
+    if isinstance(inputs, NpzRows):
+        n_chunks = validate_shapes(graph, inputs.shapes())
+        nodes = {n.name: n for n in graph.inputs}
+
+        def read() -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+            left = n_chunks
+            for block in inputs.blocks({k: r * STACK_CHUNKS for k, r in rows.items()}, keys=list(rows)):
+                k = min(STACK_CHUNKS, left)
+                left -= k
+                yield k, {name: _convert(name, nodes[name], v) for name, v in block.items()}
+
+        return n_chunks, read()
+    feeds, n_chunks = _validate(graph, dict(inputs))
+
+    def sliced() -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        for c0 in range(0, n_chunks, STACK_CHUNKS):
+            c1 = min(c0 + STACK_CHUNKS, n_chunks)
+            yield c1 - c0, {k: (v[c0 * rows[k]:c1 * rows[k]] if v.ndim else v) for k, v in feeds.items()}
+
+    return n_chunks, sliced()
 
 
 def _convert(name: str, node: Input, arr: np.ndarray) -> np.ndarray:
@@ -92,83 +130,6 @@ def _convert(name: str, node: Input, arr: np.ndarray) -> np.ndarray:
 # At most this many batches go through the stacked NumPy codes executor at once (bounds memory).
 STACK_CHUNKS = 64
 
-# ``simulate`` warns when a node saturates more than this fraction of its codes.
-SATURATION_WARN = 0.05
-
-
-class SaturationCounter:
-    """Codes forced to the edge of their range, counted per node while a run goes (the executor's
-    ``observe`` hook; nothing is recomputed).
-
-    * ``bse_encode`` of a real graph input: **clipped** -- exact: ``rint(x / scale) + zero_point`` (in the
-      precision :func:`~lasercc.semantics.quant.quantize` uses) outside ``[0, 2^N - 1]``. Inputs beyond the
-      calibration range (ten times larger inputs clipped 67% of the codes) used to pass unreported.
-    * ``soma`` / ``decode_mac`` (linear requantization): **at_limit** -- codes equal to a range limit that
-      is not the zero point. The pre-clip value is not kept, so a code exactly at the limit counts too; a
-      node with many is one whose accumulator left the range calibration saw.
-
-    Nonlinear nodes (ASNC: sigmoid, exp ...) reach their limits legitimately and are not counted.
-    """
-
-    LINEAR = ("soma", "decode_mac")
-
-    def __init__(self, to_numpy: Any = np.asarray) -> None:
-        self.to_numpy = to_numpy
-        self.counts: dict[str, list] = {}  # node -> [op, kind, count, total]
-
-    def observe(self, node: Any, inputs: list[Any], output: Any) -> None:
-        t = node.type
-        if not isinstance(t, CodeType):
-            return
-        if node.op == "bse_encode" and inputs:
-            x = inputs[0]
-            x = np.asarray(x.detach().cpu()) if hasattr(x, "detach") else np.asarray(x)
-            if x.dtype.kind != "f":
-                return
-            ft = np.float32 if t.bits <= 16 else np.float64
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                q = np.rint(x.astype(ft) / self._param(t, t.scale_array().astype(ft))) + \
-                    self._param(t, t.zero_point_array())
-            n = int(np.count_nonzero((q < 0) | (q > t.hi)))
-            self._add(node, "clipped", n, q.size)
-        elif node.op in self.LINEAR:
-            c = self.to_numpy(output)
-            zp = self._param(t, t.zero_point_array())
-            n = int(np.count_nonzero(((c == t.hi) & (zp != t.hi)) | ((c == 0) & (zp != 0))))
-            self._add(node, "at_limit", n, c.size)
-
-    @staticmethod
-    def _param(t: CodeType, arr: np.ndarray) -> np.ndarray:
-        """Per-axis parameters shaped from the trailing axes (values may carry a leading chunk axis)."""
-        if t.axis is None:
-            return np.asarray(arr).reshape(())
-        k = len(t.shape) - t.axis
-        return np.asarray(arr).reshape((-1,) + (1,) * (k - 1))
-
-    def _add(self, node: Any, kind: str, n: int, total: int) -> None:
-        rec = self.counts.setdefault(node.name, [node.op, kind, 0, 0])
-        rec[2] += n
-        rec[3] += total
-
-    def summary(self) -> dict[str, dict[str, Any]]:
-        """Nodes with at least one saturated code: op, kind, count, total, fraction (largest first)."""
-        out = {k: {"op": op, "kind": kind, "count": n, "total": tot, "fraction": n / tot if tot else 0.0}
-               for k, (op, kind, n, tot) in self.counts.items() if n}
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]["fraction"]))
-
-
-def _attach(ex: Any, sat: SaturationCounter) -> None:
-    """Chain ``sat`` after the executor's own ``observe`` (statistics) on this instance."""
-    orig = ex.observe
-    sat.to_numpy = ex.to_numpy_codes
-
-    def observe(node: Any, inputs: list[Any], output: Any) -> None:
-        orig(node, inputs, output)
-        sat.observe(node, inputs, output)
-
-    ex.observe = observe
-
-
 def _stackable(graph: Graph, backend: str, mode: str, executor: Any, n_chunks: int) -> bool:
     """Whether the NumPy codes mode may run its batches as chunk-stacked walks (:class:`NumpyCodesF32`):
     the default executor and no scalar input or output (they have no batch axis). One chunk qualifies
@@ -177,15 +138,9 @@ def _stackable(graph: Graph, backend: str, mode: str, executor: Any, n_chunks: i
             and all(n.type.shape for n in graph.inputs) and all(graph.type_of(o).shape for o in graph.outputs))
 
 
-def _run_stacked(graph: Graph, feeds: dict[str, np.ndarray], n_chunks: int, collect_stats: bool,
-                 emit: Callable[[dict[str, np.ndarray]], None], per_node: dict[str, NodeStats],
-                 sat: SaturationCounter | None = None) -> None:
+def _run_stacked(graph: Graph, ex: Any, feeds: dict[str, np.ndarray], n_chunks: int,
+                 emit: Callable[[dict[str, np.ndarray]], None], per_node: dict[str, NodeStats]) -> None:
     """Batches ``STACK_CHUNKS`` at a time, each as one walk with a leading chunk axis (same codes, same stats)."""
-    from lasercc.backends.numpy_f32 import NumpyCodesF32
-
-    ex = NumpyCodesF32(collect_stats)
-    if sat is not None:
-        _attach(ex, sat)
     for c0 in range(0, n_chunks, STACK_CHUNKS):
         c1 = min(c0 + STACK_CHUNKS, n_chunks)
         block = {}
@@ -195,11 +150,15 @@ def _run_stacked(graph: Graph, feeds: dict[str, np.ndarray], n_chunks: int, coll
         res = ex.run(graph, block)
         emit({o: res.codes[o].reshape((res.codes[o].shape[0] * res.codes[o].shape[1],) + res.codes[o].shape[2:])
               for o in graph.outputs})  # not -1: zero-size outputs
-        for k, s in res.node_stats.items():
-            if k in per_node:
-                per_node[k].add(s)
-            else:
-                per_node[k] = s
+        _merge(per_node, res.node_stats)
+
+
+def _merge(per_node: dict[str, NodeStats], stats: dict[str, NodeStats]) -> None:
+    for k, s in stats.items():
+        if k in per_node:
+            per_node[k].add(s)
+        else:
+            per_node[k] = s
 
 
 def _dequantize(graph: Graph, name: str, codes: np.ndarray) -> np.ndarray:
@@ -208,7 +167,7 @@ def _dequantize(graph: Graph, name: str, codes: np.ndarray) -> np.ndarray:
 
 
 @boundary
-def run_graph(graph: Graph, inputs: dict[str, np.ndarray], backend: str = "numpy", mode: str = "codes",
+def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray] | NpzRows, backend: str = "numpy", mode: str = "codes",
               device: str = "cpu", collect_stats: bool = True, executor: Any = None,
               sink: Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], None] | None = None) -> RunResult:
     """Run ``graph`` on ``inputs`` (validated and chunked by batch) and dequantize the outputs.
@@ -217,13 +176,16 @@ def run_graph(graph: Graph, inputs: dict[str, np.ndarray], backend: str = "numpy
     executor :class:`lasercc.backends.numpy_f32.NumpyCodesF32` (identical codes and statistics, far less
     Python overhead per row); other backends and modes walk once per batch.
 
+    ``inputs``: arrays by name, or an :class:`~lasercc.ir.data.NpzRows` source, read
+    :data:`STACK_CHUNKS` batches at a time (with a ``sink``, memory is then flat in the number of rows).
+
     ``sink(codes, values)``: called with each block of output rows (in order) instead of collecting them;
     the result then has empty ``codes``/``values``. Why: ``simulate -o`` of 100k rows held every output
     row in memory twice (codes and values) before writing; a sink writes them as they come.
     """
     if backend == "numpy" and device != "cpu":
         raise InputError(f"device={device!r} needs backend='torch': the numpy backend runs on the CPU only")
-    feeds, n_chunks = _validate(graph, inputs)
+    n_chunks, blocks = _blocks(graph, inputs)
     t0 = time.perf_counter()
     parts: dict[str, list[np.ndarray]] = {o: [] for o in graph.outputs}
 
@@ -236,24 +198,29 @@ def run_graph(graph: Graph, inputs: dict[str, np.ndarray], backend: str = "numpy
 
     per_node: dict[str, NodeStats] = {}
     stacked = _stackable(graph, backend, mode, executor, n_chunks)
-    sat = SaturationCounter() if collect_stats else None
     if stacked:
-        _run_stacked(graph, feeds, n_chunks, collect_stats, emit, per_node, sat)
-    ex = None if stacked else (executor or get_executor(backend, mode, device, collect_stats))
-    if ex is not None and sat is not None:
-        _attach(ex, sat)
-    for c in range(0 if stacked else n_chunks):
-        chunk = {}
-        for k, v in feeds.items():
-            b = graph.node(k).type.shape[0] if graph.node(k).type.shape else 1
-            chunk[k] = v[c * b:(c + 1) * b] if v.ndim else v
-        res = ex.run(graph, chunk)  # type: ignore[union-attr]
-        emit({o: res.codes[o] for o in graph.outputs})
-        for k, s in res.node_stats.items():
-            if k in per_node:
-                per_node[k].add(s)
-            else:
-                per_node[k] = s
+        from lasercc.backends.numpy_f32 import NumpyCodesF32
+
+        ex = NumpyCodesF32(collect_stats)
+    else:
+        ex = executor or get_executor(backend, mode, device, collect_stats)
+    sat = SaturationCounter(graph=graph) if collect_stats else None
+    if sat is not None:
+        attach(ex, sat)
+    for nc, feeds in blocks:
+        interrupts.check()  # a Ctrl-C that native code swallowed stops the run here (lasercc.interrupts)
+        if stacked:
+            _run_stacked(graph, ex, feeds, nc, emit, per_node)
+            continue
+        for c in range(nc):
+            chunk = {}
+            for k, v in feeds.items():
+                b = graph.node(k).type.shape[0] if graph.node(k).type.shape else 1
+                chunk[k] = v[c * b:(c + 1) * b] if v.ndim else v
+            interrupts.check()
+            res = ex.run(graph, chunk)
+            emit({o: res.codes[o] for o in graph.outputs})
+            _merge(per_node, res.node_stats)
     seconds = time.perf_counter() - t0
     codes = {} if sink is not None else \
         {o: (np.concatenate(p, axis=0) if p[0].ndim else p[0]) for o, p in parts.items()}

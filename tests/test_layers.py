@@ -20,7 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "lasercc"
-LAYER = {"errors": 0, "limits": 0, "semantics": 0, "ir": 1, "io": 1, "analysis": 1, "asnc": 2, "hw": 2, "backends": 3,
+LAYER = {"errors": 0, "limits": 0, "interrupts": 0, "semantics": 0, "ir": 1, "io": 1, "analysis": 1, "asnc": 2,
+         "hw": 2, "backends": 3,
          "passes": 4, "frontends": 5, "compiler": 6, "runtime": 6, "testing": 6, "onnx_conformance": 6, "fuzz": 6,
          "distributed": 6, "evaluate": 6, "commands": 7, "cli": 8, "__main__": 9}
 

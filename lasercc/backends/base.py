@@ -51,6 +51,10 @@ class Executor:
 
     name: ClassVar[str] = "base"
     _table: ClassVar[dict[type[Node], str]] = {}
+    # Called as ``acc_observer(node, acc)`` with the accumulator of a Soma, DecodeMAC or fused SomaASNC before
+    # it is requantized (or read by the table): exact run-time saturation counts need the pre-clip value,
+    # which no statistic otherwise keeps. ``acc`` holds exact integers (int64, or integer-valued float).
+    acc_observer: Callable[[Node, Any], None] | None = None
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)

@@ -227,6 +227,8 @@ class NumpyCodesF32(NumpyCodesStacked):
         if bias is not None:  # the bias broadcasts against one sample (the verifier checks it)
             b = bias[ft]
             acc = np.add(acc, b, out=acc) if acc.shape[1:] == shape else acc + b
+        if self.acc_observer is not None:
+            self.acc_observer(node, acc)
         return requantize_exact_f32(acc, scale, zp, bits, as_float32=True)
 
     @impl(SomaASNC)
@@ -271,6 +273,8 @@ class NumpyCodesF32(NumpyCodesStacked):
             acc = np.matmul(da, db) if ft is np.float32 else np.matmul(da.astype(ft), db.astype(ft))
         else:
             acc = np.multiply(da, db, dtype=ft)
+        if self.acc_observer is not None:
+            self.acc_observer(node, acc)
         return requantize_exact_f32(acc, scale, zp, bits, as_float32=True)
 
     # ---- ASNC

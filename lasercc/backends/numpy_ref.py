@@ -207,6 +207,8 @@ class _NumpyBase(Executor):
     # ---- requantization helpers shared by both modes
     def requant_soma(self, node: Soma, acc: np.ndarray) -> np.ndarray:
         out: CodeType = node.type  # type: ignore[assignment]
+        if self.acc_observer is not None:
+            self.acc_observer(node, acc)
         return requantize(acc, node.scale_in, np.asarray(node.scale_w, dtype=np.float32), out.scale_array(),
                           out.zero_point_array(), out.bits, node.requant)
 
@@ -221,13 +223,19 @@ class _NumpyBase(Executor):
             if _absmax(da) * _absmax(db) * k < _F32_EXACT:
                 fa, fb = da.astype(np.float32), db.astype(np.float32)
                 facc = np.matmul(fa, fb) if node.form == "matmul" else fa * fb
+                if self.acc_observer is not None:
+                    self.acc_observer(node, facc)
                 scale = requantize_scale(ta.scale[0], tb.scale[0], out.scale_array())  # type: ignore[union-attr]
                 return requantize_exact_f32(facc, scale, out.zero_point_array(), out.bits)
         acc = exact_int_batched_matmul(da, db) if node.form == "matmul" else da * db
+        if self.acc_observer is not None:
+            self.acc_observer(node, acc)
         return requantize(acc, ta.scale[0], tb.scale[0], out.scale_array(), out.zero_point_array(),  # type: ignore[union-attr]
                           out.bits, node.requant)
 
     def asnc_codes(self, node: ASNCSegment | SomaASNC, x: np.ndarray, segment: np.ndarray | None = None) -> np.ndarray:
+        if self.acc_observer is not None and isinstance(node, SomaASNC):
+            self.acc_observer(node, x)
         return asnc_evaluate(x, self.const(node.thresholds), self.const(node.slopes), self.const(node.intercepts),
                              node.shift, node.type.bits, segment=segment)  # type: ignore[union-attr]
 
@@ -390,6 +398,8 @@ class NumpyCodes(_NumpyBase):
             acc = term if acc is None else _add_into(acc, term)
         if bias is not None:
             acc = _add_into(acc, bias)
+        if self.acc_observer is not None:
+            self.acc_observer(node, acc)
         return requantize_exact_f32(acc, scale, zp, bits)
 
     def _elementwise_operand(self, x: np.ndarray, node: Soma) -> np.ndarray:

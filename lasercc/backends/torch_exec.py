@@ -213,6 +213,8 @@ class _TorchBase(Executor):
     # ---- arithmetic shared by both modes (all of it in semantics/) ----------------------------
     def requant_soma(self, node: Soma, acc: torch.Tensor) -> torch.Tensor:
         out: CodeType = node.type  # type: ignore[assignment]
+        if self.acc_observer is not None:
+            self.acc_observer(node, acc)
         return requantize(acc, node.scale_in, np.asarray(node.scale_w, dtype=np.float32), out.scale_array(),
                           out.zero_point_array(), out.bits, node.requant)
 
@@ -236,6 +238,8 @@ class _TorchBase(Executor):
 
     def soma_asnc_codes(self, node: SomaASNC, acc: torch.Tensor) -> torch.Tensor:
         """Fused requant->ASNC: the segment table reads the accumulator directly."""
+        if self.acc_observer is not None:
+            self.acc_observer(node, acc)
         return asnc_evaluate(acc, self.const(node.thresholds), self.const(node.slopes), self.const(node.intercepts),
                              node.shift, node.type.bits)  # type: ignore[union-attr]
 
@@ -245,6 +249,8 @@ class _TorchBase(Executor):
         da = a - int(ta.zero_point[0])  # type: ignore[union-attr]
         db = b - int(tb.zero_point[0])  # type: ignore[union-attr]
         acc = self.dyn_matmul(node, da, db) if node.form == "matmul" else da * db
+        if self.acc_observer is not None:
+            self.acc_observer(node, acc)
         return requantize(acc, ta.scale[0], tb.scale[0], out.scale_array(), out.zero_point_array(),  # type: ignore[union-attr]
                           out.bits, node.requant)
 

@@ -82,9 +82,11 @@ def run(args: argparse.Namespace) -> int:
 
     _check_options(args)
     art = load(args.artifact)
-    inputs = read_npz(args.input)
     if _streamable(args, art.graph):
-        return _run_streaming(args, art, inputs)
+        from lasercc.ir.data import NpzRows
+
+        return _run_streaming(args, art, NpzRows(args.input))
+    inputs = read_npz(args.input)
     if args.backend == "lava":
         from lasercc.backends.lava_runner import run_lava  # noqa: PLC0415 - optional, Python 3.10 env
 
@@ -158,10 +160,10 @@ def _print_stats(args: argparse.Namespace, res) -> None:  # noqa: ANN001
             print(table(rows, ["saturated node", "op", "kind", "codes", "of", "fraction"])
                   + (f"\n... and {len(sat) - 10} more node(s) (--json lists all)" if len(sat) > 10 else ""))
         else:
-            print("saturation: no code clipped at an encoder, no linear node at its range limits")
+            print("saturation: no code clipped (encoders, Soma, DecodeMAC) or clamped (ASNC tables)")
 
 
-def _execute(args: argparse.Namespace, graph, inputs: dict, sink=None, commit=None):  # noqa: ANN001, ANN202
+def _execute(args: argparse.Namespace, graph, inputs, sink=None, commit=None):  # noqa: ANN001, ANN202
     """One process (``lasercc.runtime.run_graph``) or, with --workers, Ray (``lasercc.distributed``)."""
     if args.workers is None:
         from lasercc.runtime import run_graph
@@ -203,9 +205,11 @@ class _Progress:
 
 
 def _streamable(args: argparse.Namespace, graph) -> bool:  # noqa: ANN001
-    """``-o`` without --compare-onnx on numpy/torch, every output with a batch axis: outputs go to the file
-    block by block (memory flat in the number of rows), summaries are accumulated on the way."""
-    return (args.output is not None and not args.compare_onnx and args.backend in ("numpy", "torch")
+    """numpy/torch without --compare-onnx, every input and output with a batch axis: input rows are read from
+    the .npz block by block (:class:`lasercc.ir.data.NpzRows`), outputs go to the ``-o`` file block by block,
+    and the printed summaries are accumulated on the way, so memory is flat in the number of rows.
+    (--compare-onnx needs every output at once; the Lava runner takes the inputs whole.)"""
+    return (not args.compare_onnx and args.backend in ("numpy", "torch")
             and all(graph.type_of(o).shape for o in graph.outputs) and all(n.type.shape for n in graph.inputs))
 
 
@@ -232,38 +236,45 @@ class _Summary:
                 "codes_head": [] if self.codes_head is None else self.codes_head.tolist()}
 
 
-def _run_streaming(args: argparse.Namespace, art, inputs: dict) -> int:  # noqa: ANN001
-    from lasercc.runtime import _validate
+def _run_streaming(args: argparse.Namespace, art, inputs) -> int:  # noqa: ANN001
+    from lasercc.runtime import validate_shapes
 
     g = art.graph
-    _, n_chunks = _validate(g, inputs)
-    out = Path(args.output)
-    if out.suffix != ".npz":
-        out = out.with_name(out.name + ".npz")
+    n_chunks = validate_shapes(g, inputs.shapes())
+    if args.workers is not None:  # Ray ships each shard's rows to a worker: the driver reads the input whole
+        inputs = read_npz(args.input)
     shapes = {o: (n_chunks * g.type_of(o).shape[0], *g.type_of(o).shape[1:]) for o in g.outputs}
     members = {}
     for o in g.outputs:
         members[o] = (np.dtype(np.float32), shapes[o])
         members[f"{o}.codes"] = (np.dtype(np.int64), shapes[o])
-    writer = NpzStreamWriter(out, members)
+    out = writer = None
+    if args.output is not None:
+        out = Path(args.output)
+        if out.suffix != ".npz":
+            out = out.with_name(out.name + ".npz")
+        writer = NpzStreamWriter(out, members)
     summ = {o: _Summary() for o in g.outputs}
 
     def sink(codes: dict, values: dict) -> None:
         for o in g.outputs:
-            writer.write(o, values[o])
-            writer.write(f"{o}.codes", codes[o])
+            if writer is not None:
+                writer.write(o, values[o])
+                writer.write(f"{o}.codes", codes[o])
             summ[o].add(values[o], codes[o])
 
     try:
-        res = _execute(args, g, inputs, sink=sink, commit=writer.close)
+        res = _execute(args, g, inputs, sink=sink, commit=writer.close if writer is not None else None)
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         raise
     _warn_saturation(res.stats.get("saturation") or {}, args.saturation_warn)
     outs = {o: summ[o].as_dict(list(shapes[o])) for o in g.outputs}
     if args.json:
+        extra = {} if out is None else {"output_file": str(out)}
         json.dump({"outputs": outs, "stats": {k: v for k, v in res.stats.items() if k != "nodes"},
-                   "seconds": res.seconds, "output_file": str(out)}, sys.stdout, indent=2, default=_jsonable)
+                   "seconds": res.seconds, **extra}, sys.stdout, indent=2, default=_jsonable)
         print()
         return 0
     print(table([[o, "x".join(map(str, d["shape"])), d["min"], d["max"], d["mean"]] for o, d in outs.items()],
@@ -271,7 +282,8 @@ def _run_streaming(args: argparse.Namespace, art, inputs: dict) -> int:  # noqa:
     for o in g.outputs:
         print(f"{o}[:8] = {np.array2string(summ[o].head, precision=4, separator=', ')}")
     _print_stats(args, res)
-    print(f"wrote {out} ({', '.join(members)})")
+    if out is not None:
+        print(f"wrote {out} ({', '.join(members)})")
     return 0
 
 

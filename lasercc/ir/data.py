@@ -4,16 +4,20 @@ Why here, in ``ir``: reading a user's input file and making up inputs for a grap
 graph's input types, yet backends (the profiler, the Lava runner) need them as much as the CLI verbs
 and the tests do. Kept in the CLI helpers (``commands.common``) and the test helpers
 (``lasercc.testing``) they pulled backends up the layers; here every layer can use them.
-``lasercc.testing.random_inputs`` re-exports :func:`random_inputs`. ``commands.common.read_npz`` is
-still a copy of :func:`read_npz` (that file belongs to the CLI work; it should become a re-export).
+``lasercc.testing.random_inputs`` re-exports :func:`random_inputs`. :func:`read_npz` reads every array
+whole; :class:`NpzRows` streams row blocks of them (``simulate``'s input, memory flat in the row count).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -34,6 +38,26 @@ def max_array_bytes() -> int:
 def read_npz(path: str | os.PathLike, what: str = "input file") -> dict[str, np.ndarray]:
     """All arrays of an ``.npz`` (pickles refused, headers size-checked before allocation); every
     failure is an :class:`~lasercc.errors.InputError` naming the file."""
+    p = _check_npz_path(path, what)
+    limit = max_array_bytes()
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            out = {}
+            for k in z.files:
+                _check_member(p, z, k, limit)
+                out[k] = z[k]
+            return out
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError(f"{p}: not enough memory to read it") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, KeyError, TypeError,
+            NotImplementedError, RuntimeError) as e:
+        raise InputError(f"{p}: cannot read as .npz ({type(e).__name__}: {e})") from None
+
+
+def _check_npz_path(path: str | os.PathLike, what: str) -> Path:
+    """The path of an existing ``.npz`` file (a zip archive), or an :class:`InputError` saying what it is."""
     if not str(path).strip():
         raise InputError(f"the {what} name is empty")
     p = Path(path)
@@ -51,21 +75,7 @@ def read_npz(path: str | os.PathLike, what: str = "input file") -> dict[str, np.
                          "save with np.savez(path, name=array)")
     if not magic.startswith(b"PK"):
         raise InputError(f"{p}: cannot read as .npz (not a zip archive; save with np.savez(path, name=array))")
-    limit = max_array_bytes()
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            out = {}
-            for k in z.files:
-                _check_member(p, z, k, limit)
-                out[k] = z[k]
-            return out
-    except InputError:
-        raise
-    except MemoryError:
-        raise InputError(f"{p}: not enough memory to read it") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, KeyError, TypeError,
-            NotImplementedError, RuntimeError) as e:
-        raise InputError(f"{p}: cannot read as .npz ({type(e).__name__}: {e})") from None
+    return p
 
 
 def _check_member(p: Path, z: Any, key: str, limit: int) -> None:
@@ -86,6 +96,154 @@ def _check_member(p: Path, z: Any, key: str, limit: int) -> None:
     if n > limit:
         raise InputError(f"{p}: member {key!r} declares shape {list(shape)} of {dtype} ({n:,} bytes), over the "
                          f"limit of {limit:,} bytes; raise LASERCC_MAX_ARRAY_BYTES if this is intended")
+
+
+@dataclass(frozen=True)
+class NpzMember:
+    """One array of an ``.npz`` as its ``.npy`` header declares it (nothing of its data read)."""
+
+    key: str  # the name np.load gives it (the zip member name without ``.npy``)
+    member: str  # the zip member name
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+    data_offset: int  # bytes of magic + header before the data, inside the (uncompressed) member
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one row (one index of axis 0); a 0-d array is one "row"."""
+        n = self.dtype.itemsize
+        for s in self.shape[1:]:
+            n *= int(s)
+        return n
+
+    @property
+    def rows(self) -> int:
+        return int(self.shape[0]) if self.shape else 1
+
+
+class NpzRows:
+    """Row blocks of the arrays of an ``.npz``, read through :mod:`zipfile` without loading any array whole.
+
+    Why: ``np.load(..., mmap_mode=...)`` does not map members of a zip archive, so ``simulate --input`` of
+    100k rows held the whole input in memory before the first row ran. Here each member's ``.npy`` header is
+    read first (the same checks as :func:`read_npz`: pickles refused, declared sizes against the archive's
+    own sizes), then :meth:`blocks` streams fixed-size row blocks of every member in step, decompressing
+    ``np.savez_compressed`` members on the way. Memory is one block per member, whatever the row count.
+
+    A Fortran-ordered member of rank >= 2 has no contiguous rows: it is read whole. 0-d members are read
+    whole (one value). Declared sizes are checked against :func:`max_array_bytes` as :func:`read_npz` does.
+    Every failure is an :class:`~lasercc.errors.InputError` naming the file.
+    """
+
+    def __init__(self, path: str | os.PathLike, what: str = "input file") -> None:
+        self.path = _check_npz_path(path, what)
+        self.what = what
+        try:
+            with zipfile.ZipFile(self.path) as z:
+                self.members = {m.key: m for m in (self._header(z, info) for info in z.infolist())}
+        except InputError:
+            raise
+        except MemoryError:
+            raise InputError(f"{self.path}: not enough memory to read it") from None
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, KeyError, TypeError,
+                NotImplementedError, RuntimeError) as e:
+            raise InputError(f"{self.path}: cannot read as .npz ({type(e).__name__}: {e})") from None
+
+    def _header(self, z: zipfile.ZipFile, info: zipfile.ZipInfo) -> NpzMember:
+        from numpy.lib import format as npformat
+
+        key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        with z.open(info) as f:
+            version = npformat.read_magic(f)
+            reader = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, fortran, dtype = reader(f)
+            offset = f.tell()
+        if dtype.hasobject:
+            raise InputError(f"{self.path}: member {key!r} holds Python objects (pickles are refused)")
+        m = NpzMember(key, info.filename, tuple(int(s) for s in shape), dtype, bool(fortran), offset)
+        declared = m.row_bytes * m.rows if m.shape else dtype.itemsize
+        limit = max_array_bytes()  # the same limit as read_npz, though only one block is ever held
+        if declared > limit:
+            raise InputError(f"{self.path}: member {key!r} declares shape {list(m.shape)} of {dtype} "
+                             f"({declared:,} bytes), over the limit of {limit:,} bytes; raise "
+                             "LASERCC_MAX_ARRAY_BYTES if this is intended")
+        if offset + declared != info.file_size:
+            raise InputError(f"{self.path}: member {key!r} declares shape {list(m.shape)} of {dtype} "
+                             f"({declared:,} bytes) but holds {info.file_size - offset:,}; the file is truncated "
+                             "or not written by NumPy")
+        return m
+
+    def shapes(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Declared ``(shape, dtype)`` of every array, by name."""
+        return {k: (m.shape, m.dtype) for k, m in self.members.items()}
+
+    def blocks(self, rows: Mapping[str, int] | int, keys: Iterable[str] | None = None
+               ) -> Iterator[dict[str, np.ndarray]]:
+        """Consecutive row blocks of the named arrays (all by default), in step: block ``i`` of member ``k``
+        holds its rows ``[i*rows[k], (i+1)*rows[k])`` (the last block may be shorter). Members with fewer
+        blocks than others yield empty blocks at the end; 0-d members yield their value every time."""
+        names = list(self.members if keys is None else keys)
+        per = {k: (rows if isinstance(rows, int) else rows[k]) for k in names}
+        if any(r <= 0 for r in per.values()):
+            raise ValueError(f"rows per block must be positive, got {per}")
+        n_blocks = max([-(-self.members[k].rows // per[k]) for k in names if self.members[k].shape] or [1])
+        try:
+            with zipfile.ZipFile(self.path) as z, contextlib.ExitStack() as stack:
+                readers = {k: self._reader(z, stack, self.members[k]) for k in names}
+                for _ in range(n_blocks):
+                    yield {k: readers[k](per[k]) for k in names}
+        except (InputError, GeneratorExit):
+            raise
+        except MemoryError:
+            raise InputError(f"{self.path}: not enough memory to read it") from None
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error, RuntimeError) as e:
+            raise InputError(f"{self.path}: cannot read as .npz ({type(e).__name__}: {e})") from None
+
+    def _reader(self, z: zipfile.ZipFile, stack: contextlib.ExitStack, m: NpzMember):  # noqa: ANN202
+        """A function ``n -> next n rows of m`` over one open member."""
+        f = stack.enter_context(z.open(m.member))
+        f.read(m.data_offset)
+        if not m.shape or (m.fortran_order and len(m.shape) >= 2):
+            whole = self._read_exact(f, m, m.rows * m.row_bytes if m.shape else m.dtype.itemsize)
+            arr = np.frombuffer(whole, m.dtype).reshape(m.shape, order="F" if m.fortran_order else "C")
+            pos = [0]
+
+            def take_whole(n: int) -> np.ndarray:
+                if not m.shape:
+                    return arr
+                out = arr[pos[0]:pos[0] + n]
+                pos[0] += out.shape[0]
+                return out
+
+            return take_whole
+        left = [m.rows]
+
+        def take(n: int) -> np.ndarray:
+            k = min(n, left[0])
+            left[0] -= k
+            data = self._read_exact(f, m, k * m.row_bytes)
+            return np.frombuffer(data, m.dtype).reshape((k,) + m.shape[1:])
+
+        return take
+
+    def _read_exact(self, f: IO[bytes], m: NpzMember, n: int) -> bytes:
+        parts, got = [], 0
+        while got < n:
+            b = f.read(min(n - got, 1 << 24))
+            if not b:
+                raise InputError(f"{self.path}: member {m.key!r} ends early ({got:,} of {n:,} bytes); the file "
+                                 "is truncated")
+            parts.append(b)
+            got += len(b)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def read_npz_blocks(path: str | os.PathLike, rows: Mapping[str, int] | int, what: str = "input file"
+                    ) -> Iterator[dict[str, np.ndarray]]:
+    """Row blocks of every array of an ``.npz``, in step (``NpzRows(path, what).blocks(rows)``); the file's
+    headers are checked before the first block is yielded. See :class:`NpzRows` for the shapes up front."""
+    return NpzRows(path, what).blocks(rows)
 
 
 def random_inputs(graph: Graph, seed: int, rows: int | None = None) -> dict[str, np.ndarray]:

@@ -72,11 +72,14 @@ def asnc_evaluate(
     shift: int,
     out_bits: int,
     segment: Any = None,
+    clip: bool = True,
 ) -> Any:
     """Evaluate an ASNC table on integer inputs, returning int64 output codes.
 
     ``segment`` may be passed when the caller already selected segments (the bit-serial
     comparator of the spiking simulator); it must equal :func:`asnc_segment_index`.
+    ``clip=False`` returns ``(a_i * x + c_i) >> k`` before the clip to the output code range: what
+    run-time saturation counting (:mod:`lasercc.backends.saturation`) compares against that range.
     """
     xp = namespace(x, thresholds, slopes, intercepts)
     xa = xp.asarray(x, np.int64)
@@ -87,10 +90,12 @@ def asnc_evaluate(
         sl = np.asarray(slopes, np.int64)
         # a lookup table (all slopes 0) is just the intercepts: a * x + c == c, skip the product
         y = c if not sl.any() else sl[seg] * xa + c
-        return np.clip(y >> np.int64(shift) if shift else y, lo, hi)
+        y = y >> np.int64(shift) if shift else y
+        return np.clip(y, lo, hi) if clip else y
     a = xp.asarray(slopes, np.int64)[seg]
     c = xp.asarray(intercepts, np.int64)[seg]
-    return xp.clip((a * xa + c) >> int(shift), lo, hi)
+    y = (a * xa + c) >> int(shift)
+    return xp.clip(y, lo, hi) if clip else y
 
 
 def asnc_table(thresholds: Any, slopes: Any, intercepts: Any, shift: int, out_bits: int, in_bits: int) -> np.ndarray:
