@@ -47,6 +47,7 @@ import numpy as np
 
 from lasercc.backends.stats import NodeStats, summarize
 from lasercc.errors import ArtifactError, InputError, LasercError, ResourceError
+from lasercc.ir.data import write_atomic
 from lasercc.ir.graph import Graph
 from lasercc.ir.types import CodeType
 
@@ -260,7 +261,7 @@ class WorkDir:
         else:
             self.clear()
         path.mkdir(parents=True, exist_ok=True)
-        _atomic(path / PLAN_FILE, lambda f: f.write(json.dumps(plan, indent=1, sort_keys=True).encode()))
+        write_atomic(path / PLAN_FILE, lambda f: f.write(json.dumps(plan, indent=1, sort_keys=True).encode()))
 
     def clear(self) -> None:
         if self.path.is_dir():
@@ -285,7 +286,7 @@ class WorkDir:
         arrays = {f"codes/{o}": c for o, c in part["codes"].items()}
         meta = {"nodes": part["nodes"], "saturation": part["saturation"], "batches": part["batches"]}
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        _atomic(self.file(k), lambda f: np.savez(f, **arrays))
+        write_atomic(self.file(k), lambda f: np.savez(f, **arrays))
 
     def read(self, k: int, shard: Shard, graph: Graph) -> dict[str, Any]:
         f = self.file(k)
@@ -310,20 +311,6 @@ class WorkDir:
         self.clear()
         with contextlib.suppress(OSError):
             self.path.rmdir()
-
-
-def _atomic(path: Path, write: Callable[[Any], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # -------------------------------------------------------------------------------------------------- Ray

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
 from lasercc.errors import InputError
+from lasercc.ir.data import write_atomic  # noqa: F401  (re-exported: the CLI verbs import it from here)
 
 
 def read_npz(path: str, what: str = "input file") -> dict[str, np.ndarray]:
@@ -34,24 +33,6 @@ def check_output_file(path: str, option: str = "-o") -> Path:
     if not p.parent.is_dir():
         raise InputError(f"{p}: directory {p.parent} does not exist; create it first or choose another {option}")
     return p
-
-
-def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write a file through a temporary sibling and rename it into place: an interrupted write leaves the
-    previous file (or none), never a truncated one that a later step would read as valid."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def table(rows: list[list[object]], header: list[str]) -> str:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -265,3 +266,20 @@ def random_inputs(graph: Graph, seed: int, rows: int | None = None) -> dict[str,
             span = max([t.scale[0] * 2**t.bits for t in encs] + [1.0])
             out[n.name] = rng.uniform(-span / 1.6, span / 1.6, size=shape).astype(np.float32)
     return out
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write a file through a temporary sibling and rename it into place: an interrupted write leaves the
+    previous file (or none), never a truncated one that a later step would read as valid. One definition for
+    the CLI's output files and the distributed runner's shard checkpoints."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
