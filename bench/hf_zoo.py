@@ -1,15 +1,17 @@
 """Robustness zoo: tiny random Hugging Face transformers of several architectures through lasercc.
 
-Why: lasercc will meet exported graphs nobody on the team has seen. Each architecture family brings
-its own export quirks -- GPT-2's Conv1D linear layers and baked causal-mask buffers, LLaMA's RMSNorm
-(Pow/ReduceMean/Sqrt/Div), RoPE (Sin/Cos tables, rotate_half by Slice/Neg/Concat), grouped-query
-attention (Expand/Reshape of K and V), SwiGLU, causal masks built at run time from shape subgraphs,
-BERT's ``(1 - mask) * finfo.min`` padding mask. This bench builds each family at toy size from a
-config with random weights (``torch.manual_seed``; nothing is downloaded), exports it with the
-TorchScript exporter as real exporters write such graphs (opset 17, dynamic batch/seq axes, eager
-attention), quantizes it with onnxruntime's static QDQ quantizer, compiles both with lasercc
-(NumPy target, input shapes pinned) and compares the NumPy backend with onnxruntime on held-out
-inputs. ``--dynamo`` also exports each model with the dynamo exporter (opset 18; needs ``onnxscript``).
+Why: lasercc will meet exported graphs nobody on the team has seen. Each architecture family brings its own
+export quirks -- GPT-2's Conv1D linear layers and baked causal-mask buffers, LLaMA's RMSNorm
+(Pow/ReduceMean/Sqrt/Div), RoPE (Sin/Cos tables, rotate_half by Slice/Neg/Concat), grouped-query attention
+(Expand/Reshape of K and V), SwiGLU, causal masks built at run time from shape subgraphs, BERT's ``(1 - mask)
+* finfo.min`` padding mask, MPNet's bucketed relative position bias, ALBERT's factorized embedding and shared
+layer, DeBERTa-v3's disentangled attention (log-bucket relative positions, ``GatherElements`` of
+content-to-position and position-to-content scores). This bench builds each family at toy size from a config
+with random weights (``torch.manual_seed``; nothing is downloaded), exports it with the TorchScript exporter
+as real exporters write such graphs (opset 17, dynamic batch/seq axes, eager attention), quantizes it with
+onnxruntime's static QDQ quantizer, compiles both with lasercc (NumPy target, input shapes pinned) and
+compares the NumPy backend with onnxruntime on held-out inputs. ``--dynamo`` also exports each model with the
+dynamo exporter (opset 18; needs ``onnxscript``).
 
 Vision and audio families (ViT, DeiT, Swin, Whisper encoder, wav2vec2, CLIP) are in ``bench/hf_zoo_vision.py``.
 
@@ -188,6 +190,35 @@ def _bloom() -> nn.Module:
                       initializer_range=INIT)
     return BloomForCausalLM(cfg)
 
+
+def _mpnet() -> nn.Module:
+    from transformers import MPNetConfig, MPNetModel
+
+    cfg = MPNetConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      intermediate_size=128, max_position_embeddings=64, relative_attention_num_buckets=32,
+                      pad_token_id=1, attn_implementation=ATTN, initializer_range=INIT)
+    return MPNetModel(cfg, add_pooling_layer=False)
+
+
+def _albert() -> nn.Module:
+    from transformers import AlbertConfig, AlbertModel
+
+    cfg = AlbertConfig(vocab_size=VOCAB, embedding_size=32, hidden_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, intermediate_size=128, max_position_embeddings=64,
+                       hidden_act="gelu_new", attn_implementation=ATTN, initializer_range=INIT)
+    return AlbertModel(cfg, add_pooling_layer=False)
+
+
+def _deberta_v2() -> nn.Module:
+    from transformers import DebertaV2Config, DebertaV2Model
+
+    cfg = DebertaV2Config(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=128, max_position_embeddings=64, relative_attention=True,
+                          position_buckets=8, max_relative_positions=-1, pos_att_type=["p2c", "c2p"],
+                          position_biased_input=False, norm_rel_ebd="layer_norm", share_att_key=True,
+                          type_vocab_size=0, attn_implementation=ATTN, initializer_range=INIT)
+    return DebertaV2Model(cfg)
+
 DECODER_INPUTS = ("input_ids", "attention_mask", "position_ids")  # what optimum exports for LLaMA-style decoders
 ZOO = (
     Spec("gpt2", _gpt2, ("input_ids", "attention_mask"), "logits", "Conv1D (addmm), tanh-GELU, tied embeddings"),
@@ -208,6 +239,12 @@ ZOO = (
          "position ids from input_ids (CumSum of ids != pad)"),
     Spec("opt", _opt, ("input_ids", "attention_mask"), "logits", "learned positions from CumSum(attention_mask)"),
     Spec("bloom", _bloom, ("input_ids", "attention_mask"), "logits", "ALiBi bias from CumSum(attention_mask)"),
+    Spec("mpnet", _mpnet, ("input_ids", "attention_mask"), "last_hidden_state",
+         "T5-style bucketed relative position bias shared by all layers, CumSum position ids"),
+    Spec("albert", _albert, ("input_ids", "attention_mask", "token_type_ids"), "last_hidden_state",
+         "factorized embedding (32 -> 64), one layer's weights shared by both layers, gelu_new"),
+    Spec("deberta_v2", _deberta_v2, ("input_ids", "attention_mask"), "last_hidden_state",
+         "DeBERTa-v3 disentangled attention: c2p/p2c log-bucket relative positions, Gather along keys"),
 )
 
 
