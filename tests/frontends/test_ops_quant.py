@@ -191,6 +191,37 @@ def test_qlinearmatmul_activation_x_activation(dt):
     _check(m, {"a": a, "b": b})
 
 
+@pytest.mark.parametrize("a_shape,b_shape", [((2, 3, 4), (2, 4, 5)), ((3, 4), (2, 4, 5)), ((2, 1, 3, 4), (2, 4, 5)),
+                                             ((1, 3, 4), (1, 4, 5))])
+def test_qlinearmatmul_constant_b_with_batch_axes(a_shape, b_shape):
+    """A constant B [batch, K, N] (what onnxruntime's QOperator quantizer writes for DeBERTa's folded
+    relative-position projections): one exact integer product per batch entry, equal to onnxruntime's.
+    Weights in [-64, 63] (reduce_range, as the quantizer writes them: onnxruntime's u8 x s8 kernels
+    saturate pairwise int16 sums of full-range weights)."""
+    rng = np.random.default_rng(11)
+    a = rng.integers(0, 256, size=a_shape).astype(np.uint8)
+    w = rng.integers(-64, 64, size=b_shape).astype(np.int8)
+    out_shape = list(np.broadcast_shapes(a_shape[:-2], b_shape[:-2])) + [a_shape[-2], b_shape[-1]]
+    m = _model([h.make_node("QLinearMatMul", ["a", "sa", "za", "w", "sb", "zb", "sy", "zy"], ["y"])],
+               [h.make_tensor_value_info("a", T.UINT8, list(a_shape))],
+               [h.make_tensor_value_info("y", T.UINT8, out_shape)],
+               [_c("sa", np.float32(0.02)), _c("za", np.uint8(120)), _c("w", w), _c("sb", np.float32(0.03)),
+                _c("zb", np.int8(0)), _c("sy", np.float32(0.05)), _c("zy", np.uint8(128))], opset=13)
+    _check(m, {"a": a})
+
+
+def test_qlinearmatmul_batched_constant_b_per_column_refused():
+    w = np.ones((2, 4, 5), np.int8)
+    m = _model([h.make_node("QLinearMatMul", ["a", "sa", "za", "w", "sb", "zb", "sy", "zy"], ["y"])],
+               [h.make_tensor_value_info("a", T.UINT8, [2, 3, 4])],
+               [h.make_tensor_value_info("y", T.UINT8, [2, 3, 5])],
+               [_c("sa", np.float32(0.02)), _c("za", np.uint8(120)), _c("w", w),
+                _c("sb", np.full((2, 1, 5), 0.03, np.float32)), _c("zb", np.zeros((2, 1, 5), np.int8)),
+                _c("sy", np.float32(0.05)), _c("zy", np.uint8(128))], opset=13)
+    with pytest.raises(FrontendError, match="per-tensor scale only"):
+        _compile(m, {"a": np.zeros((2, 3, 4), np.uint8)})
+
+
 def test_matmulinteger_exact():
     rng = np.random.default_rng(2)
     a = rng.integers(0, 256, size=(3, 4)).astype(np.uint8)

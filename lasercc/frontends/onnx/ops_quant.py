@@ -36,6 +36,7 @@ import numpy as np
 import onnx
 
 from lasercc.frontends.onnx.common import (
+    broadcast_to,
     concat_acts,
     dynamic_qparams,
     int_result,
@@ -63,7 +64,7 @@ from lasercc.frontends.onnx.values import (
     onnx_int_bits,
 )
 from lasercc.ir.nodes import BSEEncode, Concat, Input, Reshape, Soma
-from lasercc.ir.types import TensorType
+from lasercc.ir.types import CodeType, TensorType
 
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
@@ -395,12 +396,41 @@ def qlinear_matmul(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
             raise FrontendError("QLinearMatMul of a 1-D B is not supported")
         shape = tuple(np.broadcast_shapes(A.shape[:-2], B.shape[:-2])) + (A.shape[-2], B.shape[-1])
         r = matmul_acts(L, A, B, n.output[0], code_type(out.bits, out.scale[0], out.zero_point[0], shape))
-    else:
-        if B.q.ndim != 2:  # type: ignore[union-attr]
-            raise FrontendError(f"QLinearMatMul with a constant B of rank {B.q.ndim} (2-D weights only)")  # type: ignore[union-attr]
+    elif B.q.ndim == 2:  # type: ignore[union-attr]
         shape = A.shape[:-1] + (B.q.shape[1],)  # type: ignore[union-attr]
         r = soma_linear(L, n, A, B, None, n.output[0], out=code_type(out.bits, out.scale[0], out.zero_point[0], shape))
+    else:
+        r = _qlinear_batched_weight(L, n, A, B, out)  # type: ignore[arg-type]
     return [Act(r.name, r.type, True, signed)]
+
+
+def _qlinear_batched_weight(L: Lowerer, n: onnx.NodeProto, A: Act, B: QWeight, out: CodeType) -> Act:
+    """A [..., M, K] @ a constant B [..., K, N] with batch axes (exporters fold projections of constant
+    tables into such weights, e.g. DeBERTa's relative-position keys; onnxruntime's quantizer gives them one
+    per-tensor scale): one Soma per batch entry with that entry's integer weights, concatenated -- data
+    movement around exact integer products, so each entry is what the 2-D lowering computes."""
+    q = B.q
+    k, nn = q.shape[-2:]
+    if B.scale.size != 1 or B.zero_point.size != 1:
+        raise FrontendError(f"QLinearMatMul with a constant B of rank {q.ndim} and {B.scale.size} scales "
+                            "(a per-tensor scale only when B has batch axes)")
+    lead = tuple(np.broadcast_shapes(A.shape[:-2], q.shape[:-2]))
+    m = A.shape[-2]
+    x: Val = A if A.shape[:-2] == lead else broadcast_to(L, n.output[0] + ".bcast", A, lead + A.shape[-2:])
+    qb = np.broadcast_to(q, lead + (k, nn)).reshape((-1, k, nn))
+    nb = qb.shape[0]
+    xr = move(L, n, x, (nb, m, k))  # type: ignore[arg-type]
+
+    def t(shape: tuple[int, ...]) -> CodeType:
+        return code_type(out.bits, out.scale[0], out.zero_point[0], shape)
+
+    parts = [soma_linear(L, n, take(L, n.output[0] + ".batch", xr, 0, np.array([i])),  # type: ignore[arg-type]
+                         QWeight(qb[i], B.scale, B.zero_point, None), None, n.output[0], out=t((1, m, nn)))
+             for i in range(nb)]
+    y = concat_acts(L, n.output[0] + ".batches", parts, 0, t((nb, m, nn)))
+    r = move(L, n, y, lead + (m, nn)) if lead != (nb,) else y
+    assert isinstance(r, Act)
+    return r
 
 
 @register("QGemm", domain=MS)
