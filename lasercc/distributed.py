@@ -348,7 +348,8 @@ def ray_session(workers: int, address: str | None = None) -> Iterator[Any]:
         kw.update(num_cpus=workers, object_store_memory=LOCAL_OBJECT_STORE_BYTES, _temp_dir=tmp)
     try:
         ray.init(address=address, **kw)
-    except Exception as e:  # noqa: BLE001 - Ray raises many unrelated types here; all mean "cannot start"
+    except (OSError, RuntimeError, ValueError, ray.exceptions.RayError) as e:  # what ray.init raises when it
+        # cannot start or connect (its temp dir, the GCS, a bad address); anything else is a bug and escapes
         with contextlib.suppress(Exception):
             ray.shutdown()
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -517,7 +518,7 @@ def _schedule(ray: Any, graph: Graph, feeds: dict[str, np.ndarray], todo: list[S
             s = pending.pop(ready[0])
             try:
                 part = ray.get(ready[0])
-            except Exception as e:  # noqa: BLE001 - mapped to a library error below, or re-raised
+            except ray.exceptions.RayError as e:  # every failure ray.get reports: mapped below, or re-raised
                 err = _error_of(ray, e, s)
                 if err is None:
                     raise
