@@ -75,10 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = _main(argv)
         if interrupts.received() and code == 0:  # a swallowed Ctrl-C the verb ran past: still an interruption
-            return _interrupted()
-        return code
+            code = _interrupted()
     finally:
         interrupts.restore(previous)
+    if argv is None and code == EXIT_INTERRUPTED:
+        interrupts.exit_interrupted(code)  # the process's own command line: end now, with exactly this status
+    return code
 
 
 def _interrupted() -> int:
