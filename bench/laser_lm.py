@@ -281,9 +281,15 @@ def train(cfg: LMConfig, cache: Path, minutes: float, steps: int, batch: int, lr
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
                             lr=lr, betas=(0.9, 0.95))
     warm = 100
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
     t0 = time.time()
+
+    def progress(s: int) -> float:
+        # The cosine runs over ``steps`` or the wall-clock budget, whichever ends first, so a contended
+        # machine still ends training at a decayed learning rate (the step count is then in the log).
+        return min(1.0, max(s / steps, (time.time() - t0) / 60 / minutes))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress(s)))))
     best, log = float("inf"), []
     step = 0
     for step in range(1, steps + 1):
@@ -352,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: OpenMP teams stall badly when other work shares the cores)")
     ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--retrain", action="store_true", help="ignore a cached model")
     args = ap.parse_args(argv)
