@@ -44,6 +44,20 @@ def _ste(exact: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
     return exact.to(surrogate.dtype) + (surrogate - surrogate.detach())
 
 
+def _soft_threshold_grad(u: torch.Tensor, beta: float) -> torch.Tensor:
+    """Surrogate derivative of the rounding staircase at real-valued code ``u``: the sum of
+    ``beta * sigmoid'(beta * (u - t))`` over the two spike thresholds ``t = round(u) -/+ 1/2`` around u.
+
+    This is the spiking-network habit LASER argues against (SpikeLM, STBP: a smooth stand-in for the
+    Heaviside of each threshold crossing): it integrates to about 1 per code step, like the identity,
+    but peaks at the thresholds and nearly vanishes between them, so the gradient depends on where in
+    its step a value happens to sit.
+    """
+    d = u - torch.round(u)
+    sa, sb = torch.sigmoid(beta * (d - 0.5)), torch.sigmoid(beta * (d + 0.5))
+    return beta * (sa * (1 - sa) + sb * (1 - sb))
+
+
 def _int_range(dtype: np.dtype) -> tuple[int, int]:
     info = np.iinfo(dtype)
     return int(info.min), int(info.max)
@@ -52,9 +66,23 @@ def _int_range(dtype: np.dtype) -> tuple[int, int]:
 class SteExecutor(TorchCodes):
     """``codes`` executor whose values carry gradients (see module doc). Driven by :class:`SteModel`."""
 
-    def __init__(self, model: SteModel, device: torch.device):
+    def __init__(self, model: SteModel, device: torch.device, grad: str = "ste", beta: float = 5.0):
         super().__init__(device=device, collect_stats=False, matmul="f64" if device.type == "cpu" else "auto")
         self.model = model
+        self.grad = grad
+        self.beta = beta
+
+    def spike_out(self, exact: torch.Tensor, sur: torch.Tensor) -> torch.Tensor:
+        """A requantizing node's output (BSEEncode, Soma, DecodeMAC: where a spike train is generated).
+
+        ``grad="ste"``: identity through the rounding (LASER 3.3). ``grad="surrogate"``: the gradient
+        of the real-valued code is scaled by :func:`_soft_threshold_grad` -- the surrogate-gradient
+        baseline. The forward values are the exact codes either way.
+        """
+        if self.grad == "ste":
+            return _ste(exact, sur)
+        g = _soft_threshold_grad(sur.detach(), self.beta)
+        return _ste(exact, sur * g)
 
     def prepare(self, graph: Graph) -> None:
         super().prepare(graph)
@@ -81,7 +109,7 @@ class SteExecutor(TorchCodes):
         s = torch.as_tensor(t.scale_array(x.dim()), dtype=torch.float64, device=x.device)
         z = torch.as_tensor(t.zero_point_array(x.dim()), dtype=torch.float64, device=x.device)
         sur = torch.clamp(x.to(torch.float64) / s + z, 0, t.hi)
-        return _ste(exact, sur)
+        return self.spike_out(exact, sur)
 
     @impl(Soma)
     def soma(self, node: Soma, *xs: torch.Tensor) -> torch.Tensor:
@@ -115,7 +143,7 @@ class SteExecutor(TorchCodes):
                                                  out.scale_array()), dtype=torch.float64, device=exact.device)
         z = torch.as_tensor(out.zero_point_array(), dtype=torch.float64, device=exact.device)
         sur = torch.clamp(acc_f * scale + z, 0, out.hi)  # type: ignore[operator]
-        return _ste(exact, sur)
+        return self.spike_out(exact, sur)
 
     @impl(DecodeMAC)
     def decode_mac(self, node: DecodeMAC, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -126,7 +154,7 @@ class SteExecutor(TorchCodes):
         prod = torch.matmul(da, db) if node.form == "matmul" else da * db
         scale = float(requantize_scale(ta.scale[0], tb.scale[0], out.scale[0]))  # type: ignore[union-attr]
         sur = torch.clamp(prod * scale + float(out.zero_point[0]), 0, out.hi)
-        return _ste(exact, sur)
+        return self.spike_out(exact, sur)
 
     @impl(ASNCSegment)
     def asnc(self, node: ASNCSegment, x: torch.Tensor) -> torch.Tensor:
@@ -159,11 +187,18 @@ class SteModel(torch.nn.Module):
 
     Every constant that a Soma uses as a weight or bias gets a float shadow parameter initialised
     to its integer value (so the untrained model *is* the graph). ``trainable`` restricts which
-    constants train (default: all Soma weights and biases).
+    constants train (default: all Soma weights and biases). ``grad`` picks the backward through every
+    requantization: ``"ste"`` (identity, the paper's choice) or ``"surrogate"`` (a spiking-network
+    surrogate gradient peaked at the spike thresholds, sharpness ``beta``; the baseline STE is
+    compared against in ``bench/laser_lm_ste.py``).
     """
 
-    def __init__(self, graph: Graph, device: str | torch.device = "cpu", trainable: set[str] | None = None):
+    def __init__(self, graph: Graph, device: str | torch.device = "cpu", trainable: set[str] | None = None,
+                 grad: str = "ste", beta: float = 5.0):
         super().__init__()
+        if grad not in ("ste", "surrogate"):
+            raise LasercError(f"grad must be 'ste' (identity through rounding, LASER 3.3) or 'surrogate' "
+                              f"(soft spike-threshold gradient), got {grad!r}")
         self.graph = graph
         names: list[str] = []
         for n in graph.nodes:
@@ -183,7 +218,7 @@ class SteModel(torch.nn.Module):
                 if n.name in self._refold:
                     self.shadows[self._index[n.bias]] += self._zp_term(  # type: ignore[index]
                         n, lambda c: torch.as_tensor(np.asarray(graph.constants[c]).astype(np.float64)))
-        self.executor = SteExecutor(self, torch.device(device))
+        self.executor = SteExecutor(self, torch.device(device), grad=grad, beta=beta)
         self.to(self.executor.device)
 
     def _refoldable(self, graph: Graph) -> set[str]:

@@ -73,6 +73,34 @@ def test_surrogate_gradients_are_the_documented_ones() -> None:
     np.testing.assert_allclose(x.grad.numpy(), np.ones((4, 2)) @ w.T * scale / 0.125)
 
 
+def test_surrogate_mode_keeps_the_forward_and_reshapes_the_gradient() -> None:
+    """grad="surrogate": the same exact codes; the input gradient of the encoder is the identity's
+    times beta*(s'(beta(d-1/2)) + s'(beta(d+1/2))) at the real code u (d = u - round(u)), written out
+    here from the logistic function, not from the module."""
+    g = _one_layer()
+    x0 = np.random.default_rng(1).uniform(-3, 3, size=(4, 3)).astype(np.float32)
+    grads, outs = {}, {}
+    for mode in ("ste", "surrogate"):
+        m = SteModel(g.replace(outputs=("e",)), grad=mode, beta=5.0)
+        x = torch.tensor(x0, requires_grad=True)
+        out = m({"x": x})["e"]
+        out.sum().backward()
+        grads[mode], outs[mode] = x.grad.numpy(), out.detach().numpy()
+    np.testing.assert_array_equal(outs["ste"], outs["surrogate"])
+    u = np.clip(x0.astype(np.float64) / 0.125 + 128, 0, 255)
+    d = u - np.round(u)
+
+    def ds(t: np.ndarray) -> np.ndarray:
+        s = 1 / (1 + np.exp(-t))
+        return s * (1 - s)
+
+    factor = 5.0 * (ds(5.0 * (d - 0.5)) + ds(5.0 * (d + 0.5)))
+    np.testing.assert_allclose(grads["ste"], np.full((4, 3), 1 / 0.125))
+    np.testing.assert_allclose(grads["surrogate"], grads["ste"] * factor, rtol=1e-6)  # x is float32
+    with pytest.raises(Exception, match="grad must be"):
+        SteModel(g, grad="heaviside")
+
+
 def test_asnc_gradient_is_the_segment_slope() -> None:
     b = GraphBuilder("relu")
     xin = b.add(Input(name="x", type=CodeType.per_tensor_type(8, 1.0, 0, (1, 6))))
