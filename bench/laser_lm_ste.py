@@ -106,28 +106,40 @@ def paired_ci(delta: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, f
 
 
 def finetune(graph: Graph, teacher: torch.nn.Module, train: np.ndarray, *, method: str, seed: int, steps: int,
-             lr: float, loss: str) -> tuple[Graph, list[float]]:
-    """``steps`` Adam steps of one training window each; returns the re-exported integer graph."""
+             lr: float, loss: str, batch: int = 1, rel_lr: bool = False) -> tuple[Graph, list[float]]:
+    """``steps`` Adam steps of ``batch`` training windows each (gradients accumulated: the compiled graph
+    has batch 1); returns the re-exported integer graph."""
     m = SteModel(graph, grad=method)
-    opt = torch.optim.Adam(m.parameters(), lr=lr)
-    order = np.random.default_rng(seed).permutation(len(train))[:steps]
+    if rel_lr:  # each tensor's step in proportion to its spread: biases live in accumulator units (~1e3-1e5)
+        groups = [{"params": [p], "lr": lr * max(float(p.detach().std()) if p.numel() > 1 else abs(float(p)), 1.0)}
+                  for p in m.shadows]
+        opt = torch.optim.Adam(groups)
+    else:
+        opt = torch.optim.Adam(m.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(len(train)) for _ in range(steps * batch // len(train) + 1)])
     name = graph.inputs[0].name
     losses = []
-    for i in order:
-        w = train[i]
-        x, y = w[None, :-1].astype(np.int64), torch.as_tensor(w[1:].astype(np.int64))
-        logits = m.dequantize(m({name: x}))[graph.outputs[0]][0]
-        lp = torch.log_softmax(logits, -1)
-        if loss == "kd":
-            with torch.no_grad():
-                t = torch.log_softmax(teacher(torch.as_tensor(x)).double()[0], -1)
-            obj = (t.exp() * (t - lp)).sum(-1).mean()
-        else:
-            obj = -lp[torch.arange(len(y)), y].mean()
+    for step in range(steps):
         opt.zero_grad()
-        obj.backward()
+        total = 0.0
+        for i in order[step * batch:(step + 1) * batch]:
+            w = train[i]
+            x, y = w[None, :-1].astype(np.int64), torch.as_tensor(w[1:].astype(np.int64))
+            logits = m.dequantize(m({name: x}))[graph.outputs[0]][0]
+            lp = torch.log_softmax(logits, -1)
+            if loss == "kd":
+                with torch.no_grad():
+                    t = torch.log_softmax(teacher(torch.as_tensor(x)).double()[0], -1)
+                obj = (t.exp() * (t - lp)).sum(-1).mean() / batch
+            else:
+                obj = -lp[torch.arange(len(y)), y].mean() / batch
+            obj.backward()
+            total += float(obj.detach())
         opt.step()
-        losses.append(float(obj))
+        losses.append(total)
+        if len(losses) % 10 == 0:
+            print(f"  step {len(losses)}: loss {np.mean(losses[-10:]):.4f}", flush=True)
     return m.export_graph(), losses
 
 
@@ -146,12 +158,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=40, help="fine-tuning steps (one window each)")
     ap.add_argument("--lr", type=float, default=0.05, help="Adam learning rate, in integer weight units")
     ap.add_argument("--loss", choices=("kd", "ce"), default="kd")
+    ap.add_argument("--batch", type=int, default=1, help="training windows per step")
+    ap.add_argument("--rel-lr", action="store_true", help="--lr is relative to each tensor's standard deviation")
+    ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument("--ctx", type=int, default=64)
     ap.add_argument("--eval-windows", type=int, default=32)
     ap.add_argument("--cache", type=Path, default=laser_lm.CACHE)
     ap.add_argument("--quick", action="store_true", help="smoke run: 4 bits, 1 seed, 3 steps, 4 windows")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/laser_lm_ste.md")
+    ap.add_argument("--merge", nargs="+", type=Path, help="merge the JSON of runs made with different --bits "
+                    "(same setup) into --out instead of running")
     args = ap.parse_args(argv)
+    if args.merge:
+        docs = [json.loads(p.read_text()) for p in args.merge]
+        doc = {**docs[0], "rows": [r for d in docs for r in d["rows"]]}
+        doc["setup"]["seconds"] = sum(d["setup"]["seconds"] for d in docs)
+        cmds = " + ".join(d.get("argv", "") for d in docs)
+        write_report(doc, [cmds], args.out)
+        return 0
     if args.quick:
         args.bits, args.seeds, args.steps, args.eval_windows = "4", 1, 3, 4
     torch.set_num_threads(int(os.environ.get("LASERCC_THREADS", "1")))
@@ -182,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             ppls, nlls, curves = [], [], []
             for seed in range(args.seeds):
                 g2, losses = finetune(art.graph, model, train, method=method, seed=seed, steps=args.steps,
-                                      lr=args.lr, loss=args.loss)
+                                      lr=args.lr, loss=args.loss, batch=args.batch, rel_lr=args.rel_lr)
                 nll = window_nll(g2, test)
                 ppls.append(float(np.exp(nll.mean())))
                 nlls.append(nll)
@@ -201,21 +225,31 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"commit": commit, "date": date, "rows": rows,
            "setup": {"model": {"params": int(sum(p.numel() for p in model.parameters())),
                                "float_ppl_ctx": float_ppl, "ctx": args.ctx},
-                     "steps": args.steps, "lr": args.lr, "loss": args.loss, "beta": 5.0,
-                     "eval_tokens": int(len(test) * args.ctx), "seconds": round(seconds)}}
+                     "steps": args.steps, "batch": args.batch, "lr": args.lr, "rel_lr": args.rel_lr,
+                     "loss": args.loss, "beta": 5.0,
+                     "eval_tokens": int(len(test) * args.ctx), "seconds": round(seconds)},
+           "argv": " ".join(argv if argv is not None else sys.argv[1:])}
+    write_report(doc, argv if argv is not None else sys.argv[1:], args.out, write=not (args.quick or args.no_write))
+    return 0
+
+
+def write_report(doc: dict, argv: list[str], out: Path, write: bool = True) -> None:
+    """The markdown table (and the JSON beside it) of one run or of merged runs."""
+    st, rows = doc["setup"], doc["rows"]
+    float_ppl, ctx, n_tok = st["model"]["float_ppl_ctx"], st["model"]["ctx"], st["eval_tokens"]
     lines = [
         "# STE fine-tuning at few timesteps (LASER 3.3) vs a surrogate gradient",
         "",
-        f"Command: `.venv/bin/python bench/laser_lm_ste.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ",
+        f"Command: `.venv/bin/python bench/laser_lm_ste.py {' '.join(argv)}`  ",
         f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs shared with other jobs; torch "
-        f"{torch.__version__}; commit {commit}; {date}; {seconds:.0f} s  ",
-        f"Model: bench/laser_lm.py LLaMA-style LM ({doc['setup']['model']['params'] / 1e6:.2f}M params), context "
-        f"{args.ctx}; float PPL {float_ppl:.2f} on the {len(test)} held-out test windows ({len(test) * args.ctx} "
+        f"{torch.__version__}; commit {doc['commit']}; {doc['date']}; {st['seconds']} s  ",
+        f"Model: bench/laser_lm.py LLaMA-style LM ({st['model']['params'] / 1e6:.2f}M params), context "
+        f"{ctx}; float PPL {float_ppl:.2f} on the {n_tok // ctx} held-out test windows ({n_tok} "
         "tokens) used for every row.  ",
         f"Network: default 8-bit compile with every 8-bit activation at N bits (N BSE timesteps); 16-bit tensors "
-        f"kept; 8-bit per-channel weights. Fine-tuning: {args.steps} Adam steps (lr {args.lr} integer weight units, "
-        f"one {args.ctx}-token training window per step), loss {args.loss} "
-        f"({'KL to the float teacher' if args.loss == 'kd' else 'next-token cross-entropy'}), exact integer "
+        f"kept; 8-bit per-channel weights. Fine-tuning: {st['steps']} Adam steps (lr {st['lr']} integer weight units, "
+        f"{st.get('batch', 1)} {ctx}-token training window(s) per step), loss {st['loss']} "
+        f"({'KL to the float teacher' if st['loss'] == 'kd' else 'next-token cross-entropy'}), exact integer "
         "forward (SteModel); backward `ste` = identity through every requantization, `surrogate` = "
         "5*(sigmoid'(5(d-1/2)) + sigmoid'(5(d+1/2))), d = distance to the nearest code. PPL = exact spiking "
         "perplexity of the re-exported integer graph (NumPy backend). CI: paired bootstrap (2000) over test "
@@ -232,10 +266,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"[{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}] | {r['dnll_vs_float']:+.4f} | {loss_col} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    if not args.quick:
-        args.out.write_text(text)
-        args.out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
-    return 0
+    if write:
+        out.write_text(text)
+        out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":
