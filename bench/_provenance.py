@@ -19,12 +19,14 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 
 def commit() -> str:
-    """Short hash of HEAD, with ``+dirty`` when tracked files differ from it (the figure is then not
-    reproducible from the hash alone); ``unknown`` outside a git checkout."""
+    """Short hash of HEAD, with ``+dirty`` when tracked files other than bench/results/ differ from it (the
+    figure is then not reproducible from the hash alone; earlier results are outputs, not inputs);
+    ``unknown`` outside a git checkout."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=_ROOT).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)bench/results"], capture_output=True,
                                text=True, check=True, cwd=_ROOT).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
