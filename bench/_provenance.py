@@ -8,6 +8,7 @@ markdown header line and :func:`record` for the ``"provenance"`` entry of their 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import platform
 import shlex
@@ -18,10 +19,12 @@ from pathlib import Path
 _ROOT = Path(__file__).resolve().parent.parent
 
 
+@functools.lru_cache(maxsize=1)
 def commit() -> str:
     """Short hash of HEAD, with ``+dirty`` when tracked files other than bench/results/ differ from it (the
     figure is then not reproducible from the hash alone; earlier results are outputs, not inputs);
-    ``unknown`` outside a git checkout."""
+    ``unknown`` outside a git checkout. Cached: the first call (a bench calls it when it starts) wins, so
+    files edited while a bench runs do not mark its results dirty."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=_ROOT).stdout.strip()

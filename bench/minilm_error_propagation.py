@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import BertModel
 
     t0 = time.perf_counter()
+    _provenance.commit()  # the code as it is when the run starts
     torch.set_num_threads(1)
     path = mf.model_dir()
     bert = BertModel.from_pretrained(str(path), attn_implementation="eager").eval()
@@ -227,9 +228,10 @@ def render(results: list[dict], need: dict, argv: list[str], seconds: float, che
              "of the kind (rsqrt: the embedding LayerNorm too); `layer 0` = only layer 0's sites, layers 1-5 float. "
              f"The instrumented float forward (the reference of every column) matches the model's own to "
              f"{check:.1e} (relative, last layer). Held-out inputs beyond a site's calibrated range saturate "
-             "(16 calibration sentences are few); sites where more than 0.01 % do (rsqrt site 0 = embedding "
-             "LayerNorm, 2i+1 / 2i+2 = layer i's attention / output LayerNorm): " + (", ".join(
-                 f"{k} {v:.2%}" for k, v in outside.items() if v > 1e-4) or "none") + ".", ""]
+             "(16 calibration sentences are few; one clipped GELU input of layer 4 is what lifts its LUT row at "
+             "L4); share of held-out inputs outside, per site (rsqrt site 0 = embedding LayerNorm, 2i+1 / 2i+2 = "
+             "layer i's attention / output LayerNorm): " + (", ".join(
+                 f"{k} {v:.2g}" for k, v in outside.items() if v > 0) or "none") + ".", ""]
     for place in ("all", "layer 0"):
         lines += [f"## Spiking sites: {place}", "", head, sep]
         for r in results:

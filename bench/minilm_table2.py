@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import BertModel
 
     t0 = time.perf_counter()
+    _provenance.commit()  # the code as it is when the run starts
     torch.set_num_threads(1)
     path = mf.model_dir()
     bert = BertModel.from_pretrained(str(path), attn_implementation="eager").eval()
