@@ -21,15 +21,16 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 @functools.lru_cache(maxsize=1)
 def commit() -> str:
-    """Short hash of HEAD, with ``+dirty`` when tracked files other than bench/results/ differ from it (the
-    figure is then not reproducible from the hash alone; earlier results are outputs, not inputs);
+    """Short hash of HEAD, with ``+dirty`` when tracked code (lasercc/, bench/ but its results, examples/,
+    pyproject.toml) differs from it: the figure is then not reproducible from the hash alone (prose and
+    earlier results are not inputs);
     ``unknown`` outside a git checkout. Cached: the first call (a bench calls it when it starts) wins, so
     files edited while a bench runs do not mark its results dirty."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=_ROOT).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)bench/results"], capture_output=True,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "lasercc",
+                                "bench", "examples", "pyproject.toml", ":(exclude)bench/results"], capture_output=True,
                                text=True, check=True, cwd=_ROOT).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -5,7 +5,8 @@ clip bounds, so held-out inputs are never clipped by the input code); measured o
 (seed 1), as LASER's "1,024 random inputs". Weights: nn.Linear's default init (U(+-1/sqrt(fan_in)),
 seed 0), stored in the ONNX model as int16 per-output-channel ``DequantizeLinear`` initializers (scale
 max|w|/32767), so the spiking layer uses 16-bit weights like LASER's INT16 ANN; one extra row feeds the
-float weights instead (lasercc quantizes float weights to int8 per channel). Reference: the float64
+float weights instead (lasercc quantizes them per channel: 16-bit by default at ``bits=16``, and one row
+with ``weight_bits=8``). Reference: the float64
 forward with the original float weights. MSE is in real units, averaged over outputs.
 
 Rows: "output rounding only" = the float output rounded to the compiled output code (the unavoidable
@@ -133,12 +134,16 @@ def linear_rows(cal: np.ndarray, test: np.ndarray) -> list[str]:
     in_t, out_t = g.consumers()["x"][0].type, g.type_of(g.outputs[0])
     q, s = int16_weights(w)
     ann = fake_quant(fake_quant(test.astype(np.float64), in_t) @ (q * s.astype(np.float64)) + b, out_t)
-    art8 = lasercc.compile(build_model([(w, b)], None, False), bits=16, calibration={"x": cal}, progress=False)
+    art16 = lasercc.compile(build_model([(w, b)], None, False), bits=16, calibration={"x": cal}, progress=False)
+    art8 = lasercc.compile(build_model([(w, b)], None, False), bits=16, calibration={"x": cal}, progress=False,
+                           weight_bits=8)
     floor = mse(fake_quant(ref, out_t), ref)
     return [f"| output rounding only (INT16 floor) | - | {floor:.3e} | {PAPER['floor']:.2e} |",
             f"| INT16 quantized ANN (input, weights, output) | - | {mse(ann, ref):.3e} | {PAPER['floor']:.2e} |",
             f"| Linear 64->256 Soma (BSE), int16 weights | - | {mse(got, ref):.3e} | {PAPER['linear']:.2e} |",
-            f"| Linear 64->256 Soma (BSE), float model (int8 weights) | - | {mse(art8.run({'x': test})['y'], ref):.3e}"
+            f"| Linear 64->256 Soma (BSE), float model (default: 16-bit weights) | - | "
+            f"{mse(art16.run({'x': test})['y'], ref):.3e} | |",
+            f"| Linear 64->256 Soma (BSE), float model, weight_bits=8 | - | {mse(art8.run({'x': test})['y'], ref):.3e}"
             " | |"]
 
 
@@ -172,7 +177,7 @@ def ffn_rows(cal: np.ndarray, test: np.ndarray) -> list[str]:
                 got = art.run({"x": test})["y"]
                 floor = mse(fake_quant(ref, art.graph.type_of(art.graph.outputs[0])), ref)
                 name = f"FFN 64->256->64, {'GELU' if act == 'gelu' else 'SiLU'}, " + \
-                       ("int16 weights" if w16 else "float model (int8 weights)")
+                       ("int16 weights" if w16 else "float model (default: 16-bit weights)")
                 nl = "LUT (ideal)" if seg is None else f"ASNC {seg}"
                 paper = f"{PAPER['ffn']:.2e}" if act == "silu" and w16 else ""
                 rows.append(f"| {name}, {nl} | {seg or 'LUT'} | {mse(got, ref):.3e} (floor {floor:.1e}, "
@@ -185,11 +190,12 @@ def report(seconds: float) -> str:
     body = linear_rows(cal, test) + silu_rows() + ffn_rows(cal, test)
     return "\n".join([
         "# Component fidelity at 16 bits (LASER Table 2)", "",
-        _provenance.stamp(["bench/fidelity_ffn_block.py"]) + f"lasercc {lasercc.__version__}; {{seconds}}.", "",
+        _provenance.stamp(["bench/fidelity_ffn_block.py"]) + f"\nlasercc {lasercc.__version__}; {{seconds}}.", "",
         f"Inputs: x ~ N(0, 1) clipped to [-{CLIP:g}, {CLIP:g}], d = {D}; calibration {N_CAL} rows (seed 0), "
         f"measured on {N_TEST} held-out rows (seed 1). Weights: nn.Linear default init (seeds 0, 1, 2), stored "
         "as int16 per-channel DequantizeLinear initializers unless marked 'float model' (lasercc then "
-        "quantizes them to int8 per channel). Reference: float64 forward with the original float weights. "
+        "quantizes them per channel, 16-bit by default at bits=16). Reference: float64 forward with the original "
+        "float weights. "
         "MSE in real units over all outputs (output variance: Linear 0.34, FFN 0.034-0.040). "
         "'floor' = the float output rounded to the compiled 16-bit output "
         "code. SiLU rows are quoted from bench/results/fidelity_asnc.md (its inputs: N(0, 2^2) clipped to "
