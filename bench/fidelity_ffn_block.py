@@ -11,7 +11,9 @@ forward with the original float weights. MSE is in real units, averaged over out
 
 Rows: "output rounding only" = the float output rounded to the compiled output code (the unavoidable
 floor of a 16-bit output); "INT16 quantized ANN" = input, weights and output quantized with the
-compiled code types, exact arithmetic in between; "Soma (BSE)" = the lasercc artifact (NumPy backend).
+compiled code types, exact arithmetic in between; "Soma (BSE)" = the lasercc artifact (NumPy backend);
+"rate-coded" = LASER's rate-coding row: the Linear's input coded in 16 time steps (spike count / 16 over
+[-4, 4]), float weights.
 FFN = Linear(64, 256) -> GELU (Erf form) or SiLU (Sigmoid * x) -> Linear(256, 64), compiled at 16 bits
 with exact lookup-table activations ("ideal SNN") or ``asnc-fit{max_segments=k}``.
 
@@ -43,7 +45,7 @@ OUT = ROOT / "bench" / "results" / "fidelity_ffn_block.md"
 ASNC_MD = ROOT / "bench" / "results" / "fidelity_asnc.md"
 D, HIDDEN, N_CAL, N_TEST, CLIP = 64, 256, 8192, 1024, 4.0
 SEGMENTS = (16, 32, 64)
-PAPER = {"floor": 1.12e-9, "linear": 1.45e-9, "silu": 8.73e-7, "ffn": 9.51e-7}
+PAPER = {"floor": 1.12e-9, "linear": 1.45e-9, "silu": 8.73e-7, "ffn": 9.51e-7, "rate": 4.88e-1}
 
 
 def inputs(n: int, seed: int) -> np.ndarray:
@@ -144,7 +146,21 @@ def linear_rows(cal: np.ndarray, test: np.ndarray) -> list[str]:
             f"| Linear 64->256 Soma (BSE), float model (default: 16-bit weights) | - | "
             f"{mse(art16.run({'x': test})['y'], ref):.3e} | |",
             f"| Linear 64->256 Soma (BSE), float model, weight_bits=8 | - | {mse(art8.run({'x': test})['y'], ref):.3e}"
-            " | |"]
+            " | |", *rate_rows(test, w, b, ref)]
+
+
+def rate_rows(test: np.ndarray, w: np.ndarray, b: np.ndarray, ref: np.ndarray, steps: int = 16) -> list[str]:
+    """LASER's rate-coded Linear row: the input coded in ``steps`` time steps over the known range [-4, 4]
+    (bench/fidelity_bse_coding.py's coders), float weights, so that only the coding differs."""
+    import fidelity_bse_coding as coding
+
+    x = test.astype(np.float64).ravel()
+    rows = []
+    for name, coder in (("integrate-and-fire", coding.rate_if), ("Bernoulli", coding.rate_bernoulli)):
+        xd = coder(x, -CLIP, CLIP, steps, np.random.default_rng(0)).reshape(test.shape)
+        rows.append(f"| Linear 64->256, input rate-coded ({name}) in {steps} steps, float weights | - | "
+                    f"{mse(xd @ w.astype(np.float64) + b, ref):.3e} | {PAPER['rate']:.2e} |")
+    return rows
 
 
 def silu_rows() -> list[str]:
