@@ -45,8 +45,7 @@ lint: $(VENV)/.stamp
 
 bench: setup
 	$(PY) -m pytest -q -m bench tests
-	$(PY) bench/requant_fixed_vs_ort.py
-	$(PY) bench/numpy_modes.py
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(LAVA_VENV) .pytest_cache .hypothesis

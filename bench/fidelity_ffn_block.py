@@ -5,12 +5,15 @@ clip bounds, so held-out inputs are never clipped by the input code); measured o
 (seed 1), as LASER's "1,024 random inputs". Weights: nn.Linear's default init (U(+-1/sqrt(fan_in)),
 seed 0), stored in the ONNX model as int16 per-output-channel ``DequantizeLinear`` initializers (scale
 max|w|/32767), so the spiking layer uses 16-bit weights like LASER's INT16 ANN; one extra row feeds the
-float weights instead (lasercc quantizes float weights to int8 per channel). Reference: the float64
+float weights instead (lasercc quantizes them per channel: 16-bit by default at ``bits=16``, and one row
+with ``weight_bits=8``). Reference: the float64
 forward with the original float weights. MSE is in real units, averaged over outputs.
 
 Rows: "output rounding only" = the float output rounded to the compiled output code (the unavoidable
 floor of a 16-bit output); "INT16 quantized ANN" = input, weights and output quantized with the
-compiled code types, exact arithmetic in between; "Soma (BSE)" = the lasercc artifact (NumPy backend).
+compiled code types, exact arithmetic in between; "Soma (BSE)" = the lasercc artifact (NumPy backend);
+"rate-coded" = LASER's rate-coding row: the Linear's input coded in 16 time steps (spike count / 16 over
+[-4, 4]), float weights.
 FFN = Linear(64, 256) -> GELU (Erf form) or SiLU (Sigmoid * x) -> Linear(256, 64), compiled at 16 bits
 with exact lookup-table activations ("ideal SNN") or ``asnc-fit{max_segments=k}``.
 
@@ -20,7 +23,7 @@ with exact lookup-table activations ("ideal SNN") or ``asnc-fit{max_segments=k}`
 from __future__ import annotations
 
 import argparse
-import platform
+import json
 import re
 import sys
 import time
@@ -34,12 +37,15 @@ from onnx import TensorProto, helper, numpy_helper
 
 import lasercc
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _provenance  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "fidelity_ffn_block.md"
 ASNC_MD = ROOT / "bench" / "results" / "fidelity_asnc.md"
 D, HIDDEN, N_CAL, N_TEST, CLIP = 64, 256, 8192, 1024, 4.0
 SEGMENTS = (16, 32, 64)
-PAPER = {"floor": 1.12e-9, "linear": 1.45e-9, "silu": 8.73e-7, "ffn": 9.51e-7}
+PAPER = {"floor": 1.12e-9, "linear": 1.45e-9, "silu": 8.73e-7, "ffn": 9.51e-7, "rate": 4.88e-1}
 
 
 def inputs(n: int, seed: int) -> np.ndarray:
@@ -130,13 +136,31 @@ def linear_rows(cal: np.ndarray, test: np.ndarray) -> list[str]:
     in_t, out_t = g.consumers()["x"][0].type, g.type_of(g.outputs[0])
     q, s = int16_weights(w)
     ann = fake_quant(fake_quant(test.astype(np.float64), in_t) @ (q * s.astype(np.float64)) + b, out_t)
-    art8 = lasercc.compile(build_model([(w, b)], None, False), bits=16, calibration={"x": cal}, progress=False)
+    art16 = lasercc.compile(build_model([(w, b)], None, False), bits=16, calibration={"x": cal}, progress=False)
+    art8 = lasercc.compile(build_model([(w, b)], None, False), bits=16, calibration={"x": cal}, progress=False,
+                           weight_bits=8)
     floor = mse(fake_quant(ref, out_t), ref)
     return [f"| output rounding only (INT16 floor) | - | {floor:.3e} | {PAPER['floor']:.2e} |",
             f"| INT16 quantized ANN (input, weights, output) | - | {mse(ann, ref):.3e} | {PAPER['floor']:.2e} |",
             f"| Linear 64->256 Soma (BSE), int16 weights | - | {mse(got, ref):.3e} | {PAPER['linear']:.2e} |",
-            f"| Linear 64->256 Soma (BSE), float model (int8 weights) | - | {mse(art8.run({'x': test})['y'], ref):.3e}"
-            " | |"]
+            f"| Linear 64->256 Soma (BSE), float model (default: 16-bit weights) | - | "
+            f"{mse(art16.run({'x': test})['y'], ref):.3e} | |",
+            f"| Linear 64->256 Soma (BSE), float model, weight_bits=8 | - | {mse(art8.run({'x': test})['y'], ref):.3e}"
+            " | |", *rate_rows(test, w, b, ref)]
+
+
+def rate_rows(test: np.ndarray, w: np.ndarray, b: np.ndarray, ref: np.ndarray, steps: int = 16) -> list[str]:
+    """LASER's rate-coded Linear row: the input coded in ``steps`` time steps over the known range [-4, 4]
+    (bench/fidelity_bse_coding.py's coders), float weights, so that only the coding differs."""
+    import fidelity_bse_coding as coding
+
+    x = test.astype(np.float64).ravel()
+    rows = []
+    for name, coder in (("integrate-and-fire", coding.rate_if), ("Bernoulli", coding.rate_bernoulli)):
+        xd = coder(x, -CLIP, CLIP, steps, np.random.default_rng(0)).reshape(test.shape)
+        rows.append(f"| Linear 64->256, input rate-coded ({name}) in {steps} steps, float weights | - | "
+                    f"{mse(xd @ w.astype(np.float64) + b, ref):.3e} | {PAPER['rate']:.2e} |")
+    return rows
 
 
 def silu_rows() -> list[str]:
@@ -169,7 +193,7 @@ def ffn_rows(cal: np.ndarray, test: np.ndarray) -> list[str]:
                 got = art.run({"x": test})["y"]
                 floor = mse(fake_quant(ref, art.graph.type_of(art.graph.outputs[0])), ref)
                 name = f"FFN 64->256->64, {'GELU' if act == 'gelu' else 'SiLU'}, " + \
-                       ("int16 weights" if w16 else "float model (int8 weights)")
+                       ("int16 weights" if w16 else "float model (default: 16-bit weights)")
                 nl = "LUT (ideal)" if seg is None else f"ASNC {seg}"
                 paper = f"{PAPER['ffn']:.2e}" if act == "silu" and w16 else ""
                 rows.append(f"| {name}, {nl} | {seg or 'LUT'} | {mse(got, ref):.3e} (floor {floor:.1e}, "
@@ -182,18 +206,32 @@ def report(seconds: float) -> str:
     body = linear_rows(cal, test) + silu_rows() + ffn_rows(cal, test)
     return "\n".join([
         "# Component fidelity at 16 bits (LASER Table 2)", "",
-        f"Generated by `.venv/bin/python bench/fidelity_ffn_block.py` on {platform.machine()} ({platform.system()}), "
-        f"Python {platform.python_version()}, lasercc {lasercc.__version__}; {{seconds}}.", "",
+        _provenance.stamp(["bench/fidelity_ffn_block.py"]) + f"\nlasercc {lasercc.__version__}; {{seconds}}.", "",
         f"Inputs: x ~ N(0, 1) clipped to [-{CLIP:g}, {CLIP:g}], d = {D}; calibration {N_CAL} rows (seed 0), "
         f"measured on {N_TEST} held-out rows (seed 1). Weights: nn.Linear default init (seeds 0, 1, 2), stored "
         "as int16 per-channel DequantizeLinear initializers unless marked 'float model' (lasercc then "
-        "quantizes them to int8 per channel). Reference: float64 forward with the original float weights. "
+        "quantizes them per channel, 16-bit by default at bits=16). Reference: float64 forward with the original "
+        "float weights. "
         "MSE in real units over all outputs (output variance: Linear 0.34, FFN 0.034-0.040). "
         "'floor' = the float output rounded to the compiled 16-bit output "
         "code. SiLU rows are quoted from bench/results/fidelity_asnc.md (its inputs: N(0, 2^2) clipped to "
-        "[-8, 8], 16-bit input/output codes).", "",
+        "[-8, 8], 16-bit input/output codes). Not like for like with the LASER column: LASER's rows are at 16 "
+        "time steps (16-bit codes, as here) on a 'representative FFN layer' of LLaMA-2 fed 1,024 random inputs "
+        "whose distribution it does not state, and give no ASNC segment count; ours are a random 64->256->64 "
+        "layer on N(0, 1) inputs at segment counts we choose (bench/results/minilm_table2.md: real weights).", "",
         "| component | segments | MSE vs float | LASER Table 2 |", "|---|---:|---:|---:|", *body, ""]
     ).replace("{seconds}", f"{seconds:.0f} s")
+
+
+def records(text: str) -> list[dict]:
+    """The table's rows as JSON records (component, segments, MSE, LASER's figure or None)."""
+    out = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 4 and re.match(r"[0-9.]+e[+-]\d+", cells[2]):
+            out.append({"component": cells[0], "segments": cells[1], "mse": float(cells[2].split()[0]),
+                        "paper": float(cells[3]) if cells[3] else None})
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,12 +239,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only; do not write the results file")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    _provenance.commit()  # the code as it is when the run starts
     text = report(0.0)
     text = re.sub(r"; 0 s\.", f"; {time.perf_counter() - t0:.0f} s.", text)
     print(text)
     if not args.no_write:
         OUT.write_text(text)
-        print(f"wrote {OUT}")
+        OUT.with_suffix(".json").write_text(json.dumps(
+            {"provenance": _provenance.record(["bench/fidelity_ffn_block.py"]), "rows": records(text)},
+            indent=1) + "\n")
+        print(f"wrote {OUT} and {OUT.with_suffix('.json').name}")
     return 0
 
 

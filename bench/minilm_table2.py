@@ -11,12 +11,17 @@ held-out sentences):
   on the LayerNorm variances + eps (attention-output LayerNorm inputs). Each with its exact lookup table
   (the INT16 floor of a tabulated function) and with ``asnc-fit{max_segments=k}``, k = 8/16/32/64;
 * Linear 384->1536 (layer 0's FFN-up, int16 per-channel weights): Soma vs the INT16 quantized ANN;
-* the full FFN block of layers 0 and 5 (Linear -> GELU -> Linear, int16 weights), LUT and ASNC k.
+* the full FFN block of layers 0 and 5 (Linear -> GELU -> Linear, int16 weights), LUT and ASNC k;
+* the same Linear with its input coded in T time steps, T = 8 and 16 (BSE's bit counts: BSE spends one step
+  per bit), float weights so that only the coding differs: BSE (the T-bit code of the shared quantizer,
+  encoded and decoded as spikes), rate coding with a deterministic integrate-and-fire neuron and with
+  Bernoulli spikes (bench/fidelity_bse_coding.py's coders, LASER Table 1's rate coding), all over the same
+  calibrated input range [lo, hi] (held-out values beyond it are clipped for every coder alike).
 
 MSE is in real units against the float64 function / block with the original float weights; ``rel`` divides it
 by the reference's variance (real activations differ in scale from LASER's N(0, 1) inputs, so only ``rel``
-compares across rows). Not here (yet): the rate-coded Linear row, error propagation through later layers, and
-the segment count each nonlinearity needs for a fixed end error (issue 15).
+compares across rows). Error propagation through later layers and the segment count each nonlinearity needs
+for a fixed end error: bench/minilm_error_propagation.py. Writes bench/results/minilm_table2.md and .json.
 
     .venv/bin/python bench/minilm_table2.py [--seq 32] [--no-write]
 """
@@ -24,9 +29,7 @@ the segment count each nonlinearity needs for a fixed end error (issue 15).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
+import json
 import sys
 import time
 import warnings
@@ -34,6 +37,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _provenance  # noqa: E402
+import fidelity_bse_coding as coding  # noqa: E402
 import fidelity_ffn_block as ffn  # noqa: E402
 import minilm_fidelity as mf  # noqa: E402  (sets the offline environment before transformers loads)
 import numpy as np  # noqa: E402
@@ -130,11 +135,38 @@ def compile16(model: onnx.ModelProto, cal: np.ndarray, seg: int | None) -> laser
         return lasercc.compile(model, bits=16, calibration={"x": cal}, passes=passes, progress=False)
 
 
-def row(name: str, seg: int | None, got: np.ndarray, ref: np.ndarray, art: lasercc.Artifact) -> str:
-    floor = ffn.mse(ffn.fake_quant(ref, art.graph.type_of(art.graph.outputs[0])), ref)
+def row(name: str, seg: int | None, got: np.ndarray, ref: np.ndarray, art: lasercc.Artifact | None,
+        floor: float | None = None) -> dict:
+    """One result: MSE vs the float64 reference, relative MSE, and the output code's rounding floor."""
+    if art is not None:
+        floor = ffn.mse(ffn.fake_quant(ref, art.graph.type_of(art.graph.outputs[0])), ref)
     e = ffn.mse(got, ref)
-    var = float(np.var(ref))
-    return f"| {name} | {'LUT' if seg is None else seg} | {e:.3e} | {e / var:.2e} | {floor:.1e} |"
+    return {"component": name, "segments": "LUT" if seg is None else seg, "mse": e, "rel": e / float(np.var(ref)),
+            "floor": floor}
+
+
+def fmt(r: dict) -> str:
+    floor = "" if r["floor"] is None else f"{r['floor']:.1e}"
+    seg = "-" if r["segments"] is None else r["segments"]
+    return f"| {r['component']} | {seg} | {r['mse']:.3e} | {r['rel']:.2e} | {floor} |"
+
+
+def coded_linear(t: np.ndarray, c: np.ndarray, w: np.ndarray, b: np.ndarray, ref: np.ndarray,
+                 steps: tuple[int, ...] = (8, 16)) -> list[dict]:
+    """The Linear fed its input coded in T steps by BSE and by rate coding, float weights (only the coding
+    differs). Range = the calibration min/max, per tensor as lasercc calibrates; inputs clipped to it first."""
+    lo, hi = float(c.min()), float(c.max())
+    x = np.clip(t.astype(np.float64), lo, hi).ravel()
+    out = []
+    for steps_t in steps:
+        rng = np.random.default_rng(0)
+        coded = {"BSE": coding.bse(x, lo, hi, steps_t, rng)[0], "rate (IF)": coding.rate_if(x, lo, hi, steps_t, rng),
+                 "rate (Bernoulli)": coding.rate_bernoulli(x, lo, hi, steps_t, rng)}
+        for name, xd in coded.items():
+            got = xd.reshape(t.shape) @ w.astype(np.float64) + b
+            out.append(row(f"Linear 384->1536 layer 0 FFN-up, input {name} in {steps_t} steps, float weights",
+                           None, got, ref, None) | {"segments": None, "steps": steps_t, "coding": name})
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,12 +178,18 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import BertModel
 
     t0 = time.perf_counter()
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    _provenance.commit()  # the code as it is when the run starts
+    torch.set_num_threads(1)
     path = mf.model_dir()
     bert = BertModel.from_pretrained(str(path), attn_implementation="eager").eval()
     cal = capture(bert, mf.tokenize(path, mf.CALIBRATION_SENTENCES, args.seq))
     test = capture(bert, mf.tokenize(path, mf.EVAL_SENTENCES, args.seq))
-    body: list[str] = []
+    recs: list[dict] = []
+
+    def add(r: dict) -> None:
+        recs.append(r)
+        print(fmt(r), flush=True)
+
     sources = {"GELU": "gelu_in", "exp": "exp_in", "reciprocal": "recip_in", "rsqrt": "rsqrt_in"}
     ranges = []
     for kind, key in sources.items():
@@ -163,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         ref = REFERENCE[kind](t.astype(np.float64))
         for seg in (None, *SEGMENTS):
             art = compile16(unary_model(kind, WIDTH), c, seg)
-            body.append(row(f"{kind}, 6 layers' real inputs", seg, art.run({"x": t})["y"], ref, art))
-            print(body[-1], flush=True)
+            add(row(f"{kind}, 6 layers' real inputs", seg, art.run({"x": t})["y"], ref, art) | {"kind": kind})
     for li in (0, 5):
         layer = bert.encoder.layer[li]
         w1 = layer.intermediate.dense.weight.detach().numpy().T.copy()
@@ -179,46 +216,45 @@ def main(argv: list[str] | None = None) -> int:
             q, s = ffn.int16_weights(w1)
             ref = ffn.reference(t, [(w1, b1)], None)
             ann = ffn.fake_quant(ffn.fake_quant(t.astype(np.float64), in_t) @ (q * s.astype(np.float64)) + b1, out_t)
-            body.append(f"| INT16 quantized ANN, layer 0 FFN-up 384->1536 | - | {ffn.mse(ann, ref):.3e} | "
-                        f"{ffn.mse(ann, ref) / float(np.var(ref)):.2e} | |")
-            body.append(row("Linear 384->1536 Soma (BSE), layer 0 FFN-up, int16 weights", None,
-                            art.run({"x": t})["y"], ref, art))
-            print(body[-1], flush=True)
+            recs.append(row("INT16 quantized ANN, layer 0 FFN-up 384->1536", None, ann, ref, None)
+                        | {"segments": None})
+            add(row("Linear 384->1536 Soma (BSE), layer 0 FFN-up, int16 weights", None, art.run({"x": t})["y"],
+                    ref, art))
+            for r in coded_linear(t, c, w1, b1, ref):
+                add(r)
         ref = ffn.reference(t, [(w1, b1), (w2, b2)], "gelu")
         rc = ffn.reference(c, [(w1, b1), (w2, b2)], "gelu")
         ranges.append(f"FFN {li} outputs {rc.min():.3g}..{rc.max():.3g} on calibration, "
                       f"{float(((ref < rc.min()) | (ref > rc.max())).mean()):.4%} of held-out outputs outside")
         for seg in (None, *SEGMENTS):
             art = compile16(ffn.build_model([(w1, b1), (w2, b2)], "gelu", True), c, seg)
-            body.append(row(f"FFN block layer {li} (384->1536 GELU ->384), int16 weights", seg,
-                            art.run({"x": t})["y"], ref, art))
-            print(body[-1], flush=True)
+            add(row(f"FFN block layer {li} (384->1536 GELU ->384), int16 weights", seg, art.run({"x": t})["y"],
+                    ref, art) | {"layer": li})
+    seconds = time.perf_counter() - t0
+    argv_used = ["bench/minilm_table2.py", "--seq", str(args.seq)]
     text = "\n".join([
         "# LASER Table 2 on real weights: all-MiniLM-L6-v2, real sentence activations, 16 bits", "",
-        f"Command: `.venv/bin/python bench/minilm_table2.py --seq {args.seq}`  ",
-        f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, "
-        f"NumPy {np.__version__}, torch {torch.__version__}; commit {_commit()}; {time.perf_counter() - t0:.0f} s  ",
+        _provenance.stamp(argv_used, seconds),
+        f"torch {torch.__version__} (1 thread)  ",
         "Inputs: " + "; ".join(ranges) + ". Test values come from the 8 held-out sentences (same layers, real "
         "tokens). MSE in real units vs the float64 function (block: float weights); rel = MSE / variance of the "
         "reference; floor = the reference rounded to the compiled 16-bit output code, saturation included: a "
         "held-out value beyond the calibrated range is clipped, which is most of the rsqrt and layer-5 floors. "
+        "Coded-input rows: the Linear's input coded in T steps over the calibrated range (BSE = the T-bit code; "
+        "rate = spike count / T, integrate-and-fire or Bernoulli), float weights, so the row is the coding's "
+        "error alone; BSE in 16 steps is the 16-bit Soma row without weight rounding. "
         "LASER Table 2 (SiLU 8.73e-7, FFN 9.51e-7, on N(0, 1) inputs) is not like for like: other functions, "
         "inputs and scales (bench/results/fidelity_ffn_block.md has the synthetic analogue).", "",
-        "| component | segments | MSE vs float | rel | floor |", "|---|---:|---:|---:|---:|", *body, ""])
+        "| component | segments | MSE vs float | rel | floor |", "|---|---:|---:|---:|---:|",
+        *(fmt(r) for r in recs), ""])
     print(text)
     if not args.no_write:
         out = Path(__file__).parent / "results" / "minilm_table2.md"
         out.write_text(text)
-        print(f"wrote {out}")
+        payload = {"provenance": _provenance.record(argv_used), "seconds": seconds, "bits": 16, "rows": recs}
+        out.with_suffix(".json").write_text(json.dumps(payload, indent=1) + "\n")
+        print(f"wrote {out} and {out.with_suffix('.json').name}")
     return 0
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":
