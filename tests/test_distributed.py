@@ -183,20 +183,17 @@ def test_eval_with_workers_equals_one_process(local_ray, tmp_path) -> None:
     assert (two.value, two.ci_low, two.ci_high, two.tokens) == (one.value, one.ci_low, one.ci_high, one.tokens)
 
 
-def test_artifact_run_with_workers_equals_one_process(local_ray, case) -> None:
-    """The Python API (``Artifact.run(..., workers=N)``): same codes, values and merged statistics."""
+def test_saved_artifact_through_the_python_api_equals_one_process(local_ray, case, tmp_path) -> None:
+    """The Python API on an artifact read back from disk (``run_distributed(art.graph, ...)``): same codes,
+    values and merged statistics as one process; the lava backend is refused (it runs in one process)."""
+    from lasercc.ir.artifact import load
+
     g, x, ref = case
-    art = Artifact(graph=g)
-    codes = art.run(x, output="codes", workers=2)
-    for o in ref.codes:
-        np.testing.assert_array_equal(codes[o], ref.codes[o])
-    values = art.last.values
-    for o in ref.values:
-        np.testing.assert_array_equal(values[o], ref.values[o])
-    assert {k: v for k, v in art.stats.items() if k != "distributed"} == ref.stats
-    assert art.stats["distributed"]["workers"] == 2
+    Artifact(graph=g).save(tmp_path / "art")
+    art = load(tmp_path / "art")
+    _same(D.run_distributed(art.graph, x, workers=2), ref)
     with pytest.raises(InputError, match="lava backend runs in one process"):
-        art.run(x, backend="lava", workers=2)
+        D.run_distributed(art.graph, x, workers=2, backend="lava")
 
 
 def _cli_error(capsys, argv: list[str]) -> tuple[int, str]:

@@ -77,29 +77,17 @@ class Artifact:
     extra_files: dict[str, bytes | str] = field(default_factory=dict)
 
     def run(self, inputs: dict[str, np.ndarray], backend: str = "numpy", mode: str = "codes",
-            device: str = "cpu", output: str = "float", *, workers: int | None = None,
-            address: str | None = None) -> dict[str, np.ndarray]:
+            device: str = "cpu", output: str = "float") -> dict[str, np.ndarray]:
         """Run on ``inputs`` (one array per graph input, rows stacked on axis 0).
 
         Returns dequantized float32 outputs (``output="float"``) or the int64 codes
         (``output="codes"``); both are kept in ``self.last`` and statistics in ``self.stats``.
-        ``workers=N`` shards the rows across N Ray workers (:mod:`lasercc.distributed`: a local Ray started
-        on demand, or the cluster at ``address``); the outputs and merged statistics are those of one
-        process, plus ``stats["distributed"]``.
         """
         from lasercc.runtime import run_graph
 
         if output not in ("float", "codes"):
             raise LasercError(f"output must be 'float' or 'codes', got {output!r}")
-        if workers is not None:
-            from lasercc.distributed import run_distributed
-
-            res = run_distributed(self.graph, inputs, workers=workers, address=address, backend=backend, mode=mode,
-                                  device=device)
-        elif address is not None:
-            raise LasercError("address applies to workers=N only (the Ray cluster that runs the shards)")
-        else:
-            res = run_graph(self.graph, inputs, backend=backend, mode=mode, device=device)
+        res = run_graph(self.graph, inputs, backend=backend, mode=mode, device=device)
         self.last = res
         self.stats = res.stats
         return res.values if output == "float" else res.codes
