@@ -8,9 +8,16 @@ vocab 32000, random weights, external data) and each form (float, QDQ):
 * one sequence (batch 1, seq 4) through the artifact in codes mode against onnxruntime on the *same*
   ONNX file: cosine and max |error| of the logits, top-1 agreement (``--sim``; also its time and peak);
 * peak RSS against the size of the model's weight file (target <= 1.5x), and a least-squares line of
-  time and peak over parameters, extrapolated to TinyLlama-1.1B and LLaMA-2-7B.
+  time and peak over parameters, extrapolated to TinyLlama-1.1B and LLaMA-2-7B;
+* the artifact partitioned onto Loihi 2 (``partition_graph``, the partition pass's API, on the shape-only
+  parse of graph.lir): the smallest system it fits (oheo-gulch, kapoho-point, hala-point), chips, cores and
+  seconds -- or each system's refusal. ``--target loihi2`` compiles for Loihi 2 (``lasercc compile --target
+  loihi2``: 8-bit weights, fixed requantization, ASNC tables fitted to segments) with the target's default
+  passes minus the trailing ``partition`` (which would try only kapoho-point and fail the compile when the
+  model needs more); the bench partitions the artifact itself, smallest system first.
 
     PYTHONPATH=$PWD nice -n 10 python bench/scale_compile.py --layers 1,2,4 --work /tmp/scale [--sim]
+    PYTHONPATH=$PWD nice -n 10 python bench/scale_compile.py --layers 1,2,4 --forms qdq --target loihi2
 
 Writes bench/results/scale.md (and scale.json beside it).
 """
@@ -28,8 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
+from lasercc.compiler import DEFAULT_PASSES
+from lasercc.passes.partition import load_spec
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
+# lasercc compile --target loihi2's default pipeline without its last pass, partition (see the module doc)
+LOIHI2_PASSES = DEFAULT_PASSES["loihi2"].removesuffix(",partition")
 SHAPE = {"d": 2048, "ffn": 5632, "heads": 32, "kv_heads": 4, "vocab": 32000}
 
 
@@ -125,6 +137,11 @@ def main() -> None:
     ap.add_argument("--sim", action="store_true", help="one-sequence simulation vs onnxruntime for each artifact")
     ap.add_argument("--keep", action="store_true", help="keep models and artifacts (default: delete after each)")
     ap.add_argument("--timeout", type=int, default=7200)
+    ap.add_argument("--merge", action="append", default=[], metavar="JSON",
+                    help="merge the rows of another run's scale.json (a concurrent run with its own --out) and "
+                         "rewrite the report; with --layers '' nothing is compiled")
+    ap.add_argument("--target", choices=("numpy", "loihi2"), default="numpy",
+                    help="compile target; loihi2: fitted ASNC segments, partitioned by the bench (module doc)")
     ap.add_argument("--out", default=str(ROOT / "bench/results/scale.md"))
     args = ap.parse_args()
     work = Path(args.work)
@@ -132,8 +149,17 @@ def main() -> None:
     calib = work / "calib.npz"
     np.savez(calib, input_ids=np.random.default_rng(3).integers(0, 32000, size=(4, args.seq)).astype(np.int64))
     jpath = Path(args.out).with_suffix(".json")
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    provenance = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": commit or "?",
+                  "command": "python bench/scale_compile.py " + " ".join(sys.argv[1:])}
     rows: list[dict] = json.loads(jpath.read_text()) if jpath.exists() else []
-    for layers in [int(x) for x in args.layers.split(",")]:
+    for extra in args.merge:
+        for rec in json.loads(Path(extra).read_text()):
+            rows = [r for r in rows if key(r) != key(rec)] + [rec]
+    if args.merge:
+        jpath.write_text(json.dumps(rows, indent=1))
+    for layers in [int(x) for x in args.layers.split(",") if x]:
         forms = args.forms.split(",")
         avail = available_gib()
         if params(layers) > 5e8 and avail < 12:  # a shared machine: the big run only with room to spare
@@ -151,28 +177,31 @@ def main() -> None:
             raise SystemExit(f"export failed, see {work / f'export_l{layers}.log'}")
         for form in forms:
             model = work / f"llama_l{layers}.{form}.onnx"
-            art = work / f"art_l{layers}_{form}"
+            tag = f"l{layers}_{form}" + ("" if args.target == "numpy" else f"_{args.target}")
+            art = work / f"art_{tag}"
             cmd = [PY, "-m", "lasercc", "compile", str(model), "-o", str(art), "--calibration", str(calib)]
-            if form == "float":
+            if args.target == "loihi2":
+                cmd += ["--target", "loihi2", "--passes", LOIHI2_PASSES]
+            elif form == "float":
                 cmd += ["--bits", "16"]
-            t, peak, rc = timed(cmd, work / f"compile_l{layers}_{form}.log", args.timeout)
-            rec = {"layers": layers, "form": form, "params": params(layers),
+            t, peak, rc = timed(cmd, work / f"compile_{tag}.log", args.timeout)
+            rec = {"layers": layers, "form": form, "target": args.target, "params": params(layers), **provenance,
                    "weight_file_gib": size([model, Path(str(model) + ".data")]), "export_s": t_exp,
                    "compile_s": t, "peak_gib": peak, "rc": rc, "artifact_gib": size([art / "weights.npz",
                                                                                       art / "graph.lir"])}
             rec["peak_over_file"] = peak / rec["weight_file_gib"]
             if rc == 0 and args.sim:
-                log = work / f"sim_l{layers}_{form}.log"
+                log = work / f"sim_{tag}.log"
                 ts, ps, rcs = timed([PY, "-c", SIM, str(art), str(model), str(args.seq)], log, args.timeout)
                 line = next((ln for ln in log.read_text().splitlines() if ln.startswith("SIM ")), None)
                 rec.update(sim_peak_gib=ps, sim_rc=rcs, **({"sim": json.loads(line[4:])} if line else {}))
             if rc == 0:
-                log = work / f"part_l{layers}_{form}.log"
+                log = work / f"part_{tag}.log"
                 timed([PY, "-c", PART, str(art)], log, args.timeout)
                 line = next((ln for ln in log.read_text().splitlines() if ln.startswith("PART ")), None)
                 rec["partition"] = json.loads(line[5:]) if line else {"error": log.read_text()[-300:]}
             print(json.dumps(rec), flush=True)
-            rows = [r for r in rows if (r["layers"], r["form"]) != (layers, form)] + [rec]
+            rows = [r for r in rows if key(r) != key(rec)] + [rec]
             jpath.write_text(json.dumps(rows, indent=1))
             if not args.keep:
                 import shutil
@@ -185,6 +214,11 @@ def main() -> None:
     write_md(rows, Path(args.out), args)
 
 
+def key(r: dict) -> tuple[int, str, str]:
+    """A row's identity: rows of earlier runs (before --target) are numpy-target rows."""
+    return r["layers"], r["form"], r.get("target", "numpy")
+
+
 def fit(rows: list[dict], key: str) -> tuple[float, float]:
     x = np.array([r["params"] for r in rows], float)
     y = np.array([r[key] for r in rows], float)
@@ -194,44 +228,77 @@ def fit(rows: list[dict], key: str) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def _part_cell(r: dict) -> str:
+    """A row's partition: the smallest system it fits with chips / cores, else why each refused."""
+    p = r.get("partition") or {}
+    if "system" in p:
+        return (f"{p['system']}: {p.get('chips_used')} of {p.get('chips_available')} chips, "
+                f"{p.get('cores_used'):,} cores ({p.get('binding_resource', '?')}-bound), {p['seconds']:.0f} s")
+    why = {str(v).split(";")[0][:100] for k, v in p.items() if k not in ("seconds", "error")}
+    return ("refused on every system: " + " / ".join(sorted(why)) if why
+            else p.get("error", "not run")[-100:]).replace("|", "/").replace("\n", " ")
+
+
 def write_md(rows: list[dict], out: Path, args: argparse.Namespace) -> None:
-    rows = sorted(rows, key=lambda r: (r["form"], r["layers"]))
-    head = "| form | layers | params | weight file GiB | compile s | peak RSS GiB | peak / file | artifact GiB | " \
-           "sim cos | sim max abs | top-1 | sim s | sim peak GiB |"
-    lines = [head, "|" + "---|" * 13]
+    rows = sorted(rows, key=lambda r: (r.get("target", "numpy"), r["form"], r["layers"]))
+    head = "| target | form | layers | params | weight file GiB | compile s | peak RSS GiB | peak / file | " \
+           "artifact GiB | sim cos | sim max abs | top-1 | sim s | sim peak GiB |"
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         s = r.get("sim", {})
-        lines.append(f"| {r['form']} | {r['layers']} | {r['params'] / 1e6:.0f}M | {r['weight_file_gib']:.2f} | "
-                     f"{r['compile_s']:.0f} | {r['peak_gib']:.2f} | {r['peak_over_file']:.2f} | "
-                     f"{r['artifact_gib']:.2f} | {s.get('cosine', float('nan')):.5f} | "
+        lines.append(f"| {r.get('target', 'numpy')} | {r['form']} | {r['layers']} | {r['params'] / 1e6:.0f}M | "
+                     f"{r['weight_file_gib']:.2f} | {r['compile_s']:.0f} | {r['peak_gib']:.2f} | "
+                     f"{r['peak_over_file']:.2f} | {r['artifact_gib']:.2f} | {s.get('cosine', float('nan')):.5f} | "
                      f"{s.get('max_abs', float('nan')):.3g} | {s.get('top1', float('nan')):.2f} | "
                      f"{s.get('seconds', float('nan')):.0f} | {r.get('sim_peak_gib', float('nan')):.2f} |")
-    ext = ["", "Least-squares lines over the measured sizes (per form), extrapolated (same d=2048 shape for 1.1B; "
-           "LLaMA-2-7B has d=4096, so its figure is the parameter-count extrapolation):", "",
-           "| form | compile s per 100M params | peak GiB per 100M params | TinyLlama-1.1B: s / peak GiB | "
-           "LLaMA-2-7B (6.74B): s / peak GiB |", "|---|---|---|---|---|"]
-    for form in sorted({r["form"] for r in rows}):
-        rs = [r for r in rows if r["form"] == form and r["rc"] == 0]
+    ext = ["", "Least-squares lines over the measured sizes (per target and form), extrapolated (same d=2048 shape "
+           "for 1.1B; LLaMA-2-7B has d=4096, so its figure is the parameter-count extrapolation):", "",
+           "| target | form | compile s per 100M params | peak GiB per 100M params | TinyLlama-1.1B: s / peak GiB | "
+           "LLaMA-2-7B (6.74B): s / peak GiB |", "|---|---|---|---|---|---|"]
+    groups = sorted({(r.get("target", "numpy"), r["form"]) for r in rows})
+    for target, form in groups:
+        rs = [r for r in rows if (r.get("target", "numpy"), r["form"]) == (target, form) and r["rc"] == 0]
         if not rs:
             continue
         (at, bt), (ap_, bp) = fit(rs, "compile_s"), fit(rs, "peak_gib")
         p11, p7 = params(22), 6.74e9
-        ext.append(f"| {form} | {at * 1e8:.1f} | {ap_ * 1e8:.3f} | {at * p11 + bt:.0f} / {ap_ * p11 + bp:.1f} | "
-                   f"{at * p7 + bt:.0f} / {ap_ * p7 + bp:.1f} |")
+        ext.append(f"| {target} | {form} | {at * 1e8:.1f} | {ap_ * 1e8:.3f} | {at * p11 + bt:.0f} / "
+                   f"{ap_ * p11 + bp:.1f} | {at * p7 + bt:.0f} / {ap_ * p7 + bp:.1f} |")
+    part = ["", "Partition onto Loihi 2 (`partition_graph` on the shape-only parse of graph.lir; systems tried "
+            "smallest first: oheo-gulch, kapoho-point, hala-point; seconds for all the systems tried):", "",
+            "| target | form | layers | smallest system that fits |", "|---|---|---|---|"]
+    part += [f"| {r.get('target', 'numpy')} | {r['form']} | {r['layers']} | {_part_cell(r)} |" for r in rows]
+    for target, form in groups:  # cores grow linearly with layers (same layer shape): extrapolate to 22
+        rs = [r for r in rows if (r.get("target", "numpy"), r["form"]) == (target, form)
+              and "system" in (r.get("partition") or {})]
+        if len(rs) >= 2 and not any(r["layers"] == 22 for r in rs):
+            x = np.array([r["layers"] for r in rs], float)
+            a, b = np.polyfit(x, np.array([r["partition"]["cores_used"] for r in rs], float), 1)
+            at, bt = np.polyfit(x, np.array([r["partition"]["seconds"] for r in rs], float), 1)
+            c22 = a * 22 + b
+            hw = load_spec(None)
+            fits = [f"{n} ({s.chips} chips x {hw.cores_per_chip(s)} cores)" for n, s in
+                    sorted(hw.systems.items(), key=lambda kv: kv[1].chips) if s.chips * hw.cores_per_chip(s) >= c22]
+            part.append(f"\n{target} {form}, extrapolated (least squares over {len(rs)} sizes, not measured): "
+                        f"{a:,.0f} cores per layer + {b:,.0f}; 22 layers (TinyLlama-1.1B) ~ {c22:,.0f} cores -> "
+                        f"smallest system: {fits[0] if fits else 'none known'}; partition ~ {at * 22 + bt:.0f} s.")
+    runs = sorted({(r.get("date", "2026-12-02"), r.get("commit", "?"), r.get("command", "see git log")) for r in rows})
     load = os.getloadavg()
     text = "\n".join([
         "# Scale: LLaMA-shaped models through `lasercc compile`", "",
-        f"Command: `PYTHONPATH=$PWD nice -n 10 python bench/scale_compile.py --layers {args.layers} "
-        f"--forms {args.forms} --seq {args.seq}{' --sim' if args.sim else ''}` (rows merge with earlier runs "
-        "kept in scale.json)",
+        "Runs whose rows are shown (rows merge through scale.json, runs with their own `--out` through "
+        "`--merge`; date, commit, command):", "",
+        *[f"* {d}, {c}: `{cmd}`" for d, c, cmd in runs], "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs (load average "
-        f"{load[0]:.1f} at the end: times are wall-clock under contention), "
+        f"{load[0]:.1f} at the end of the last run: times are wall-clock under contention), "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM.",
         "Models: bench/llama_export.py, TinyLlama-1.1B shape with fewer layers (d 2048, FFN 5632, 32/4 heads, "
-        "vocab 32000, untied head), random weights, external data; float compiled at --bits 16, QDQ (uint8 act, "
-        "int8 reduce-range per-channel weights, 16-bit internal) at its defaults; 4 calibration rows.",
+        "vocab 32000, untied head), random weights, external data; numpy target: float compiled at --bits 16, QDQ "
+        "(uint8 act, int8 reduce-range per-channel weights, 16-bit internal) at its defaults; loihi2 target: "
+        f"`--target loihi2 --passes {LOIHI2_PASSES}` (8-bit weights, fixed requantization, fitted ASNC segments); "
+        "4 calibration rows.",
         "Simulation: one sequence (batch 1, 4 tokens), NumPy codes mode, logits against onnxruntime on the "
-        "same ONNX file.", "", *lines, *ext, ""])
+        "same ONNX file.", "", *lines, *ext, *part, ""])
     out.write_text(text)
     print(text)
 

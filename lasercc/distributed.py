@@ -404,6 +404,8 @@ def run_distributed(graph: Graph, inputs: dict[str, np.ndarray], *, workers: int
 
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
+    if backend == "lava":
+        raise InputError("workers run the numpy or torch backend; the lava backend runs in one process")
     if resume and work_dir is None:
         raise InputError("--resume needs an output file (-o): the finished shards are kept beside it")
     feeds, _ = _validate(graph, inputs)

@@ -181,3 +181,66 @@ def test_eval_with_workers_equals_one_process(local_ray, tmp_path) -> None:
     one = evaluate(art, tmp_path / "t.npy", "nll", batch_rows=4)
     two = evaluate(art, tmp_path / "t.npy", "nll", batch_rows=4, workers=2)
     assert (two.value, two.ci_low, two.ci_high, two.tokens) == (one.value, one.ci_low, one.ci_high, one.tokens)
+
+
+def test_saved_artifact_through_the_python_api_equals_one_process(local_ray, case, tmp_path) -> None:
+    """The Python API on an artifact read back from disk (``run_distributed(art.graph, ...)``): same codes,
+    values and merged statistics as one process; the lava backend is refused (it runs in one process)."""
+    from lasercc.ir.artifact import load
+
+    g, x, ref = case
+    Artifact(graph=g).save(tmp_path / "art")
+    art = load(tmp_path / "art")
+    _same(D.run_distributed(art.graph, x, workers=2), ref)
+    with pytest.raises(InputError, match="lava backend runs in one process"):
+        D.run_distributed(art.graph, x, workers=2, backend="lava")
+
+
+def _cli_error(capsys, argv: list[str]) -> tuple[int, str]:
+    """Exit status of ``lasercc ARGV`` in this process and its one error line (asserted to be one)."""
+    from lasercc.cli import main
+
+    capsys.readouterr()
+    rc = main(argv)
+    errs = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert len(errs) == 1, errs
+    return rc, errs[0]
+
+
+def test_cli_worker_oom_then_missing_and_corrupt_shards_stay_clean(local_ray, case, tmp_path, capsys,
+                                                                  monkeypatch) -> None:
+    """A worker's MemoryError, then a resume over a deleted and a torn shard file: each is one error line
+    and status 2 with no output file; finally the resume writes the same file as one process."""
+    from lasercc.cli import main
+
+    g, x, _ = case
+    Artifact(graph=g).save(tmp_path / "art")
+    np.savez(tmp_path / "in.npz", **x)
+    out = tmp_path / "out.npz"
+    base = ["simulate", str(tmp_path / "art"), "-i", str(tmp_path / "in.npz"), "-o", str(out), "--workers", "1",
+            "--shard-rows", "8"]
+    wd = D.work_dir_for(out)
+    monkeypatch.setitem(D.FAULTS, 3, "oom")
+    rc, err = _cli_error(capsys, base)
+    assert rc == 2 and "out of memory on shard 3" in err
+    assert not out.exists()
+    assert sorted(p.name for p in wd.glob("shard-*.npz")) == [f"shard-00000{k}.npz" for k in range(3)]
+    monkeypatch.delitem(D.FAULTS, 3)
+
+    # a shard deleted from the work directory is computed again; a torn one is refused, naming the file
+    (wd / "shard-000001.npz").unlink()
+    (wd / "shard-000002.npz").write_bytes(b"PK\x03\x04 torn")
+    rc, err = _cli_error(capsys, base + ["--resume"])
+    assert rc == 2 and "shard-000002.npz: corrupt shard" in err
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob("*.tmp"))
+
+    (wd / "shard-000002.npz").unlink()
+    assert main(base + ["--resume"]) == 0
+    assert "1 resumed" in capsys.readouterr().out  # shard 0 only: 1 and 2 were recomputed
+    assert main(["simulate", str(tmp_path / "art"), "-i", str(tmp_path / "in.npz"), "-o",
+                 str(tmp_path / "one.npz")]) == 0
+    with np.load(out) as a, np.load(tmp_path / "one.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k])
+    assert not wd.exists()

@@ -23,10 +23,17 @@ if TYPE_CHECKING:
 
 
 def weight_ints(L: Lowerer, w: Val, what: str = "weight") -> tuple[np.ndarray, tuple[float, ...]]:
-    """[K, N] integer weights (zero point removed) and per-tensor / per-output-channel scales."""
+    """[K, N] integer weights (zero point removed) and per-tensor / per-output-channel scales.
+
+    A model's own integers come back in the narrowest dtype that holds ``q - zero_point`` and its negation
+    (int16 for 8-bit weights, int32 for 16-bit, else int64), not int64: a billion-parameter QDQ model's
+    LM head would otherwise be copied to 0.5 GB of int64. Callers that do arithmetic beyond negation widen
+    first (a float weight's :func:`quantize_columns` codes are int64)."""
     if isinstance(w, QWeight) and w.q.ndim == 2 and (w.axis in (None, 1) or w.scale.size == 1):
-        q = w.q.astype(np.int64)
-        q -= (w.zero_point.astype(np.int64).reshape(1, -1) if w.zero_point.size > 1  # in place: one int64 copy
+        size = w.q.dtype.itemsize if w.q.dtype.kind in "iu" else 8
+        wide = np.int16 if size == 1 else np.int32 if size == 2 else np.int64
+        q = w.q.astype(wide)
+        q -= (w.zero_point.astype(np.int64).reshape(1, -1).astype(wide) if w.zero_point.size > 1  # in place
               else int(w.zero_point.reshape(-1)[0]))
         return q, tuple(float(s) for s in np.asarray(w.scale, np.float32).reshape(-1))
     real = L.const_value(w, what)

@@ -244,7 +244,7 @@ def _conv_weights(L: Lowerer, w: Val) -> tuple[np.ndarray, np.ndarray]:
             q2 = QWeight(w.q.reshape(shape[0], -1).T, w.scale.reshape(-1), w.zero_point.reshape(-1),
                          None if w.scale.size == 1 else 1)
             q, sw = weight_ints(L, q2, "Conv weight")
-            return q.T.reshape(shape), np.asarray(sw, np.float32)
+            return q.astype(np.int64).T.reshape(shape), np.asarray(sw, np.float32)  # conv_codes works in int64
     if not isinstance(w, Const | QWeight):
         raise FrontendError(f"Conv weight is a {type(w).__name__}; only constant weights have a spiking form "
                             "(synaptic weights are fixed when the program is built)")
