@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         args.bits, args.seeds, args.steps, args.eval_windows = "4", 1, 3, 4
     torch.set_num_threads(int(os.environ.get("LASERCC_THREADS", "1")))
     t0 = time.time()
+    commit = git_commit()  # the code that runs, not whatever HEAD is when a long run ends
     model, meta = laser_lm.load(args.cache)
     model.eval()
     train = laser_lm.windows(np.load(args.cache / "tokens_train.npy"), args.ctx)
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                          "ppl_per_seed": ppls, "loss_first": float(np.mean([c[0] for c in curves])),
                          "loss_last5": float(np.mean([np.mean(c[-5:]) for c in curves]))})
     seconds = time.time() - t0
-    commit, date = git_commit(), time.strftime("%Y-%m-%d")
+    date = time.strftime("%Y-%m-%d")
     doc = {"commit": commit, "date": date, "rows": rows,
            "setup": {"model": {"params": int(sum(p.numel() for p in model.parameters())),
                                "float_ppl_ctx": float_ppl, "ctx": args.ctx},

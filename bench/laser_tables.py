@@ -219,7 +219,9 @@ def ste(results: Path) -> list[Row]:
     if d is None:
         return [("STE (Sec. 3.3)", "fine-tuning from the quantizer's weights at low N", paper,
                  missing("laser_lm_ste.json"), "", "", "")]
-    return [("STE (Sec. 3.3)", f"{r['method']}, {r['bits']} bits", paper if i == 0 else "",
+    label = {"none": "quantized start, no fine-tuning", "ste": "STE (identity gradient)",
+             "surrogate": "surrogate gradient (baseline)"}
+    return [("STE (Sec. 3.3)", f"{label.get(r['method'], r['method'])}, {r['bits']} bits", paper if i == 0 else "",
              f"PPL {r['ppl_mean']:.3f} ± {r['ppl_sd']:.3f} over {r['seeds']} seeds (float {r['float_ppl']:.3f})",
              "LLaMA-style LM trained here; PPL", "ours only", f"`laser_lm_ste.json` ({d.get('commit', '?')})")
             for i, r in enumerate(d.get("rows", []))]
