@@ -285,8 +285,10 @@ def make_inputs(spec: Spec, rows: int, seed: int) -> dict[str, np.ndarray]:
     return out
 
 
-def export(model: nn.Module, spec: Spec, feeds: dict[str, np.ndarray], dst: Path, dynamo: bool = False) -> None:
-    """Opset 17, dynamic batch/seq axes, IR version 8 (older onnxruntime reads it)."""
+def export(model: nn.Module, spec: Spec, feeds: dict[str, np.ndarray], dst: Path, dynamo: bool = False,
+           opset: int = 17) -> None:
+    """Dynamic batch/seq axes; TorchScript at ``opset`` (13, 14, 17: IR version 8, which older onnxruntime reads),
+    dynamo at opset 18 (the oldest it writes)."""
     w = Wrapper(model, spec.inputs, spec.output).eval()
     args = tuple(torch.from_numpy(feeds[k][:1]) for k in spec.inputs)
     with torch.no_grad(), warnings.catch_warnings():
@@ -299,7 +301,7 @@ def export(model: nn.Module, spec: Spec, feeds: dict[str, np.ndarray], dst: Path
             prog.save(str(dst))
         else:
             dyn = {k: {0: "batch", 1: "seq"} for k in (*spec.inputs, spec.output)}
-            torch.onnx.export(w, args, str(dst), dynamo=False, opset_version=17, input_names=list(spec.inputs),
+            torch.onnx.export(w, args, str(dst), dynamo=False, opset_version=opset, input_names=list(spec.inputs),
                               output_names=[spec.output], dynamic_axes=dyn)
     m = onnx.load(str(dst))
     if not dynamo:
@@ -399,7 +401,10 @@ def one_error(e: BaseException) -> str:
     return s if len(s) < 180 else s[:177] + "..."
 
 
-def run_model(spec: Spec, work: Path, formats: list[str], dynamo: bool = False, verbose: bool = False) -> list[dict]:
+def run_model(spec: Spec, work: Path, formats: list[str], dynamo: bool = False, verbose: bool = False,
+              opset: int = 17) -> list[dict]:
+    """Export ``spec`` (TorchScript at ``opset``, or dynamo at 18), quantize it into each of ``formats``, compile
+    the float file at 16 and 8 bits and each quantized file as it is, and compare every run with onnxruntime."""
     torch.manual_seed(0)
     tag = spec.name
     try:
@@ -408,12 +413,12 @@ def run_model(spec: Spec, work: Path, formats: list[str], dynamo: bool = False, 
         return [{"model": tag, "format": "build", "ok": False, "error": one_error(e)}]
     calib, held = make_inputs(spec, CALIB_ROWS, 1), make_inputs(spec, EVAL_ROWS, 2)
     mask = held.get("attention_mask")
-    tag = spec.name + (".dynamo" if dynamo else "")
+    tag = spec.name + (".dynamo" if dynamo else "" if opset == 17 else f".op{opset}")
     rows: list[dict] = []
     fp = work / f"{tag}.onnx"
     paths = {f: work / f"{tag}.{FORMATS[f]}.onnx" for f in formats}
     try:
-        export(model, spec, calib, fp, dynamo)
+        export(model, spec, calib, fp, dynamo, opset)
         with torch.no_grad():
             w = Wrapper(model, spec.inputs, spec.output)
             ref_t = w(*(torch.from_numpy(held[k]) for k in spec.inputs)).numpy()
@@ -476,6 +481,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only; do not write bench/results/hf_zoo.md")
     ap.add_argument("--all-formats", action="store_true",
                     help="also QOperator, 16-bit QDQ, quantize_dynamic and all-ops s8 QDQ models")
+    ap.add_argument("--opsets", nargs="*", type=int, choices=(13, 14, 17, 18),
+                    help="export each model at these opsets (13, 14, 17: TorchScript; 18: dynamo); only ORT QDQ "
+                         "besides float at any opset but 17 (--all-formats applies at 17). Default: 17, plus 18 "
+                         "with --dynamo")
     ap.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
     ap.add_argument("--attention", choices=("eager", "default"), default="eager",
                     help="transformers' attention implementation (default: transformers' own choice, SDPA where "
@@ -490,17 +499,18 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in args.models if m not in specs]
     if unknown:
         ap.error(f"unknown model(s) {unknown}; the zoo has {list(specs)}")
-    formats = list(FORMATS) if args.all_formats else ["ORT QDQ"]
+    opsets = args.opsets if args.opsets is not None else [17] + ([18] if args.dynamo else [])
     rows: list[dict] = []
-    for name in args.models:
-        rows += run_model(specs[name], args.work, formats, verbose=args.verbose)
-        print(table(rows[-4:]).split("\n", 2)[-1], flush=True)
-    for name in args.models if args.dynamo else ():
-        rows += run_model(specs[name], args.work, formats, dynamo=True, verbose=args.verbose)
-        print(table(rows[-4:]).split("\n", 2)[-1], flush=True)
+    for opset in opsets:
+        formats = list(FORMATS) if args.all_formats and opset == 17 else ["ORT QDQ"]
+        for name in args.models:
+            got = run_model(specs[name], args.work, formats, dynamo=opset == 18, verbose=args.verbose, opset=opset)
+            rows += got
+            print(table(got).split("\n", 2)[-1], flush=True)
     import transformers
 
     cmd = "`.venv/bin/python bench/hf_zoo.py" + (" --dynamo" if args.dynamo else "") + \
+        (" --opsets " + " ".join(map(str, args.opsets)) if args.opsets is not None else "") + \
         (" --attention default" if ATTN is None else "") + \
         (" --all-formats" if args.all_formats else "") + \
         ("" if args.models == [s.name for s in ZOO] else " --models " + " ".join(args.models)) + "`"
@@ -512,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}, transformers "
         f"{transformers.__version__}, onnx {onnx.__version__}, ORT {ort.__version__}  ",
         f"Models: random init (torch.manual_seed(0)), hidden 64, 2 layers, 4 heads, vocab {VOCAB}, seq {SEQ}; "
-        "TorchScript export, opset 17, dynamic batch/seq (pinned to 1x16 for lasercc), "
+        f"exports at opsets {opsets} (TorchScript; 18 = dynamo exporter, tagged .dynamo; other opsets than 17 "
+        "tagged .opN), dynamic batch/seq (pinned to 1x16 for lasercc), "
         f"{ATTN or 'default (SDPA)'} attention. "
         f"Calibration {CALIB_ROWS} random rows; metrics on {EVAL_ROWS} other rows (attention masks right-padded "
         "on every other row; padded positions excluded). ORT QDQ = quantize_static, MatMul/Gemm, u8 act, s8 "
