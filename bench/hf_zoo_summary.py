@@ -25,9 +25,9 @@ RESULTS = Path(__file__).parent / "results"
 # Text-family result files, oldest first (a later file's row replaces an earlier one for the same run)
 TEXT_SOURCES = ("hf_zoo.md", "hf_zoo_eager.md", "hf_zoo_default.md", "hf_zoo_text_more_all_formats.md",
                 "hf_zoo_text_more.md", "hf_zoo_opset13.md", "hf_zoo_opset14.md", "hf_zoo_opset18.md",
-                "hf_zoo_t5_st.md")
+                "hf_zoo_opset17_more.md", "hf_zoo_t5_st.md", "hf_zoo_t5_st_default.md")
 VISION_SOURCES = ("hf_zoo_vision.md", "hf_zoo_vision_qoperator.md")
-TARGET = {"f16": 0.99, "f8": 0.9, "q": 0.995}
+TARGET = {"f16": 0.99, "f8": 0.9, "q": 0.995, "s8all": 0.995}
 START, END = "<!-- family-summary:start -->", "<!-- family-summary:end -->"
 
 
@@ -54,7 +54,7 @@ def _kind(run: str) -> str:
         return "f16"
     if run == "float --bits 8":
         return "f8"
-    return "q"
+    return "s8all" if "s8 all ops" in run else "q"
 
 
 def text_runs(path: Path) -> dict[tuple[str, str, str], tuple[str, list[str]]]:
@@ -86,7 +86,7 @@ def vision_runs(path: Path) -> dict[tuple[str, str, str], tuple[str, list[str]]]
         # normalise to the text table's columns: model, run, compile, cos float, cos quantized, -, -, notes
         kind = _kind(c[2])
         m = f"{min(cos):.5f}" if cos else ""
-        cells = [c[0], c[2], c[3], m if kind != "q" else "", m if kind == "q" else "", "", "",
+        cells = [c[0], c[2], c[3], m if kind not in ("q", "s8all") else "", m if kind in ("q", "s8all") else "", "", "",
                  (f"{c[6]} IR nodes, {sec} s" if sec else "") + ("" if c[3] == "ok" else " " + c[8])]
         out[(c[0], f"{c[1].replace('dynamo', 'dyn')}/default", c[2])] = (kind, cells)
     return out
@@ -114,24 +114,25 @@ def collect() -> dict[str, Family]:
             f.refuses.append(f"{export} {run}: {err}")
             continue
         f.ok += 1
-        cos = float(c[4] if kind == "q" else c[3])
+        cos = float(c[4] if kind in ("q", "s8all") else c[3])
         f.cos[kind].append(cos)
         if cos < TARGET[kind]:
-            f.below.append(f"{export} {run} {cos:.4f}" + (f" (vs ORT float {c[3]})" if kind == "q" and c[3] else ""))
+            f.below.append(f"{export} {run} {cos:.4f}" + (f" (vs ORT float {c[3]})" if kind != "f16" and c[3] else ""))
         sec = re.search(r"([\d.]+) s", c[7])
         if sec:
             f.secs.append(float(sec.group(1)))
     return fams
 
 
-def _rng(v: list[float], nd: int = 4) -> str:
+def _rng(v: list[float], nd: int = 5) -> str:
     return f"{min(v):.{nd}f} - {max(v):.{nd}f}" if v else "-"
 
 
 def summary(fams: dict[str, Family]) -> str:
     head = ("| family | exports tried (opset/attention) | compiled / total | below target | float 16-bit cos | "
-            "float 8-bit cos | quantized file cos vs ORT same file | compile s | what refuses / why |\n"
-            "|---|---|---:|---:|---|---|---|---|---|")
+            "float 8-bit cos | quantized file cos vs ORT same file | all-ops s8 QDQ file vs ORT same file | "
+            "compile s | what refuses / why |\n"
+            "|---|---|---:|---:|---|---|---|---|---|---|")
     out = [head]
     for name, f in fams.items():
         why = "; ".join(f.refuses)
@@ -142,7 +143,8 @@ def summary(fams: dict[str, Family]) -> str:
             why += ("; " if why else "") + "below target: " + ", ".join(f.below)
         secs = f"{min(f.secs):.1f} - {max(f.secs):.1f}" if f.secs else "-"
         out.append(f"| {name} | {', '.join(sorted(f.exports))} | {f.ok} / {f.total} | {len(f.below)} | "
-                   f"{_rng(f.cos['f16'])} | {_rng(f.cos['f8'])} | {_rng(f.cos['q'])} | {secs} | {why or '-'} |")
+                   f"{_rng(f.cos['f16'])} | {_rng(f.cos['f8'])} | {_rng(f.cos['q'])} | {_rng(f.cos['s8all'])} | "
+                   f"{secs} | {why or '-'} |")
     ok, tot = sum(f.ok for f in fams.values()), sum(f.total for f in fams.values())
     below = sum(len(f.below) for f in fams.values())
     out.append("")
@@ -164,8 +166,9 @@ def main() -> int:
         "opset, dyn18 = dynamo at opset 18; eager = transformers' eager attention, sdpa/default = transformers' "
         "default (SDPA where supported). Runs: float --bits 16 and --bits 8 (cosine vs onnxruntime float on the "
         "same file), and each onnxruntime-quantized file (QDQ at every opset; QOperator, QDQ u16, dynamic, "
-        "all-ops s8 QDQ at ts17/dyn18) compiled as it is (cosine vs onnxruntime running that same file; text "
-        "rows with ORT's default graph optimizations, vision rows with them disabled). Multi-output models "
+        "all-ops s8 QDQ at ts17/dyn18, the latter in its own column) compiled as it is (cosine vs onnxruntime "
+        "running that same file; text rows with ORT's default graph optimizations, vision rows with them "
+        "disabled). Multi-output models "
         "(t5, vision) count their worst output; *_st = the family with sentence-transformers' mean pooling + "
         "L2 normalize inside the graph, compared on the sentence embedding. Targets: float 16-bit >= 0.99, "
         "8-bit >= 0.9, quantized file >= 0.995; 'below target' counts the rows under them.",
