@@ -592,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{transformers.__version__}, onnx {onnx.__version__}, ORT {ort.__version__}  ",
         f"Models: random init (torch.manual_seed(0)), hidden 64, 2 layers, 4 heads, vocab {VOCAB}, seq {SEQ}; "
         f"exports at opsets {opsets} (TorchScript; 18 = dynamo exporter, tagged .dynamo; other opsets than 17 "
-        "tagged .opN), dynamic batch/seq (pinned to 1x16 for lasercc), "
+        "tagged .opN), dynamic batch/seq (pinned to one row of 16 tokens, 8 decoder tokens, for lasercc), "
         f"{ATTN or 'default (SDPA)'} attention. "
         f"Calibration {CALIB_ROWS} random rows; metrics on {EVAL_ROWS} other rows (attention masks right-padded "
         "on every other row; padded positions excluded). ORT QDQ = quantize_static, MatMul/Gemm, u8 act, s8 "

@@ -4,7 +4,7 @@
   its padding mask, ``decoder_input_ids``) and two outputs (decoder logits, encoder output): the decoder's
   causal self-attention and its cross-attention over the encoder output under the encoder's padding mask.
   Exported at opset 13 (Split/Squeeze/ReduceSum axes as attributes, LayerNorm decomposed into ReduceMean/
-  Pow/Sqrt/Div) and 17 (LayerNormalization); both outputs are compared with onnxruntime.
+  Pow/Sqrt/Div); both outputs are compared with onnxruntime.
 * sentence-transformers' Pooling (mean over the attention mask: Unsqueeze/Expand/Cast/Mul/ReduceSum/Clip/Div)
   and Normalize (ReduceL2, Clip, Expand, Div) inside the graph, compared on the sentence embedding. A pooled
   embedding that ignored the mask would differ from onnxruntime's on the padded rows (checked below).
@@ -134,7 +134,7 @@ def cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
-@pytest.mark.parametrize("opset", [13, 17])
+@pytest.mark.parametrize("opset", [13])  # 17/18 exports of the real T5: bench/hf_zoo.py --models t5
 def test_encoder_decoder_both_outputs_track_onnxruntime(tmp_path: Path, opset: int) -> None:
     torch.manual_seed(0)
     names, outs = ["input_ids", "attention_mask", "decoder_input_ids"], ["logits", "encoder_last_hidden_state"]
@@ -150,7 +150,7 @@ def test_encoder_decoder_both_outputs_track_onnxruntime(tmp_path: Path, opset: i
     assert cos(ref["encoder_last_hidden_state"][keep], got["encoder_last_hidden_state"][keep]) > 0.999
 
 
-@pytest.mark.parametrize("opset", [13, 17])
+@pytest.mark.parametrize("opset", [17])  # 13/14/18 exports of the real heads: bench/hf_zoo.py --models bert_st ...
 def test_sentence_transformers_pooling_and_normalize_track_onnxruntime(tmp_path: Path, opset: int) -> None:
     torch.manual_seed(0)
     names = ["input_ids", "attention_mask"]
