@@ -25,7 +25,7 @@ RESULTS = Path(__file__).parent / "results"
 # Text-family result files, oldest first (a later file's row replaces an earlier one for the same run)
 TEXT_SOURCES = ("hf_zoo.md", "hf_zoo_eager.md", "hf_zoo_default.md", "hf_zoo_text_more_all_formats.md",
                 "hf_zoo_text_more.md", "hf_zoo_opset13.md", "hf_zoo_opset14.md", "hf_zoo_opset18.md",
-                "hf_zoo_opset17_more.md", "hf_zoo_t5_st.md", "hf_zoo_t5_st_default.md",
+                "hf_zoo_opset17_more.md", "hf_zoo_t5_st.md", "hf_zoo_t5_st_all_formats.md", "hf_zoo_t5_st_default.md",
                 "hf_zoo_t5_default.md")
 VISION_SOURCES = ("hf_zoo_vision.md", "hf_zoo_vision_qoperator.md")
 TARGET = {"f16": 0.99, "f8": 0.9, "q": 0.995, "s8all": 0.995}
