@@ -11,13 +11,19 @@ with random weights (``torch.manual_seed``; nothing is downloaded), exports it w
 as real exporters write such graphs (opset 17, dynamic batch/seq axes, eager attention), quantizes it with
 onnxruntime's static QDQ quantizer, compiles both with lasercc (NumPy target, input shapes pinned) and
 compares the NumPy backend with onnxruntime on held-out inputs. ``--dynamo`` also exports each model with the
-dynamo exporter (opset 18; needs ``onnxscript``).
+dynamo exporter (opset 18; needs ``onnxscript``); ``--opsets 13 14 17 18`` exports every family at each of those
+opsets (TorchScript at 13/14/17 -- opset 13 writes Split/Squeeze/ReduceSum axes as attributes and LayerNorm
+decomposed into ReduceMean/Pow/Sqrt/Div --, dynamo at 18). ``t5`` is the encoder-decoder
+(T5ForConditionalGeneration with ``decoder_input_ids``; both ``logits`` and ``encoder_last_hidden_state`` are
+compared) and each ``<family>_st`` entry is that encoder with sentence-transformers' head inside the graph (mean
+pooling over the attention mask + L2 normalize, compared on the pooled embedding). A row with several outputs
+shows the worst cosine and lists each output's in its notes.
 
 Vision and audio families (ViT, DeiT, Swin, Whisper encoder, wav2vec2, CLIP) are in ``bench/hf_zoo_vision.py``.
 
 Bench-only dependency: ``transformers`` (5.23). Run:
 
-    .venv/bin/python bench/hf_zoo.py [--models gpt2 llama ...] [--work DIR] [--dynamo] [--no-write]
+    .venv/bin/python bench/hf_zoo.py [--models gpt2 llama ...] [--work DIR] [--dynamo] [--opsets 13 18] [--no-write]
 """
 
 from __future__ import annotations
@@ -63,8 +69,16 @@ class Spec:
     name: str
     build: Callable[[], nn.Module]
     inputs: tuple[str, ...]      # int64 [batch, seq] inputs, in the wrapper's positional order
-    output: str                  # "logits" or "last_hidden_state"
+    output: str | tuple[str, ...]  # "logits", "last_hidden_state", or several model-output attributes
     note: str
+    pool: bool = False           # sentence-transformers head: mask-weighted mean of last_hidden_state, L2-normalized
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The graph's outputs, in order (their ONNX names)."""
+        if self.pool:
+            return ("sentence_embedding",)
+        return (self.output,) if isinstance(self.output, str) else self.output
 
 
 def _gpt2() -> nn.Module:
@@ -136,6 +150,15 @@ def _t5_encoder() -> nn.Module:
                    initializer_factor=1.0)
     return T5EncoderModel(cfg)
 
+
+
+def _t5() -> nn.Module:
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    cfg = T5Config(vocab_size=VOCAB, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
+                   feed_forward_proj="gated-gelu", attn_implementation=ATTN, initializer_factor=1.0,
+                   decoder_start_token_id=0, pad_token_id=0, tie_word_embeddings=False)
+    return T5ForConditionalGeneration(cfg)
 
 
 def _gemma() -> nn.Module:
@@ -220,6 +243,10 @@ def _deberta_v2() -> nn.Module:
     return DebertaV2Model(cfg)
 
 DECODER_INPUTS = ("input_ids", "attention_mask", "position_ids")  # what optimum exports for LLaMA-style decoders
+DEC_SEQ = 8  # decoder_input_ids length of the encoder-decoder (T5) rows: not SEQ, so the two sequence axes differ
+# Families that sentence-transformers ships as embedders: a "<name>_st" entry adds its Pooling (mean over the
+# attention mask) + Normalize modules inside the graph, as sentence-transformers' ONNX export does.
+ST_FAMILIES = ("bert", "mpnet", "roberta", "distilbert", "albert", "deberta_v2", "t5_encoder")
 ZOO = (
     Spec("gpt2", _gpt2, ("input_ids", "attention_mask"), "logits", "Conv1D (addmm), tanh-GELU, tied embeddings"),
     Spec("bert", _bert, ("input_ids", "attention_mask", "token_type_ids"), "last_hidden_state",
@@ -232,6 +259,8 @@ ZOO = (
     Spec("gpt_neox", _gpt_neox, ("input_ids", "attention_mask"), "logits", "partial rotary (25%), parallel residual"),
     Spec("t5_encoder", _t5_encoder, ("input_ids", "attention_mask"), "last_hidden_state",
          "relative position bias, T5 RMSNorm, gated-GELU"),
+    Spec("t5", _t5, ("input_ids", "attention_mask", "decoder_input_ids"), ("logits", "encoder_last_hidden_state"),
+         "encoder-decoder: decoder self-attention (causal) + cross-attention over the encoder output, both outputs"),
     Spec("gemma", _gemma, DECODER_INPUTS, "logits", "RMSNorm (1 + w), embedding * sqrt(d), GELU-tanh gate, MQA"),
     Spec("phi", _phi, ("input_ids", "attention_mask"), "logits", "partial rotary, parallel attn/MLP, LayerNorm"),
     Spec("falcon", _falcon, ("input_ids", "attention_mask"), "logits", "multi-query attention, parallel attn/MLP"),
@@ -246,20 +275,30 @@ ZOO = (
     Spec("deberta_v2", _deberta_v2, ("input_ids", "attention_mask"), "last_hidden_state",
          "DeBERTa-v3 disentangled attention: c2p/p2c log-bucket relative positions, Gather along keys"),
 )
+ZOO = ZOO + tuple(Spec(f"{s.name}_st", s.build, s.inputs, s.output, "sentence-transformers head: mean pooling over "
+                       "the attention mask (Unsqueeze/Expand/Mul/ReduceSum/Clip/Div) + L2 normalize", pool=True)
+                  for s in ZOO if s.name in ST_FAMILIES)
 
 
 class Wrapper(nn.Module):
-    """Positional int64 inputs -> one tensor (the signature the TorchScript exporter traces)."""
+    """Positional int64 inputs -> the spec's outputs (the signature both exporters trace)."""
 
-    def __init__(self, model: nn.Module, inputs: tuple[str, ...], output: str):
+    def __init__(self, model: nn.Module, spec: Spec):
         super().__init__()
-        self.model, self.names, self.output = model, inputs, output
+        self.model, self.spec = model, spec
 
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        kw = dict(zip(self.names, args))
-        if self.output == "logits":
+    def forward(self, *args: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        kw = dict(zip(self.spec.inputs, args))
+        if "logits" in self.spec.outputs:
             kw["use_cache"] = False
-        return getattr(self.model(**kw), self.output)
+        out = self.model(**kw)
+        if self.spec.pool:  # sentence_transformers.models.Pooling (mean) then Normalize, as they are written
+            h = out.last_hidden_state
+            m = kw["attention_mask"].unsqueeze(-1).expand(h.size()).to(h.dtype)
+            emb = torch.sum(h * m, 1) / torch.clamp(m.sum(1), min=1e-9)
+            return nn.functional.normalize(emb, p=2, dim=1)
+        res = tuple(getattr(out, o) for o in self.spec.outputs)
+        return res[0] if len(res) == 1 else res
 
 
 def make_inputs(spec: Spec, rows: int, seed: int) -> dict[str, np.ndarray]:
@@ -278,6 +317,10 @@ def make_inputs(spec: Spec, rows: int, seed: int) -> dict[str, np.ndarray]:
         elif k == "position_ids":  # what generate() passes: cumsum of the mask - 1 (optimum exports it)
             m = out.get("attention_mask", np.ones((rows, SEQ), np.int64))
             out[k] = np.clip(np.cumsum(m, axis=1) - 1, 0, None).astype(np.int64)
+        elif k == "decoder_input_ids":  # teacher forcing: the start token, then random ids
+            d = rng.integers(1, VOCAB, size=(rows, DEC_SEQ)).astype(np.int64)
+            d[:, 0] = 0
+            out[k] = d
         elif k == "token_type_ids":
             t = np.zeros((rows, SEQ), np.int64)
             t[:, SEQ // 2:] = 1
@@ -285,22 +328,29 @@ def make_inputs(spec: Spec, rows: int, seed: int) -> dict[str, np.ndarray]:
     return out
 
 
-def export(model: nn.Module, spec: Spec, feeds: dict[str, np.ndarray], dst: Path, dynamo: bool = False) -> None:
-    """Opset 17, dynamic batch/seq axes, IR version 8 (older onnxruntime reads it)."""
-    w = Wrapper(model, spec.inputs, spec.output).eval()
+def export(model: nn.Module, spec: Spec, feeds: dict[str, np.ndarray], dst: Path, dynamo: bool = False,
+           opset: int = 17) -> None:
+    """Dynamic batch/seq axes; TorchScript at ``opset`` (13, 14, 17: IR version 8, which older onnxruntime reads),
+    dynamo at opset 18 (the oldest it writes)."""
+    w = Wrapper(model, spec).eval()
     args = tuple(torch.from_numpy(feeds[k][:1]) for k in spec.inputs)
+    outs = list(spec.outputs)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:
             batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", min=2, max=64)
-            shapes = {"args": tuple({0: batch, 1: seq} for _ in spec.inputs)}
+            dseq = torch.export.Dim("dec_seq", min=2, max=64)
+            shapes = {"args": tuple({0: batch, 1: dseq if k.startswith("decoder") else seq} for k in spec.inputs)}
             prog = torch.onnx.export(w, args, dynamo=True, opset_version=18, input_names=list(spec.inputs),
-                                     output_names=[spec.output], dynamic_shapes=shapes)
+                                     output_names=outs, dynamic_shapes=shapes)
             prog.save(str(dst))
         else:
-            dyn = {k: {0: "batch", 1: "seq"} for k in (*spec.inputs, spec.output)}
-            torch.onnx.export(w, args, str(dst), dynamo=False, opset_version=17, input_names=list(spec.inputs),
-                              output_names=[spec.output], dynamic_axes=dyn)
+            dyn = {k: {0: "batch", 1: "dec_seq" if k.startswith("decoder") else "seq"} for k in spec.inputs}
+            for o in outs:  # a pooled embedding has no sequence axis; the decoder's logits follow decoder_input_ids
+                dyn[o] = {0: "batch"} if spec.pool else \
+                    {0: "batch", 1: "dec_seq" if o == "logits" and "decoder_input_ids" in spec.inputs else "seq"}
+            torch.onnx.export(w, args, str(dst), dynamo=False, opset_version=opset, input_names=list(spec.inputs),
+                              output_names=outs, dynamic_axes=dyn)
     m = onnx.load(str(dst))
     if not dynamo:
         m.ir_version = 8
@@ -358,40 +408,59 @@ FORMATS = {
 }
 
 
-def ort_run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+def ort_run(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every graph output by name, row by row (as lasercc runs: batch pinned to 1)."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    name = sess.get_outputs()[0].name
+    names = [o.name for o in sess.get_outputs()]
     k0 = next(iter(feeds))
-    return np.concatenate([sess.run([name], {k: v[i:i + 1] for k, v in feeds.items()})[0]
-                           for i in range(len(feeds[k0]))])
+    rows = [sess.run(names, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(len(feeds[k0]))]
+    return {n: np.concatenate([r[j] for r in rows]) for j, n in enumerate(names)}
 
 
 def lasercc_run(path: Path, calib: dict[str, np.ndarray], feeds: dict[str, np.ndarray],
-                bits: int | None) -> tuple[np.ndarray, float, int]:
-    """Compile (shapes pinned to one row) and run the NumPy backend: outputs, compile seconds, IR nodes."""
+                bits: int | None) -> tuple[dict[str, np.ndarray], float, int]:
+    """Compile (shapes pinned to one row) and run the NumPy backend: outputs by ONNX name, compile seconds, IR
+    nodes."""
     import lasercc
-    from lasercc.runtime import run_graph
 
-    shapes = {k: (1, SEQ) for k in feeds}
+    shapes = {k: (1, *v.shape[1:]) for k, v in feeds.items()}
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         art = lasercc.compile(str(path), target="numpy", bits=bits, calibration=calib, input_shapes=shapes,
                               progress=False)
     dt = time.perf_counter() - t0
-    res = run_graph(art.graph, feeds, collect_stats=False)
-    return next(iter(res.values.values())), dt, len(art.graph.nodes)
+    got = art.run(feeds)
+    onnx_of = {k: v["onnx"] for k, v in art.manifest.get("onnx_outputs", {}).items()}
+    return {onnx_of.get(k, k): np.asarray(v) for k, v in got.items()}, dt, len(art.graph.nodes)
 
 
-def metrics(ref: np.ndarray, got: np.ndarray, mask: np.ndarray | None) -> dict[str, float]:
-    """Cosine and max |error| over real tokens (padded positions are undefined in both), top-1 along the last axis."""
-    keep = np.ones(ref.shape[:2], bool) if mask is None else mask.astype(bool)
+def metrics1(ref: np.ndarray, got: np.ndarray, mask: np.ndarray | None) -> dict[str, float]:
+    """Cosine and max |error| over real tokens (padded positions are undefined in both), top-1 along the last axis.
+    The mask applies to outputs whose [batch, seq] axes are the encoder's (not a pooled embedding, not logits over
+    the decoder's DEC_SEQ positions)."""
+    use = mask is not None and ref.ndim >= 3 and ref.shape[:2] == mask.shape
+    keep = mask.astype(bool) if use and mask is not None else np.ones(ref.shape[:1], bool)
     a, b = ref[keep].astype(np.float64), got[keep].astype(np.float64)
     cos = float((a.ravel() @ b.ravel()) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
     return {"cos": cos, "max_abs": float(np.abs(a - b).max()),
             "top1": float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))}
+
+
+def metrics(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], mask: np.ndarray | None) -> dict:
+    """:func:`metrics1` on every output of ``ref`` (a missing one raises): the worst cosine / top-1 and the largest
+    error over outputs, and each output's cosine under "per"."""
+    per = {o: metrics1(r, got[o], mask) for o, r in ref.items()}
+    return {"cos": min(m["cos"] for m in per.values()), "top1": min(m["top1"] for m in per.values()),
+            "max_abs": max(m["max_abs"] for m in per.values()), "per": {o: m["cos"] for o, m in per.items()}}
+
+
+def per_note(m: dict) -> str:
+    """Each output's cosine, when there are several (the row shows the minimum)."""
+    per = m.get("per", {})
+    return "; " + ", ".join(f"{o} {c:.5f}" for o, c in per.items()) if len(per) > 1 else ""
 
 
 def one_error(e: BaseException) -> str:
@@ -399,7 +468,10 @@ def one_error(e: BaseException) -> str:
     return s if len(s) < 180 else s[:177] + "..."
 
 
-def run_model(spec: Spec, work: Path, formats: list[str], dynamo: bool = False, verbose: bool = False) -> list[dict]:
+def run_model(spec: Spec, work: Path, formats: list[str], dynamo: bool = False, verbose: bool = False,
+              opset: int = 17) -> list[dict]:
+    """Export ``spec`` (TorchScript at ``opset``, or dynamo at 18), quantize it into each of ``formats``, compile
+    the float file at 16 and 8 bits and each quantized file as it is, and compare every run with onnxruntime."""
     torch.manual_seed(0)
     tag = spec.name
     try:
@@ -408,15 +480,16 @@ def run_model(spec: Spec, work: Path, formats: list[str], dynamo: bool = False, 
         return [{"model": tag, "format": "build", "ok": False, "error": one_error(e)}]
     calib, held = make_inputs(spec, CALIB_ROWS, 1), make_inputs(spec, EVAL_ROWS, 2)
     mask = held.get("attention_mask")
-    tag = spec.name + (".dynamo" if dynamo else "")
+    tag = spec.name + (".dynamo" if dynamo else "" if opset == 17 else f".op{opset}")
     rows: list[dict] = []
     fp = work / f"{tag}.onnx"
     paths = {f: work / f"{tag}.{FORMATS[f]}.onnx" for f in formats}
     try:
-        export(model, spec, calib, fp, dynamo)
+        export(model, spec, calib, fp, dynamo, opset)
         with torch.no_grad():
-            w = Wrapper(model, spec.inputs, spec.output)
-            ref_t = w(*(torch.from_numpy(held[k]) for k in spec.inputs)).numpy()
+            w = Wrapper(model, spec)
+            t = w(*(torch.from_numpy(held[k]) for k in spec.inputs))
+            ref_t = {o: v.numpy() for o, v in zip(spec.outputs, t if isinstance(t, tuple) else (t,))}
         ref_f = ort_run(fp, held)
         exp_cos = metrics(ref_t, ref_f, mask)["cos"]
     except Exception as e:  # noqa: BLE001 - a zoo row records any failure
@@ -450,7 +523,8 @@ def run_model(spec: Spec, work: Path, formats: list[str], dynamo: bool = False, 
         mq = metrics(refs[against], got, mask) if against in refs else {"cos": float("nan")}
         own = mf if bits else mq
         rows.append({"model": tag, "format": label, "ok": True, "vs_float": mf["cos"], "vs_qdq": mq["cos"],
-                     "top1": own["top1"], "max_abs": own["max_abs"], "note": f"{nodes} IR nodes, {sec:.1f} s"})
+                     "top1": own["top1"], "max_abs": own["max_abs"],
+                     "note": f"{nodes} IR nodes, {sec:.1f} s" + per_note(own)})
     return rows
 
 
@@ -476,6 +550,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only; do not write bench/results/hf_zoo.md")
     ap.add_argument("--all-formats", action="store_true",
                     help="also QOperator, 16-bit QDQ, quantize_dynamic and all-ops s8 QDQ models")
+    ap.add_argument("--opsets", nargs="*", type=int, choices=(13, 14, 17, 18),
+                    help="export each model at these opsets (13, 14, 17: TorchScript; 18: dynamo); only ORT QDQ "
+                         "besides float at any opset but 17 (--all-formats applies at 17). Default: 17, plus 18 "
+                         "with --dynamo")
     ap.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
     ap.add_argument("--attention", choices=("eager", "default"), default="eager",
                     help="transformers' attention implementation (default: transformers' own choice, SDPA where "
@@ -490,17 +568,18 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in args.models if m not in specs]
     if unknown:
         ap.error(f"unknown model(s) {unknown}; the zoo has {list(specs)}")
-    formats = list(FORMATS) if args.all_formats else ["ORT QDQ"]
+    opsets = args.opsets if args.opsets is not None else [17] + ([18] if args.dynamo else [])
     rows: list[dict] = []
-    for name in args.models:
-        rows += run_model(specs[name], args.work, formats, verbose=args.verbose)
-        print(table(rows[-4:]).split("\n", 2)[-1], flush=True)
-    for name in args.models if args.dynamo else ():
-        rows += run_model(specs[name], args.work, formats, dynamo=True, verbose=args.verbose)
-        print(table(rows[-4:]).split("\n", 2)[-1], flush=True)
+    for opset in opsets:
+        formats = list(FORMATS) if args.all_formats and opset == 17 else ["ORT QDQ"]
+        for name in args.models:
+            got = run_model(specs[name], args.work, formats, dynamo=opset == 18, verbose=args.verbose, opset=opset)
+            rows += got
+            print(table(got).split("\n", 2)[-1], flush=True)
     import transformers
 
     cmd = "`.venv/bin/python bench/hf_zoo.py" + (" --dynamo" if args.dynamo else "") + \
+        (" --opsets " + " ".join(map(str, args.opsets)) if args.opsets is not None else "") + \
         (" --attention default" if ATTN is None else "") + \
         (" --all-formats" if args.all_formats else "") + \
         ("" if args.models == [s.name for s in ZOO] else " --models " + " ".join(args.models)) + "`"
@@ -512,7 +591,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}, transformers "
         f"{transformers.__version__}, onnx {onnx.__version__}, ORT {ort.__version__}  ",
         f"Models: random init (torch.manual_seed(0)), hidden 64, 2 layers, 4 heads, vocab {VOCAB}, seq {SEQ}; "
-        "TorchScript export, opset 17, dynamic batch/seq (pinned to 1x16 for lasercc), "
+        f"exports at opsets {opsets} (TorchScript; 18 = dynamo exporter, tagged .dynamo; other opsets than 17 "
+        "tagged .opN), dynamic batch/seq (pinned to one row of 16 tokens, 8 decoder tokens, for lasercc), "
         f"{ATTN or 'default (SDPA)'} attention. "
         f"Calibration {CALIB_ROWS} random rows; metrics on {EVAL_ROWS} other rows (attention masks right-padded "
         "on every other row; padded positions excluded). ORT QDQ = quantize_static, MatMul/Gemm, u8 act, s8 "
@@ -520,7 +600,9 @@ def main(argv: list[str] | None = None) -> int:
         "backend (codes mode). 'cos vs ORT quantized': float rows against ORT QDQ, a quantized row against ORT "
         "running that same quantized model. 'own ORT' is ORT float for float rows and the same quantized model "
         "for quantized rows. '(ORT reference)' rows: onnxruntime's quantized model against ORT float -- the "
-        "quantization floor the lasercc rows should be read against.",
+        "quantization floor the lasercc rows should be read against. Several outputs (t5): the row shows the worst "
+        "output, the notes each one. *_st rows: the pooled, normalized sentence embedding (top-1 there is the "
+        "largest embedding component, of little meaning).",
         "",
         table(rows),
         "",

@@ -84,6 +84,32 @@ def _mask_of(c: np.ndarray) -> np.ndarray | None:
     return None
 
 
+def _biased_mask_of(c: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(bias, mask)`` if ``c`` is a finite additive bias with "minus infinity" entries (at or below
+    MASK_THRESHOLD, or -inf) -- T5's relative position bias under a causal mask, folded into one constant
+    once the sequence length is pinned (transformers' default attention writes ``Where(causal, bias,
+    finfo.min)``). The masked entries of ``bias`` are 0."""
+    c = np.asarray(c, np.float64)
+    big = (c <= MASK_THRESHOLD) | np.isneginf(c)
+    if not big.any() or big.all() or np.isnan(c).any() or np.isposinf(c).any():
+        return None
+    return np.where(big, 0.0, c), big
+
+
+def _add_bias_masked(L: Lowerer, n: onnx.NodeProto, a: Act, bias: np.ndarray, mask: np.ndarray, out=None  # noqa: ANN001
+                     ) -> Masked:
+    """``a + where(mask, -inf, bias)``: the bias added to the unmasked entries (a Soma), then masked. The sum's
+    code type is the interval of ``a``'s range plus the bias's range -- the calibrated range of the ONNX
+    tensor holds the -inf fill, so it cannot be used."""
+    shape = tuple(np.broadcast_shapes(a.shape, bias.shape))
+    if shape != a.shape:  # the constant broadcasts the activation up: copy it first (data movement)
+        a = broadcast_to(L, n.output[0] + ".bcast", a, shape)
+    lo, hi = a.scale * (a.type.lo - a.zp), a.scale * (a.type.hi - a.zp)
+    bits = _out(L, n, shape, out).bits
+    t = range_type(lo + float(bias.min()), hi + float(bias.max()), bits, shape)
+    return Masked(L.b.affine_const(n.output[0], a, None, bias, t), np.broadcast_to(mask, shape))
+
+
 def _add_masked(L: Lowerer, n: onnx.NodeProto, a: Act, b: Masked) -> Masked:
     """``scores + where(keep, bias, -inf)`` (T5's position bias under a padding mask): the sum of the two
     activations, masked where ``b`` is. The sum's code type comes from interval arithmetic on the operands'
@@ -128,6 +154,9 @@ def add_sub(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, sign: int, out=None) 
             if shape != a.shape:
                 raise FrontendError("an additive mask may not broadcast the activation")
             return Masked(a, np.broadcast_to(m, shape))
+        bm = _biased_mask_of(c) if sign > 0 else None
+        if bm is not None:
+            return _add_bias_masked(L, n, a, bm[0], bm[1], out)
         if shape != a.shape:  # the constant broadcasts the activation up: copy it first (data movement)
             a = broadcast_to(L, n.output[0] + ".bcast", a, shape)
         return L.b.affine_const(n.output[0], a, None, c, _out(L, n, shape, out))
