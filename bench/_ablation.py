@@ -14,6 +14,7 @@ import platform
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 import lasercc
+from lasercc.runtime import run_graph
 
 Fn = Callable[..., torch.Tensor]
 
@@ -41,17 +43,38 @@ def passes_for(nonlin: str) -> str:
     return "dce" if nonlin == "lut" else f"dce,asnc-fit{{max_segments={int(nonlin[4:])}}}"
 
 
-def compiled(proto: onnx.ModelProto, calib: Mapping[str, np.ndarray], bits: int, nonlin: str) -> Fn:
+def compiled(proto: onnx.ModelProto, calib: Mapping[str, np.ndarray], bits: int, nonlin: str, **options: Any) -> Fn:
     """A torch-callable lasercc artifact of ``proto`` (NumPy backend, codes mode); positional inputs in the
-    order of ``calib``'s keys (the ONNX input names)."""
-    art = lasercc.compile(proto, bits=bits, calibration=dict(calib), passes=passes_for(nonlin), progress=False)
+    order of ``calib``'s keys (the ONNX input names). ``options`` go to ``lasercc.compile`` (``tensor_bits``,
+    ``weight_bits``, ...)."""
+    art = lasercc.compile(proto, bits=bits, calibration=dict(calib), passes=passes_for(nonlin), progress=False,
+                          **options)
     names = list(calib)
 
     def run(*xs: torch.Tensor) -> torch.Tensor:
         feeds = {n: x.detach().numpy().astype(np.float32) for n, x in zip(names, xs, strict=True)}
-        return torch.from_numpy(art.run(feeds)["y"])
+        # the same run as ``art.run`` without its spike/saturation statistics (half the time, unused here)
+        return torch.from_numpy(run_graph(art.graph, feeds, collect_stats=False).values["y"])
 
     return run
+
+
+def activation_tensors(proto: onnx.ModelProto) -> list[str]:
+    """Names of the float tensors of ``proto`` that depend on an input (what ``tensor_bits`` may name): the
+    inputs and every float output of a node that reads one, in graph order."""
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    elem = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.input, *inferred.graph.value_info,
+                                                            *inferred.graph.output]}
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE}
+    live = [i.name for i in proto.graph.input]
+    seen = set(live)
+    for n in proto.graph.node:
+        if any(i in seen for i in n.input):
+            for o in n.output:
+                seen.add(o)
+                if elem.get(o) in floats:
+                    live.append(o)
+    return live
 
 
 def log_softmax64(logits: np.ndarray) -> np.ndarray:
