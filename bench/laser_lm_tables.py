@@ -30,7 +30,7 @@ Statistics: NLL = mean next-token NLL (nats) over every position of the held-out
 (ctx tokens each); ΔNLL = row - float with a paired bootstrap 95% interval resampling windows (same
 resample for both arms, fixed seed); KL = mean KL(float || row) per token.
 
-    .venv/bin/python bench/laser_lm_tables.py [--windows 240] [--calib 16] [--segments 16] [--quick]
+    .venv/bin/python bench/laser_lm_tables.py [--windows 128] [--calib 16] [--segments 16] [--quick]
 """
 
 from __future__ import annotations
@@ -428,7 +428,7 @@ def separation(rows: list[dict]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", type=Path, default=laser_lm.CACHE, help="laser_lm.py's cache (model.pt, tokens)")
-    ap.add_argument("--windows", type=int, default=240, help="held-out test windows (of ctx tokens)")
+    ap.add_argument("--windows", type=int, default=128, help="held-out test windows (of ctx tokens)")
     ap.add_argument("--calib", type=int, default=16, help="validation windows for calibration")
     ap.add_argument("--segments", type=int, default=16, help="ASNC segment budget")
     ap.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
