@@ -1,4 +1,5 @@
-"""The paired bootstrap of bench/_ablation.py (LASER Tables 3-6 intervals) against mathematical identities."""
+"""The paired bootstrap of bench/_ablation.py (LASER Tables 3-6 intervals) against mathematical identities,
+and the plumbing of bench/laser_lm_tables.py (component forward, kinds, rate-code width)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from _ablation import paired_bootstrap  # noqa: E402
 
 
@@ -44,3 +45,26 @@ def test_same_seed_same_interval_and_shape_errors() -> None:
     assert paired_bootstrap(np.zeros(50), x, seed=7) == paired_bootstrap(np.zeros(50), x, seed=7)
     with pytest.raises(ValueError):
         paired_bootstrap(np.zeros((2, 3)), np.zeros((2, 3)))
+
+
+def test_lm_tables_component_forward_is_the_model_forward() -> None:
+    # bench/laser_lm_tables.py's per-component forward (what the hybrid rows substitute into) must be
+    # LlamaLM.forward exactly, and its Table 3 kinds must cover every component once
+    import laser_lm
+    import laser_lm_tables as lt
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = laser_lm.build_model(laser_lm.LMConfig(d=48, layers=2, heads=3, ffn=64, ctx=16, vocab=64, dropout=0.0))
+    ids = torch.randint(0, 64, (2, 16))
+    comps = lt.parts(model.eval())
+    with torch.no_grad():
+        assert torch.equal(lt.forward(model, ids, comps, {}), model(ids))
+    kinds = [lt.pick(list(comps), p) for p in lt.KINDS.values()]
+    assert sum(len(k) for k in kinds) == len(comps) and frozenset().union(*kinds) == frozenset(comps)
+
+
+def test_rate_code_width_is_the_largest_that_t_steps_can_carry() -> None:
+    import laser_lm_tables as lt
+    for t in range(1, 40):
+        b = lt.rate_bits(t)
+        assert 2 ** b <= t + 1 < 2 ** (b + 1)
