@@ -28,11 +28,9 @@ the 95% interval of ΔNLL is paired over sequences (1.96 x sd / sqrt(n) of per-s
 from __future__ import annotations
 
 import argparse
-import io
 import platform
 import sys
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +47,9 @@ import lasercc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 from build_models import CausalLM, synthetic_tokens, tiny_gpt_config  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from _ablation import compiled, export_component, log_softmax64, machine, passes_for  # noqa: E402
 
 MODELS = ROOT / "examples" / "models"
 OUT = ROOT / "bench" / "results" / "fidelity_ablation.md"
@@ -136,45 +137,13 @@ def forward(model: CausalLM, ids: torch.Tensor, comps: Mapping[str, nn.Module], 
 
 
 # ----------------------------------------------------------------------------------------------
-# Components compiled by lasercc
-# ----------------------------------------------------------------------------------------------
-
-
-def export_component(mod: nn.Module, example: torch.Tensor) -> onnx.ModelProto:
-    """One component as a batch-1 float ONNX model with input ``x`` and output ``y``."""
-    buf = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(mod, (example[:1],), buf, dynamo=False, opset_version=17, input_names=["x"],
-                          output_names=["y"], do_constant_folding=True)
-    return onnx.load_from_string(buf.getvalue())
-
-
-def passes_for(nonlin: str) -> str:
-    """``lut`` keeps the exact lookup tables; ``asncK`` fits K-segment ASNC tables."""
-    return "dce" if nonlin == "lut" else f"dce,asnc-fit{{max_segments={int(nonlin[4:])}}}"
-
-
-def compiled(proto: onnx.ModelProto, calib: np.ndarray, bits: int, nonlin: str) -> Fn:
-    """A torch-callable lasercc artifact of ``proto`` (NumPy backend, codes mode)."""
-    art = lasercc.compile(proto, bits=bits, calibration={"x": calib}, passes=passes_for(nonlin), progress=False)
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(art.run({"x": x.detach().numpy().astype(np.float32)})["y"])
-
-    return run
-
-
-# ----------------------------------------------------------------------------------------------
 # Measurement
 # ----------------------------------------------------------------------------------------------
 
 
 def log_probs(logits: np.ndarray) -> np.ndarray:
     """Next-token log-probabilities of the predicting positions (all but the last), float64."""
-    z = logits[:, :-1].astype(np.float64)
-    z = z - z.max(-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return log_softmax64(logits[:, :-1])
 
 
 def seq_nll(logits: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -236,13 +205,13 @@ def run_ablation(extra: int = 480, bits: Sequence[int] = (8, 16), segments: Sequ
         checks["max |component forward - CausalLM.forward|"] = float(np.abs(ref - model(tid).numpy()).max())
         cap: dict[str, torch.Tensor] = {}
         forward(model, calib_ids, comps, {}, capture=cap)
-    protos = {name: export_component(mod, cap[name]) for name, mod in comps.items()}
+    protos = {name: export_component(mod, [cap[name]]) for name, mod in comps.items()}
     rows = [make_row("none (float model)", "fp32", "exact", ref, ref, ids),
             make_row("onnxruntime static QDQ (reference)", "u8 act / s8 w", "float islands",
                      ort_logits(MODELS / "tiny_gpt.qdq.onnx", ids), ref, ids)]
     for b in bits:
         for nonlin in ["lut"] + [f"asnc{k}" for k in segments]:
-            subs = {n: compiled(p, cap[n].numpy(), b, nonlin) for n, p in protos.items()}
+            subs = {n: compiled(p, {"x": cap[n].numpy()}, b, nonlin) for n, p in protos.items()}
             for group, pick in GROUPS.items():
                 with torch.no_grad():
                     lg = forward(model, tid, comps, {n: f for n, f in subs.items() if pick(n)}).numpy()
@@ -281,16 +250,6 @@ def table(rows: list[Row]) -> list[str]:
         lines.append(f"| {r.spiking} | {r.bits} | {nl} | {r.nll.mean():.4f} | {np.exp(r.nll.mean()):.4f} | {delta} "
                      f"| {r.kl:.2e} | {r.top1:.4f} |")
     return lines
-
-
-def machine() -> str:
-    """CPU model and core count, for the results file (``platform.processor()`` is empty on Linux)."""
-    cpu = platform.processor()
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        names = [ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines() if ln.startswith("model name")]
-        cpu = f"{names[0]} x{len(names)}" if names else cpu
-    return f"{platform.machine()} {cpu or platform.platform()}"
 
 
 def report(rows: list[Row], checks: dict[str, float | tuple[float, float]], n_seq: int, seconds: float,
