@@ -21,6 +21,7 @@ from lasercc.backends.numpy_ref import (
     _matmul_2d,
     blas_threads,
 )
+from lasercc.backends.plans import GRAPHS, cached
 from lasercc.errors import ExecutionError, LasercError
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import (
@@ -75,7 +76,7 @@ class NumpyCodesF32(NumpyCodesStacked):
       static bound reaches 2^24 checks its data per call, as before, and falls back to the int64 path;
     * an ASNC table over a narrow input becomes a lookup of its output for every input code
       (:func:`lasercc.semantics.asnc.asnc_table`, computed by the rule itself);
-    * these per-node plans are made once per graph and cached with its constants.
+    * these per-node plans are made once per graph and cached executor-side (:mod:`.plans`).
 
     Arithmetic stays in :mod:`lasercc.semantics` (``requantize_exact_f32``, ``asnc_table``); every node
     kind or case without a float32 plan runs :class:`NumpyCodesStacked`'s implementation on int64 codes.
@@ -86,12 +87,9 @@ class NumpyCodesF32(NumpyCodesStacked):
 
     def prepare(self, graph: Graph) -> None:
         super().prepare(graph)
+        # plans belong to one graph's nodes: cached per graph, executor-side (run_graph makes an executor per call)
         key = f"np.f32exec:{type(self).__module__}.{type(self).__qualname__}:{self.f32_paths}:{self.LUT_MAX_BITS}"
-        holder = (graph.constants.derived(next(iter(graph.constants)), key, lambda c: [None, {}])
-                  if len(graph.constants) else [None, {}])
-        if holder[0] is not graph:  # the table may be shared by graphs: plans belong to one graph's nodes
-            holder[0], holder[1] = graph, {}
-        self._plans: dict[str, Any] = holder[1]
+        self._plans: dict[str, Any] = cached(GRAPHS.of(graph), key, dict)
 
     def _schedule(self, graph: Graph) -> list[tuple]:
         """The walk of :meth:`Executor.run`, resolved once per graph: per node its implementation, its
@@ -301,7 +299,8 @@ class NumpyCodesF32(NumpyCodesStacked):
 
     @impl(Gather)
     def gather(self, node: Gather, ids: np.ndarray) -> np.ndarray:
-        table = self.graph.constants.derived(node.table, "np.f32table", lambda c: np.asarray(c, np.float32)) \
+        table = cached(self._cc, (node.table, "f32table"), lambda: np.asarray(self.graph.constants[node.table],
+                                                                                np.float32)) \
             if _f32_code(node.type) else self.const(node.table)
         if ids.dtype.kind not in "iu":  # an index code input held as float32 codes: exact small integers
             ids = ids.astype(np.int64)
