@@ -14,8 +14,8 @@ Two modes that must produce identical codes (the test suite proves it on random 
 
 The node kinds are implemented once, in the generic executors; this module adds the NumPy hooks:
 int64 constants (cached per constant table, executor-side), exact integer matmuls (BLAS in float32
-or float64 where a proven bound keeps every partial sum an exact integer), BLAS thread control and
-the exact float32 Soma / DecodeMAC accumulators. Every rule comes from :mod:`lasercc.semantics`.
+or float64 where a proven bound keeps every partial sum an exact integer) and BLAS thread control.
+Every rule comes from :mod:`lasercc.semantics`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lasercc.backends.base import impl
 from lasercc.backends.exec_codes import CodesExecutor
 from lasercc.backends.exec_spikes import SpikesExecutor
 from lasercc.backends.generic import XPExecutor
@@ -35,8 +34,6 @@ from lasercc.backends.stats import node_stats
 from lasercc.backends.xp import NUMPY_XP
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import DecodeMAC, Node, Soma, SomaASNC
-from lasercc.ir.types import CodeType
-from lasercc.semantics import requantize_exact_f32, requantize_scale
 
 _BLAS_CONTROLLER: list = []  # lazily created threadpoolctl controller ([None] when it is not installed)
 
@@ -121,13 +118,6 @@ def _max_gemm_macs(graph: Graph) -> int:
     return best
 
 
-def _add_into(acc: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """acc + y, in place when the result has acc's shape (acc is a temporary of the caller)."""
-    if acc.shape == y.shape or np.broadcast_shapes(acc.shape, y.shape) == acc.shape:
-        return np.add(acc, y, out=acc)
-    return acc + y
-
-
 def _absmax(x: np.ndarray) -> float:
     """max |x| as a float, without the temporary array of np.abs (two reductions instead)."""
     return float(max(int(x.max()), -int(x.min()))) if x.size else 0.0
@@ -150,8 +140,6 @@ class _NumpyBackend(XPExecutor):
 
     name: ClassVar[str] = "numpy"
     xp = NUMPY_XP
-    #: exact float32 accumulators where operand bounds allow (off: the int64 reference paths, for tests)
-    f32_paths: ClassVar[bool] = True
 
     def prepare(self, graph: Graph) -> None:
         super().prepare(graph)
@@ -180,27 +168,11 @@ class _NumpyBackend(XPExecutor):
     def matmul_dyn(self, node: DecodeMAC, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return exact_int_batched_matmul(a, b)
 
-    def decode_mac_codes(self, node: DecodeMAC, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        ta, tb = (self.graph.type_of(i) for i in node.inputs)
-        out: CodeType = node.type  # type: ignore[assignment]
-        if self.f32_paths and node.requant == "ort" and out.bits <= 24:
-            # float32 accumulator when every partial sum is an integer below 2^24 (see Soma's float32 path)
-            da = a - np.int64(ta.zero_point[0])  # type: ignore[union-attr]
-            db = b - np.int64(tb.zero_point[0])  # type: ignore[union-attr]
-            k = da.shape[-1] if node.form == "matmul" else 1
-            if _absmax(da) * _absmax(db) * k < _F32_EXACT:
-                fa, fb = da.astype(np.float32), db.astype(np.float32)
-                facc = np.matmul(fa, fb) if node.form == "matmul" else fa * fb
-                if self.acc_observer is not None:
-                    self.acc_observer(node, facc)
-                scale = requantize_scale(ta.scale[0], tb.scale[0], out.scale_array())  # type: ignore[union-attr]
-                return requantize_exact_f32(facc, scale, out.zero_point_array(), out.bits)
-        return super().decode_mac_codes(node, a, b)
-
-
 class NumpyCodes(_NumpyBackend, CodesExecutor):
-    """``codes`` mode (:class:`.exec_codes.CodesExecutor`) on NumPy: int64 codes, plus the exact
-    float32 Soma path below."""
+    """``codes`` mode (:class:`.exec_codes.CodesExecutor`) on NumPy: the readable int64 reference.
+
+    The speed work (codes held as float32, per-node plans, table lookups) lives in
+    :class:`~lasercc.backends.numpy_f32.NumpyCodesF32`, which :func:`lasercc.runtime.run_graph` uses."""
 
     #: BLAS threads during a run: an int, None (NumPy's default) or "auto" (see :meth:`_blas_threads_for`).
     blas_threads: ClassVar[int | str | None] = "auto"
@@ -232,79 +204,6 @@ class NumpyCodes(_NumpyBackend, CodesExecutor):
     def run(self, graph: Graph, feeds: dict[str, np.ndarray]):  # noqa: ANN201 - Executor.run's result
         with blas_threads(self._blas_threads_for(graph, feeds)):
             return super().run(graph, feeds)
-
-    # ---- speed: the exact float32 Soma path (same codes as the int64 accumulator)
-    def _f32_plan(self, node: Soma) -> tuple | None:
-        """Per-node constants of the float32 Soma path (None when the node does not qualify).
-
-        A Soma requantized by the ``ort`` rule into at most 24 bits can keep its accumulator in
-        float32 from BLAS to the requantization: every partial sum is an integer below 2^24 when
-        sum_j |x_j|max * colsum_j + |bias|max < 2^24 (checked per call, since it depends on the data;
-        |w|max replaces the column sum for elementwise terms), so float32 holds it exactly and
-        ``float32(acc)`` -- the first step of the ``ort`` rule -- is the identity. Cached per node:
-        weights and bias as float32, the requantization scale and zero point.
-        """
-        # Cached per graph, executor-side (it outlives the executor, which run_graph creates per call).
-        plans = GRAPHS.of(self.graph)
-        key = ("np.f32plan", node.name)
-        if key in plans:
-            return plans[key]
-        plan = None
-        out: CodeType = node.type  # type: ignore[assignment]
-        if node.requant == "ort" and out.bits <= 24:
-            ws = []
-            for w, form in zip(node.weights, node.forms):
-                wf = self.const_float(w)
-                if np.float32 not in wf:
-                    wf[np.float32] = self.const(w).astype(np.float32)
-                # bound factor: max column sum of |w| for a matmul term, max |w| for an elementwise one
-                factor = self.const_colsum(w) if form == "matmul" else _absmax(self.const(w))
-                ws.append((wf[np.float32], factor, form == "matmul"))
-            bias = bmax = None
-            if node.bias is not None:
-                b = self.const(node.bias)
-                bmax = _absmax(b)
-                bias = b.astype(np.float32) if bmax < _F32_EXACT else None
-            if node.bias is None or bias is not None:
-                scale = requantize_scale(node.scale_in, np.asarray(node.scale_w, dtype=np.float32), out.scale_array())
-                plan = (ws, bias, bmax or 0.0, scale, out.zero_point_array().astype(np.float32), out.bits)
-        plans[key] = plan
-        return plan
-
-    def _soma_f32(self, node: Soma, xs: tuple[np.ndarray, ...]) -> np.ndarray | None:
-        """Codes of ``node`` via the exact float32 path, or None when this call's bound does not allow it."""
-        plan = self._f32_plan(node) if self.f32_paths else None
-        if plan is None:
-            return None
-        ws, bias, bmax, scale, zp, bits = plan
-        bound = bmax
-        for x, (_, factor, _) in zip(xs, ws):
-            bound += _absmax(x) * factor
-        if bound >= _F32_EXACT:
-            return None
-        acc = None
-        for x, (wf, _, is_mm) in zip(xs, ws):
-            xf = x.astype(np.float32) if is_mm else self._elementwise_operand(x, node).astype(np.float32)
-            term = _matmul_2d(xf, wf) if is_mm else xf * wf
-            acc = term if acc is None else _add_into(acc, term)
-        if bias is not None:
-            acc = _add_into(acc, bias)
-        if self.acc_observer is not None:
-            self.acc_observer(node, acc)
-        return requantize_exact_f32(acc, scale, zp, bits)
-
-    def _elementwise_operand(self, x: np.ndarray, node: Soma) -> np.ndarray:
-        """Operand of an elementwise (``mul``) term as :meth:`soma_acc` sees it (stacked mode pads it)."""
-        return self._pad(x, len(node.type.shape))
-
-    @impl(Soma)
-    def soma(self, node: Soma, *xs: np.ndarray) -> np.ndarray:
-        fast = self._soma_f32(node, xs)
-        if fast is not None:
-            return fast
-        return super().soma(node, *xs)
-
-
 
 class NumpyCodesStacked(NumpyCodes):
     """``codes`` mode on several batches at once: every value carries one extra leading axis (the chunk).
