@@ -171,7 +171,6 @@ class NumpyCodesF32(NumpyCodesStacked):
         """The int64 implementation of :class:`NumpyCodesStacked`, converted to this representation."""
         return self._value(getattr(super(), self._table[type(node)])(node, *[_ints(x) for x in xs]), node)
 
-
     # ---- the data-checked float32 Soma path: the fallback of a Soma without a static plan
     def _f32_plan(self, node: Soma) -> tuple | None:
         """Per-node constants of the float32 Soma path (None when the node does not qualify).

@@ -168,6 +168,7 @@ class _NumpyBackend(XPExecutor):
     def matmul_dyn(self, node: DecodeMAC, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return exact_int_batched_matmul(a, b)
 
+
 class NumpyCodes(_NumpyBackend, CodesExecutor):
     """``codes`` mode (:class:`.exec_codes.CodesExecutor`) on NumPy: the readable int64 reference.
 
@@ -204,6 +205,7 @@ class NumpyCodes(_NumpyBackend, CodesExecutor):
     def run(self, graph: Graph, feeds: dict[str, np.ndarray]):  # noqa: ANN201 - Executor.run's result
         with blas_threads(self._blas_threads_for(graph, feeds)):
             return super().run(graph, feeds)
+
 
 class NumpyCodesStacked(NumpyCodes):
     """``codes`` mode on several batches at once: every value carries one extra leading axis (the chunk).
