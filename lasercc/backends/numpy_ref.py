@@ -249,6 +249,8 @@ class NumpyCodesStacked(NumpyCodes):
 class NumpySpikes(_NumpyBackend, SpikesExecutor):
     """``spikes`` mode (:class:`.exec_spikes.SpikesExecutor`) on NumPy: uint8 BSE / int8 signed trains."""
 
+    stack_steps: ClassVar[bool] = False
+
 
 def numpy_executor(mode: str = "codes", collect_stats: bool = True) -> NumpyCodes | NumpySpikes:
     if mode == "codes":

@@ -34,7 +34,7 @@ GENERIC_MODULES = {generic.__name__, exec_codes.__name__, exec_spikes.__name__}
 #: what a backend class may override of the generic classes: the hooks of XPExecutor, its set-up, and
 #: ``run`` as a context around the walk (NumPy: BLAS threads); ``_table`` is rebuilt per subclass
 HOOKS = {"xp", "name", "const", "matmul_const", "matmul_dyn", "accept", "to_host", "__init__", "prepare", "run",
-         "_table"}
+         "stack_steps", "_table"}
 
 
 @pytest.mark.parametrize("generic_cls,np_cls,torch_cls", MODES)
