@@ -21,6 +21,7 @@ from lasercc.backends.numpy_ref import (
     _matmul_2d,
     blas_threads,
 )
+from lasercc.backends.plans import GRAPHS, cached
 from lasercc.errors import ExecutionError, LasercError
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import (
@@ -43,6 +44,13 @@ from lasercc.semantics import (
     requantize_scale,
 )
 from lasercc.semantics.asnc import asnc_table
+
+
+def _add_into(acc: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """acc + y, in place when the result has acc's shape (acc is a temporary of the caller)."""
+    if acc.shape == y.shape or np.broadcast_shapes(acc.shape, y.shape) == acc.shape:
+        return np.add(acc, y, out=acc)
+    return acc + y
 
 
 def _f32_code(t: Any) -> bool:
@@ -75,23 +83,22 @@ class NumpyCodesF32(NumpyCodesStacked):
       static bound reaches 2^24 checks its data per call, as before, and falls back to the int64 path;
     * an ASNC table over a narrow input becomes a lookup of its output for every input code
       (:func:`lasercc.semantics.asnc.asnc_table`, computed by the rule itself);
-    * these per-node plans are made once per graph and cached with its constants.
+    * these per-node plans are made once per graph and cached executor-side (:mod:`.plans`).
 
     Arithmetic stays in :mod:`lasercc.semantics` (``requantize_exact_f32``, ``asnc_table``); every node
     kind or case without a float32 plan runs :class:`NumpyCodesStacked`'s implementation on int64 codes.
     """
 
+    #: exact float accumulators where operand bounds allow (off: the int64 reference paths, for tests)
+    f32_paths: ClassVar[bool] = True
     #: ASNC inputs up to this many bits use a lookup of the whole table (2^bits entries)
     LUT_MAX_BITS: ClassVar[int] = 16
 
     def prepare(self, graph: Graph) -> None:
         super().prepare(graph)
+        # plans belong to one graph's nodes: cached per graph, executor-side (run_graph makes an executor per call)
         key = f"np.f32exec:{type(self).__module__}.{type(self).__qualname__}:{self.f32_paths}:{self.LUT_MAX_BITS}"
-        holder = (graph.constants.derived(next(iter(graph.constants)), key, lambda c: [None, {}])
-                  if len(graph.constants) else [None, {}])
-        if holder[0] is not graph:  # the table may be shared by graphs: plans belong to one graph's nodes
-            holder[0], holder[1] = graph, {}
-        self._plans: dict[str, Any] = holder[1]
+        self._plans: dict[str, Any] = cached(GRAPHS.of(graph), key, dict)
 
     def _schedule(self, graph: Graph) -> list[tuple]:
         """The walk of :meth:`Executor.run`, resolved once per graph: per node its implementation, its
@@ -164,6 +171,88 @@ class NumpyCodesF32(NumpyCodesStacked):
         """The int64 implementation of :class:`NumpyCodesStacked`, converted to this representation."""
         return self._value(getattr(super(), self._table[type(node)])(node, *[_ints(x) for x in xs]), node)
 
+    # ---- the data-checked float32 Soma path: the fallback of a Soma without a static plan
+    def _f32_plan(self, node: Soma) -> tuple | None:
+        """Per-node constants of the float32 Soma path (None when the node does not qualify).
+
+        A Soma requantized by the ``ort`` rule into at most 24 bits can keep its accumulator in
+        float32 from BLAS to the requantization: every partial sum is an integer below 2^24 when
+        sum_j |x_j|max * colsum_j + |bias|max < 2^24 (checked per call, since it depends on the data;
+        |w|max replaces the column sum for elementwise terms), so float32 holds it exactly and
+        ``float32(acc)`` -- the first step of the ``ort`` rule -- is the identity. Cached per node:
+        weights and bias as float32, the requantization scale and zero point.
+        """
+        # Cached per graph, executor-side (it outlives the executor, which run_graph creates per call).
+        plans = GRAPHS.of(self.graph)
+        key = ("np.f32plan", node.name)
+        if key in plans:
+            return plans[key]
+        plan = None
+        out: CodeType = node.type  # type: ignore[assignment]
+        if node.requant == "ort" and out.bits <= 24:
+            ws = []
+            for w, form in zip(node.weights, node.forms):
+                wf = self.const_float(w)
+                if np.float32 not in wf:
+                    wf[np.float32] = self.const(w).astype(np.float32)
+                # bound factor: max column sum of |w| for a matmul term, max |w| for an elementwise one
+                factor = self.const_colsum(w) if form == "matmul" else _absmax(self.const(w))
+                ws.append((wf[np.float32], factor, form == "matmul"))
+            bias = bmax = None
+            if node.bias is not None:
+                b = self.const(node.bias)
+                bmax = _absmax(b)
+                bias = b.astype(np.float32) if bmax < _F32_EXACT else None
+            if node.bias is None or bias is not None:
+                scale = requantize_scale(node.scale_in, np.asarray(node.scale_w, dtype=np.float32), out.scale_array())
+                plan = (ws, bias, bmax or 0.0, scale, out.zero_point_array().astype(np.float32), out.bits)
+        plans[key] = plan
+        return plan
+
+    def _soma_f32(self, node: Soma, xs: tuple[np.ndarray, ...]) -> np.ndarray | None:
+        """Codes of ``node`` via the exact float32 path, or None when this call's bound does not allow it."""
+        plan = self._f32_plan(node) if self.f32_paths else None
+        if plan is None:
+            return None
+        ws, bias, bmax, scale, zp, bits = plan
+        bound = bmax
+        for x, (_, factor, _) in zip(xs, ws):
+            bound += _absmax(x) * factor
+        if bound >= _F32_EXACT:
+            return None
+        acc = None
+        for x, (wf, _, is_mm) in zip(xs, ws):
+            xf = x.astype(np.float32) if is_mm else self._elementwise_operand(x, node).astype(np.float32)
+            term = _matmul_2d(xf, wf) if is_mm else xf * wf
+            acc = term if acc is None else _add_into(acc, term)
+        if bias is not None:
+            acc = _add_into(acc, bias)
+        if self.acc_observer is not None:
+            self.acc_observer(node, acc)
+        return requantize_exact_f32(acc, scale, zp, bits)
+
+    def _elementwise_operand(self, x: np.ndarray, node: Soma) -> np.ndarray:
+        """Operand of an elementwise (``mul``) term as :meth:`soma_acc` sees it (stacked mode pads it)."""
+        return self._pad(x, len(node.type.shape))
+
+    def decode_mac_codes(self, node: DecodeMAC, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The int64 DecodeMAC with a float32 accumulator where this call's data proves it exact."""
+        ta, tb = (self.graph.type_of(i) for i in node.inputs)
+        out: CodeType = node.type  # type: ignore[assignment]
+        if self.f32_paths and node.requant == "ort" and out.bits <= 24:
+            # float32 accumulator when every partial sum is an integer below 2^24 (see Soma's float32 path)
+            da = a - np.int64(ta.zero_point[0])  # type: ignore[union-attr]
+            db = b - np.int64(tb.zero_point[0])  # type: ignore[union-attr]
+            k = da.shape[-1] if node.form == "matmul" else 1
+            if _absmax(da) * _absmax(db) * k < _F32_EXACT:
+                fa, fb = da.astype(np.float32), db.astype(np.float32)
+                facc = np.matmul(fa, fb) if node.form == "matmul" else fa * fb
+                if self.acc_observer is not None:
+                    self.acc_observer(node, facc)
+                scale = requantize_scale(ta.scale[0], tb.scale[0], out.scale_array())  # type: ignore[union-attr]
+                return requantize_exact_f32(facc, scale, out.zero_point_array(), out.bits)
+        return super().decode_mac_codes(node, a, b)
+
     # ---- Soma
     def _weights_as(self, name: str, ft: Any) -> np.ndarray:
         cache = self.const_float(name)
@@ -207,7 +296,8 @@ class NumpyCodesF32(NumpyCodesStacked):
     def soma(self, node: Soma, *xs: np.ndarray) -> np.ndarray:
         plan = self._plan(node, self._soma_plan)
         if plan is None:
-            return self._generic(node, *xs)
+            fast = self._soma_f32(node, xs)
+            return self._generic(node, *xs) if fast is None else self._value(fast, node)
         ft, wide, weights, bias, factors, is_mm, bmax, scale, zp, bits, shape = plan
         if wide and bmax + sum(_absmax(x) * f for x, f in zip(xs, factors)) < _F32_EXACT:
             ft = np.float32  # this call's data keeps every partial sum below 2^24
@@ -301,7 +391,8 @@ class NumpyCodesF32(NumpyCodesStacked):
 
     @impl(Gather)
     def gather(self, node: Gather, ids: np.ndarray) -> np.ndarray:
-        table = self.graph.constants.derived(node.table, "np.f32table", lambda c: np.asarray(c, np.float32)) \
+        table = cached(self._cc, (node.table, "f32table"), lambda: np.asarray(self.graph.constants[node.table],
+                                                                                np.float32)) \
             if _f32_code(node.type) else self.const(node.table)
         if ids.dtype.kind not in "iu":  # an index code input held as float32 codes: exact small integers
             ids = ids.astype(np.int64)

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from lasercc.backends.plans import CONSTANTS, cached
 from lasercc.ir.nodes import ASNCSegment, DecodeMAC, Node, Soma, SomaASNC
 from lasercc.ir.types import CodeType
 from lasercc.semantics.asnc import asnc_evaluate
@@ -223,12 +224,13 @@ class SaturationCounter:
         self._add(node, "asnc", y.size, either=n, clamped=n, outside_calibration=0)
 
     def _plan(self, node: ASNCSegment | SomaASNC, tin: CodeType | None) -> _ASNCPlan:
-        """Built once per node and constant table (cached on it, as backends cache converted weights): the
+        """Built once per node and constant table (cached executor-side, as backends cache converted weights): the
         flag table of a 16-bit input costs a function evaluation on 65,536 codes."""
         plan = self._plans.get(node.name)
         if plan is None:
-            plan = self._plans[node.name] = self.graph.constants.derived(
-                node.thresholds, ("saturation", node, tin), lambda _: self._build_plan(node, tin))
+            plan = self._plans[node.name] = cached(CONSTANTS.of(self.graph.constants),
+                                                   ("saturation", node.thresholds, node, tin),
+                                                   lambda: self._build_plan(node, tin))
         return plan
 
     def _build_plan(self, node: ASNCSegment | SomaASNC, tin: CodeType | None) -> _ASNCPlan:

@@ -195,7 +195,7 @@ class GraphEditor:
         if not self.edits and len(nodes) == len(self.graph.nodes) and len(consts) == len(self.graph.constants):
             return self.graph
         if consts.keys() == self.graph.constants.keys() and all(consts[k] is self.graph.constants[k] for k in consts):
-            consts = self.graph.constants  # share the table (and its derived caches)
+            consts = self.graph.constants  # share the table (and the backends' caches keyed by it)
         return self.graph.replace(nodes=tuple(nodes), outputs=tuple(self._outputs), constants=consts)
 
     # ---- internals -------------------------------------------------------------------------

@@ -64,15 +64,6 @@ class ConstantTable(Mapping[str, Constant]):
             elif not isinstance(v, ConstSpec):
                 raise VerifyError(f"constant {k!r} must be a numpy array, got {type(v).__name__}")
         self._d = d
-        self._derived: dict[tuple[str, str], object] = {}
-
-    def derived(self, name: str, key: str, make):  # noqa: ANN001 - any cached value
-        """A value computed from constant ``name`` (an int64 or float copy, a column sum...), cached:
-        constants never change, so backends need not recompute per run."""
-        k = (name, key)
-        if k not in self._derived:
-            self._derived[k] = make(self._d[name])
-        return self._derived[k]
 
     def __getitem__(self, k: str) -> Constant:
         return self._d[k]
