@@ -178,13 +178,17 @@ def _lm_rows(lm: dict | None, table: str, paper: list[tuple[str, str, str]] | li
 
     out: list[Row] = []
     used: set[int] = set()
-    if by_index:
+    if by_index:  # cumulative tables: only the last step (everything spiking) is the same row in both
         spiking = [r for r in rows if r.get("coding") != "float"]
-        for bits in sorted({r["bits"] for r in spiking}, reverse=True):
-            sel = [r for r in spiking if r["bits"] == bits]
-            for i, r in enumerate(sel):
-                p = paper[i] if i < len(paper) and bits == 16 else ("", "")
-                out.append((item, p[0], p[1], cell(r), model, kind + "; our cumulative order differs", src))
+        last = {bits: [r for r in spiking if r["bits"] == bits][-1] for bits in {r["bits"] for r in spiking}}
+        for i, p in enumerate(paper):
+            ours = ("; ".join(cell(last[b]) for b in sorted(last, reverse=True)) if i == len(paper) - 1
+                    else "not the same step: our order is below")
+            out.append((item, p[0], p[1], ours, model, kind, src))
+        for bits in sorted(last, reverse=True):
+            out += [(item, "(ours, our cumulative order)", "", cell(r), model,
+                     kind + "; kinds added in Table 3's order, not the paper's", src)
+                    for r in spiking if r["bits"] == bits]
         return out
     for p in paper:
         hits = [i for i, r in enumerate(rows) if re.search(p[2], r["row"], re.I)]  # type: ignore[misc]

@@ -60,8 +60,11 @@ def test_lm_figures_sit_beside_the_matching_paper_rows(tmp_path: Path) -> None:
     rate = next(r for r in t6 if r[1].startswith("Rate coding"))
     assert "PPL 512.000" in rate[3]
     assert next(r for r in t6 if r[1].startswith("Ideal"))[3] == "no matching row"
-    t4 = _cells(rows, "Table 4")  # paired by position, the float row left out
-    assert [r[1] for r in t4] == ["1. FFN only", "2. + Activation"] and "PPL 20.500" in t4[0][3]
+    t4 = _cells(rows, "Table 4")  # cumulative: only the last paper step (all spiking) is paired, with our last row
+    assert [r[1] for r in t4[:len(lt.PAPER_T4)]] == [p[0] for p in lt.PAPER_T4]
+    assert "PPL 21.750" in t4[len(lt.PAPER_T4) - 1][3] and "PPL 20.500" not in t4[0][3]
+    ours = [r[3] for r in t4[len(lt.PAPER_T4):]]  # ours listed in our order, the float row left out
+    assert len(ours) == 2 and "PPL 20.500" in ours[0] and "PPL 21.750" in ours[1]
     assert any("PPL 99.000" in r[3] for r in _cells(rows, "Timesteps"))
     ste = _cells(rows, "STE (Sec. 3.3)")
     assert len(ste) == 1 and "PPL 30.500 ± 0.250 over 3 seeds (float 20.000)" in ste[0][3]
