@@ -213,6 +213,10 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, *, bits: int | None 
             weights.update({k: v for k, v in new_consts.items() if v.size >= SPLIT_ELEMENTS})  # their stubs' data
             for d in smoothed:
                 stats.lo[d.copy], stats.hi[d.copy] = d.range
+                if d.tensor in stats.kept:  # the copy's samples are the original's / s (a reader such as
+                    # onnxruntime's fused Attention plans its internals from the samples of what it reads)
+                    inv = (1.0 / d.scale).astype(np.float32)
+                    stats.kept[d.copy] = [np.asarray(v) * inv for v in stats.kept[d.tensor]]
             low = Lowerer(m, Stats(), opts, weights=weights)
             low.prepare()
             low.sample_requests()
