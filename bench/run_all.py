@@ -82,6 +82,7 @@ REGISTRY: tuple[Bench, ...] = (
     _b("minilm_error_propagation", "minilm_error_propagation.md minilm_error_propagation.json", "extras",
        minutes=3, stamps_itself=True),
     _b("ort_fused_quant", "ort_fused_quant.md", "extras", minutes=10),
+    _b("ort_fused_divergence", "ort_fused_divergence.md", "extras", minutes=5),
     _b("kv_decode", "kv_decode.md", "extras", minutes=5),
     _b("hf_zoo", "hf_zoo.md", "extras long", minutes=60),
     _b("hf_zoo_vision", "hf_zoo_vision.md", "extras long", minutes=60),
