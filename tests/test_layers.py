@@ -29,14 +29,6 @@ LAYER = {"errors": 0, "limits": 0, "interrupts": 0, "semantics": 0, "ir": 1, "io
 ALLOWED_UPWARD: dict[tuple[str, str], str] = {
     # Artifact.run and the manifest's latency: artifact.py belongs to the reliability work.
     ("lasercc.ir.artifact", "lasercc.runtime"): "Artifact.run calls runtime.run_graph; running belongs above ir",
-    # runtime.run_graph / runtime._validate are in runtime.py (reliability work): callers below it.
-    ("lasercc.backends.lava_runner", "lasercc.runtime"): "lava_runner.py is reliability work; runs via runtime",
-    ("lasercc.backends.lava.run", "lasercc.runtime"): "uses runtime._validate: move input validation to "
-                                                      "lasercc.ir.data and import it from there",
-    ("lasercc.backends.profiler", "lasercc.runtime"): "profile() runs the artifact (runtime.run_graph): the "
-                                                      "orchestration belongs at runtime level, the energy model stays",
-    ("lasercc.passes.signed", "lasercc.runtime"): "measure=true runs the graph; needs run_graph (or input "
-                                                  "validation + batching) below passes",
 }
 
 # Sets of modules that import one another. Shrink only.
