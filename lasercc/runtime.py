@@ -19,3 +19,6 @@ from lasercc.backends.run import (  # noqa: F401 - re-exported
     validate_inputs,
     validate_shapes,
 )
+from lasercc.ir.artifact import register_runner
+
+register_runner(run_graph)
