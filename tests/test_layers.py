@@ -29,12 +29,7 @@ LAYER = {"errors": 0, "limits": 0, "interrupts": 0, "semantics": 0, "ir": 1, "io
 ALLOWED_UPWARD: dict[tuple[str, str], str] = {}
 
 # Sets of modules that import one another. Shrink only.
-ALLOWED_CYCLES: list[frozenset[str]] = [
-    # the ONNX lowering driver, its handler registry and the handlers' shared helpers (frontend
-    # restructure in progress): lower imports common and registry, which import lower's Lowerer for
-    # annotations (under TYPE_CHECKING -- still an edge here)
-    frozenset({"lasercc.frontends.onnx.common", "lasercc.frontends.onnx.lower", "lasercc.frontends.onnx.registry"}),
-]
+ALLOWED_CYCLES: list[frozenset[str]] = []
 
 
 def _modname(path: Path) -> str:
