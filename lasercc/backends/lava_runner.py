@@ -49,14 +49,14 @@ def lava_python(explicit: str | os.PathLike | None = None) -> Path:
 
 def run_lava(artifact: Any, inputs: dict[str, np.ndarray], timeout: float | None = None,
              python: str | os.PathLike | None = None):
-    """Run ``artifact`` (an Artifact, or a path to one) in Lava; returns a :class:`lasercc.runtime.RunResult`.
+    """Run ``artifact`` (an Artifact, or a path to one) in Lava; returns a :class:`lasercc.backends.run.RunResult`.
 
     ``stats`` are the NumPy reference's event counts for the same inputs (Lava does not count synaptic
     events) plus ``stats["lava"]``: timesteps, simulator speed, process count, and the spikes Lava really
     emitted per node with ``spikes_match_reference``.
     """
+    from lasercc.backends.run import RunResult, run_graph
     from lasercc.ir.artifact import Artifact, load
-    from lasercc.runtime import RunResult, run_graph
     from lasercc.semantics.quant import dequantize
 
     art = artifact if isinstance(artifact, Artifact) else load(artifact)

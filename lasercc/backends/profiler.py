@@ -488,8 +488,8 @@ def _tokens(graph: Graph, inputs: dict[str, np.ndarray], rows: int) -> int:
 
 def count(artifact: Any, inputs: dict[str, np.ndarray] | None = None) -> tuple[Counts, list[str]]:
     """Run ``artifact`` on the NumPy backend and count its events and GPU work (no constants involved)."""
+    from lasercc.backends.run import run_graph
     from lasercc.ir.artifact import Artifact, load
-    from lasercc.runtime import run_graph
 
     art = artifact if isinstance(artifact, Artifact) else load(artifact)
     notes: list[str] = []

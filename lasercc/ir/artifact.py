@@ -17,6 +17,13 @@ Saving is atomic and versioned, because a half-written artifact runs and gives w
   name skips the hash check of that file, so an edited graph can still be run on purpose.
 * one writer at a time: :func:`artifact_lock` holds an ``flock`` on ``.NAME.lock`` beside the
   directory (released by the kernel if the process dies); a second writer gets a clear error.
+
+Running (:meth:`Artifact.run`) belongs above the IR layer (tests/test_layers.py: ``ir`` imports nothing
+above it), so this module does not import the runtime: :mod:`lasercc.runtime` registers its
+``run_graph`` here with :func:`register_runner` when it is imported. If nothing is registered yet,
+``Artifact.run`` asks the package root facade (``lasercc.run_graph``, resolved lazily), which imports
+the runtime and so registers it; ``from lasercc.ir.artifact import Artifact`` and ``lasercc.Artifact``
+both keep working without the caller importing the runtime first.
 """
 
 from __future__ import annotations
@@ -66,6 +73,27 @@ def _version() -> str:
     return __version__
 
 
+# The graph runner behind Artifact.run: lasercc.runtime.run_graph, registered by lasercc.runtime.
+_RUNNER: Callable[..., Any] | None = None
+
+
+def register_runner(fn: Callable[..., Any]) -> None:
+    """Set the function :meth:`Artifact.run` calls as ``fn(graph, inputs, backend=, mode=, device=)``,
+    returning an object with ``codes``, ``values`` and ``stats`` (a :class:`lasercc.runtime.RunResult`)."""
+    global _RUNNER
+    _RUNNER = fn
+
+
+def _runner() -> Callable[..., Any]:
+    if _RUNNER is None:
+        import lasercc
+
+        lasercc.run_graph  # noqa: B018 - the package facade imports lasercc.runtime, which registers itself
+    if _RUNNER is None:
+        raise LasercError("no graph runner registered: import lasercc.runtime before calling Artifact.run")
+    return _RUNNER
+
+
 @dataclass
 class Artifact:
     """A compiled spiking program: its graph, manifest, and the statistics of the last run."""
@@ -83,8 +111,7 @@ class Artifact:
         Returns dequantized float32 outputs (``output="float"``) or the int64 codes
         (``output="codes"``); both are kept in ``self.last`` and statistics in ``self.stats``.
         """
-        from lasercc.runtime import run_graph
-
+        run_graph = _runner()
         if output not in ("float", "codes"):
             raise LasercError(f"output must be 'float' or 'codes', got {output!r}")
         res = run_graph(self.graph, inputs, backend=backend, mode=mode, device=device)

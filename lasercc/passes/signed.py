@@ -92,7 +92,7 @@ class _SpikeMeter(NumpyCodes):
 
 def measure_spikes(graph: Graph, sample_inputs: dict[str, np.ndarray]) -> tuple[dict[str, int], dict[str, int]]:
     """Spikes per value (BSE, signed) on these inputs: (bse, signed) dicts keyed by value name."""
-    from lasercc.runtime import run_graph  # runtime imports the backends; keep pass import light
+    from lasercc.backends.run import run_graph  # imports the backends; keep pass import light
 
     meter = _SpikeMeter()
     run_graph(graph, sample_inputs, executor=meter, collect_stats=False)

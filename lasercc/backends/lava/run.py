@@ -3,7 +3,7 @@
     .venv-lava/bin/python -m lasercc.backends.lava.run ARTIFACT --input x.npz --output y.npz [--stats s.json]
 
 Inputs are validated and split into batches exactly as for the other backends
-(:func:`lasercc.runtime._validate`); all batches run back to back in one Lava network, ``period`` steps
+(:func:`lasercc.backends.run.validate_inputs`); all batches run back to back in one Lava network, ``period`` steps
 each. The output ``.npz`` holds, per graph output, the dequantized values and ``<name>.codes``.
 """
 
@@ -21,7 +21,7 @@ def run_artifact(graph: Any, inputs: dict[str, np.ndarray]) -> tuple[dict[str, n
     """Lower and run ``graph`` on ``inputs``; returns (codes per output, Lava run facts)."""
     from lasercc.backends.lava.lower import lower
     from lasercc.backends.lava.network import run_plan
-    from lasercc.runtime import _validate
+    from lasercc.backends.run import validate_inputs as _validate
 
     feeds, samples = _validate(graph, inputs)
     plan = lower(graph)

@@ -34,7 +34,7 @@ from lasercc.ir.nodes import Concat, Gather, Reshape, Take, Transpose
 from lasercc.ir.types import CodeType
 
 if TYPE_CHECKING:
-    from lasercc.frontends.onnx.lower import Lowerer
+    from lasercc.frontends.onnx.lowering_api import LowererAPI as Lowerer
 
 
 def move(L: Lowerer, n: onnx.NodeProto, x: Val, shape: tuple[int, ...], perm: tuple[int, ...] | None = None) -> Val:

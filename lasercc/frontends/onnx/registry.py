@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import onnx
 
 if TYPE_CHECKING:
-    from lasercc.frontends.onnx.lower import Lowerer
+    from lasercc.frontends.onnx.lowering_api import LowererAPI as Lowerer
 
 Handler = Callable[["Lowerer", onnx.NodeProto, list], list]
 HANDLERS: dict[tuple[str, str], Handler] = {}
