@@ -41,7 +41,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +51,8 @@ import onnx
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _ablation  # noqa: E402
+import _provenance  # noqa: E402
 import laser_lm  # noqa: E402
 
 import lasercc  # noqa: E402
@@ -61,11 +62,6 @@ from lasercc.ir.types import CodeType  # noqa: E402
 from lasercc.runtime import run_graph  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
 def low_bit_artifact(onx: onnx.ModelProto, cal: dict[str, np.ndarray], bits: int) -> lasercc.Artifact:
@@ -91,7 +87,7 @@ def window_nll(graph: Graph, wins: np.ndarray) -> np.ndarray:
     """Mean next-token NLL of each window (nats)."""
     out = np.empty(len(wins))
     for i, w in enumerate(wins):
-        lp = log_softmax(logits_of(graph, w))
+        lp = _ablation.log_softmax64(logits_of(graph, w))
         out[i] = -lp[np.arange(len(w) - 1), w[1:]].mean()
     return out
 
@@ -99,14 +95,6 @@ def window_nll(graph: Graph, wins: np.ndarray) -> np.ndarray:
 def float_window_nll(model: torch.nn.Module, wins: np.ndarray) -> np.ndarray:
     nll = laser_lm.token_nll(model, wins)
     return np.asarray(nll, np.float64).reshape(len(wins), -1).mean(1)
-
-
-def paired_ci(delta: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap CI of the mean of per-window paired differences."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(delta), size=(n, len(delta)))
-    means = delta[idx].mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def finetune(graph: Graph, teacher: torch.nn.Module, train: np.ndarray, *, method: str, seed: int, steps: int,
@@ -147,14 +135,6 @@ def finetune(graph: Graph, teacher: torch.nn.Module, train: np.ndarray, *, metho
     return m.export_graph(), losses
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bits", default="4,6", help="activation bits (= BSE timesteps) to fine-tune at")
@@ -186,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         args.bits, args.seeds, args.steps, args.eval_windows = "4", 1, 3, 4
     torch.set_num_threads(int(os.environ.get("LASERCC_THREADS", "1")))
     t0 = time.time()
-    commit = git_commit()  # the code that runs, not whatever HEAD is when a long run ends
+    commit = _provenance.commit()  # the code that runs, not whatever HEAD is when a long run ends
     model, meta = laser_lm.load(args.cache)
     model.eval()
     train = laser_lm.windows(np.load(args.cache / "tokens_train.npy"), args.ctx)
@@ -221,9 +201,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{bits} bits {method:9s} seed {seed}: PPL {ppls[-1]:.2f} (loss {losses[0]:.4f} -> "
                       f"{np.mean(losses[-5:]):.4f}; {time.time() - t0:.0f} s)", flush=True)
             d = np.mean(nlls, 0) - q_nll
+            ci = _ablation.paired_bootstrap(q_nll, np.mean(nlls, 0))[1:]
             rows.append({"bits": bits, "method": method, "seeds": args.seeds, "ppl_mean": float(np.mean(ppls)),
                          "ppl_sd": float(np.std(ppls, ddof=1)) if len(ppls) > 1 else 0.0, "float_ppl": float_ppl,
-                         "dnll_vs_quantized": float(d.mean()), "ci95": list(paired_ci(d)),
+                         "dnll_vs_quantized": float(d.mean()), "ci95": list(ci),
                          "dnll_vs_float": float(np.mean(nlls, 0).mean() - f_nll.mean()),
                          "ppl_per_seed": ppls, "loss_first": float(np.mean([c[0] for c in curves])),
                          "loss_last5": float(np.mean([np.mean(c[-5:]) for c in curves]))})

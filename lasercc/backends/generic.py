@@ -68,13 +68,14 @@ class XPExecutor(Executor):
 
     # ---- hooks a backend fills in -------------------------------------------------------------
     def const(self, name: str) -> Any:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__}: a backend provides const() (its constants as arrays)")
 
     def matmul_const(self, node: Soma | SomaASNC, j: int, x: Any, lo: int, hi: int) -> Any:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__}: a backend provides matmul_const() (codes x constant "
+                                  "weights, exact)")
 
     def matmul_dyn(self, node: DecodeMAC, a: Any, b: Any) -> Any:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__}: a backend provides matmul_dyn() (codes x codes, exact)")
 
     def accept(self, node: Node, array: Any) -> Any:
         return array
