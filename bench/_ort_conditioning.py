@@ -1,18 +1,10 @@
-"""How well a quantized ONNX file's own output is determined by its arithmetic: onnxruntime against itself.
+"""onnxruntime against itself: how far a quantized ONNX file's own output is decided by float32 rounding noise.
 
-Why: "lasercc tracks onnxruntime running the same file" is only a meaningful target if onnxruntime's answer does
-not hinge on float32 rounding noise. A quantizer (QuantizeLinear, DynamicQuantizeLinear, the quantizing input of
-DynamicQuantizeMatMul) turns a float into a code by rounding; a value that lands within a few ulps of a rounding
-boundary flips by one code under any other float32 implementation of the float ops before it (another reduction
-order, vector width, exp/erf approximation -- onnxruntime's own MLAS kernels differ between CPUs). A well-scaled
-file absorbs such flips; an ill-conditioned one (coarse steps on outliers feeding many later quantizers) amplifies
-them layer by layer until the output is decided by rounding noise. This module measures which kind a file is:
-every float value entering a quantizer is multiplied by ``1 + eps`` (default ``2**-20``, about 8 float32 ulps,
-smaller than the difference between two float32 dot products of a few hundred terms summed in different orders)
-and onnxruntime runs the original and the perturbed file with graph optimisations off. The cosine between the
-two is the best any implementation that is not bit-identical to onnxruntime's kernels can be held to.
-
-Used by ``bench/ort_fused_quant.py`` and ``bench/hf_zoo.py`` (the "ORT vs ORT ×(1+2^-20)" columns).
+The rule and the reason live in ``lasercc.frontends.onnx.conditioning`` (``simulate --compare-onnx`` reports the
+same figure); this module adds the session and row-by-row runs the benches use (``bench/ort_fused_quant.py``,
+``bench/ort_fused_divergence.py``, ``bench/hf_zoo.py``): every run-time float entering a quantizer is scaled by
+``1 + eps`` (default ``2**-20``, about 8 float32 ulps) and onnxruntime runs the original and the perturbed file with
+graph optimisations off.
 """
 
 from __future__ import annotations
@@ -22,36 +14,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper, numpy_helper
 
-EPS = 2.0 ** -20
-# op type -> index of the float input it rounds into codes
-QUANTIZER_INPUTS = {"QuantizeLinear": 0, "DynamicQuantizeLinear": 0, "DynamicQuantizeMatMul": 0}
+from lasercc.frontends.onnx.conditioning import EPS, perturb_quantizer_inputs
 
-
-def perturb_quantizer_inputs(model: onnx.ModelProto, eps: float = EPS) -> tuple[onnx.ModelProto, int]:
-    """A copy of ``model`` in which every run-time float tensor entering a quantizer is first multiplied by
-    ``1 + eps``; also the number of quantizer inputs perturbed. Constants (initializers) are left alone: a weight's
-    codes are the file's, not arithmetic."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    consts = {i.name for i in out.graph.initializer}
-    consts |= {o for n in out.graph.node if n.op_type == "Constant" for o in n.output}
-    factor = "_ort_conditioning_factor"
-    out.graph.initializer.append(numpy_helper.from_array(np.array(1.0 + eps, np.float32), factor))
-    nodes: list[onnx.NodeProto] = []
-    count = 0
-    for n in out.graph.node:
-        k = QUANTIZER_INPUTS.get(n.op_type)
-        if k is not None and len(n.input) > k and n.input[k] and n.input[k] not in consts:
-            moved = f"{n.input[k]}_ort_conditioning_{count}"
-            nodes.append(helper.make_node("Mul", [n.input[k], factor], [moved], name=f"_ort_conditioning_{count}"))
-            n.input[k] = moved
-            count += 1
-        nodes.append(n)
-    del out.graph.node[:]
-    out.graph.node.extend(nodes)
-    return out, count
+__all__ = ["EPS", "perturb_quantizer_inputs", "perturbed_outputs", "run_rows", "session"]
 
 
 def session(model: onnx.ModelProto | Path | str, optimize: bool = False) -> ort.InferenceSession:

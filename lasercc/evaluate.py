@@ -11,7 +11,8 @@ on my data, and how sure is that number", over more tokens than fit in memory. S
 * **NLL** of a row = sum over positions t < seq-1 of -log softmax(logits[t])[token[t+1]], computed in
   float64 from the artifact's dequantized logits; ``ppl`` = exp(total NLL / predicted tokens);
 * **top1** = the fraction of positions where the artifact's argmax equals onnxruntime's argmax on the
-  ``reference`` model (typically the float ONNX file the quantized one came from);
+  ``reference`` model (typically the float ONNX file the quantized one came from), run with graph optimisations
+  off -- the model's own arithmetic, as ``simulate --compare-onnx`` runs it;
 * **confidence interval**: a percentile bootstrap over rows (sequences are the independent units; tokens
   within one are not), resampling the per-row sums, seeded, so the interval is reproducible;
 * ``workers``: each block of rows runs through :func:`lasercc.distributed.run_distributed` on one Ray

@@ -32,7 +32,10 @@ def _nll(logits: np.ndarray, tokens: np.ndarray) -> float:
 
 
 def _ort_logits(model: Path, tokens: np.ndarray) -> np.ndarray:
-    s = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    """onnxruntime with graph optimisations off: the model's own arithmetic, as ``evaluate``'s reference runs."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    s = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
     return np.concatenate([s.run(["logits"], {"input_ids": r[None]})[0] for r in tokens])
 
 

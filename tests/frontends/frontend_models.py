@@ -129,3 +129,18 @@ def quantize(model: onnx.ModelProto, tmp: Path, data: dict[str, np.ndarray], bat
                     calibrate_method=CalibrationMethod.MinMax,
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     return dst
+
+
+def boundary_model(width: int = 4) -> onnx.ModelProto:
+    """y = DQ(Q(x * 1)) * DQ(Q(2)), scale 1, int8: one run-time quantizer (Q of ``x * 1``) and one of a constant.
+    An input k + 0.5 sits on a rounding boundary (round half to even), so any upward nudge flips its code: the
+    smallest file whose output float32 rounding decides."""
+    nodes = [helper.make_node("Mul", ["x", "one"], ["h"]),
+             helper.make_node("QuantizeLinear", ["h", "scale", "zp"], ["q"]),
+             helper.make_node("QuantizeLinear", ["w", "scale", "zp"], ["wq"]),
+             helper.make_node("DequantizeLinear", ["q", "scale", "zp"], ["dq"]),
+             helper.make_node("DequantizeLinear", ["wq", "scale", "zp"], ["wdq"]),
+             helper.make_node("Mul", ["dq", "wdq"], ["y"])]
+    inits = {"one": np.array(1.0, np.float32), "scale": np.array(1.0, np.float32), "zp": np.array(0, np.int8),
+             "w": np.array([2.0], np.float32)}
+    return make_model(nodes, [vi("x", [1, width])], [vi("y", [1, width])], inits)
