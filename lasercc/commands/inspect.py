@@ -21,9 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--plot", metavar="PNG", help="write a core-occupancy map of the partition (partition.json, "
                                                  "else partition with --system); needs the 'plot' extra")
-    p.add_argument("--system", default="kapoho-point",
-                   help="Loihi 2 system to partition onto when the artifact has no partition.json "
-                        "(default kapoho-point)")
+    p.add_argument("--system", default="auto",
+                   help="Loihi 2 system to partition onto when the artifact has no partition.json (default auto: "
+                        "kapoho-point when the graph fits it, else the smallest system that does)")
     p.set_defaults(func=run)
 
 
@@ -70,7 +70,7 @@ def _plot(art, saved: dict[str, Any] | None, path: str, system: str) -> str:
     _matplotlib()  # fail fast, before partitioning, when the extra is missing
     part = saved if saved is not None else partition_graph(art.graph, system=system).to_json()
     plot_occupancy(part, path)
-    src = "partition.json" if saved is not None else f"a fresh partition onto {system}"
+    src = "partition.json" if saved is not None else f"a fresh partition onto {part.get('system')}"
     return f"wrote core-occupancy map {path} (from {src})"
 
 

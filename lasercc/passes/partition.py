@@ -56,8 +56,20 @@ RESOURCES = ("neurons", "memory", "axons_in")
 RASTER_MAX_TILES = 20_000  # the raster candidate only wins on small graphs; skip it above this (time)
 
 
+AUTO = "auto"
+DEFAULT_BOARD = "kapoho-point"
+
+
 class PartitionError(LasercError):
     """The graph does not fit the chosen system or a layer does not fit any core."""
+
+
+class CapacityError(PartitionError):
+    """The graph's packed cores exceed the system's: a larger system may hold it (``system="auto"`` tries them)."""
+
+    def __init__(self, message: str, cores: int):
+        super().__init__(message)
+        self.cores = cores
 
 
 # --------------------------------------------------------------------------------------------
@@ -530,13 +542,20 @@ def _spectral_order(layers: list[Layer], fl: _Flows, tiles: _Tiles) -> np.ndarra
     return np.argsort(fiedler, kind="stable")
 
 
-def partition_graph(graph: Graph, system: str = "kapoho-point", spec: Loihi2Spec | dict | str | None = None,
+def partition_graph(graph: Graph, system: str = AUTO, spec: Loihi2Spec | dict | str | None = None,
                     rates: dict[str, float] | None = None) -> Partition:
     """Tile, pack and place ``graph`` on a Loihi 2 system (see the module doc for the model).
 
-    ``rates``: measured spikes per code per node (e.g. from a profile); default bits/2.
-    Raises :class:`PartitionError` when a layer or the whole graph does not fit.
+    ``system``: a system of the spec (oheo-gulch, kapoho-point, hala-point or one the spec adds), or ``"auto"``:
+    the Kapoho Point board when the graph fits it, else the smallest system of the spec (by chips) that holds it.
+    Why not always the smallest: a one-chip graph is still laid out for the board most users have, so small
+    models' placements do not change with the default; a multi-layer model past 8 chips should not fail on a
+    default it never asked for. ``rates``: measured spikes per code per node (e.g. from a profile); default bits/2.
+    Raises :class:`PartitionError` when a layer or the whole graph does not fit (:class:`CapacityError` when the
+    graph does not fit the system, or with ``"auto"`` no system of the spec).
     """
+    if system == AUTO:
+        return _partition_auto(graph, load_spec(spec), rates)
     t0 = time.perf_counter()
     hw = load_spec(spec)
     sysm = hw.system(system)
@@ -572,16 +591,34 @@ def partition_graph(graph: Graph, system: str = "kapoho-point", spec: Loihi2Spec
                      {p.strategy: p.traffic["hops"] for p in cands}, time.perf_counter() - t0)
 
 
+def _partition_auto(graph: Graph, hw: Loihi2Spec, rates: dict[str, float] | None) -> Partition:
+    """``system="auto"``: Kapoho Point, else the smallest larger system whose cores hold what the last try packed
+    (each system is tried in chip order, as packing depends on its usable cores per chip)."""
+    board = hw.system(DEFAULT_BOARD) if DEFAULT_BOARD in hw.systems else None
+    larger = sorted((s for s in hw.systems.values() if board is None or s.chips > board.chips), key=lambda s: s.chips)
+    tries = ([board] if board is not None else []) + larger
+    err: CapacityError | None = None
+    for s in tries:
+        if err is not None and s.chips * hw.cores_per_chip(s) < err.cores:
+            continue
+        try:
+            return partition_graph(graph, s.name, hw, rates)
+        except CapacityError as e:
+            err = e
+    assert err is not None  # tries is never empty: the spec always has systems
+    raise CapacityError(f"system auto: {err}", err.cores)
+
+
 def _too_big(graph: Graph, hw: Loihi2Spec, sysm: SystemSpec, n_cores: int, tiles: _Tiles, layers: list[Layer]) -> None:
     have = sysm.chips * hw.cores_per_chip(sysm)
     fits = [s.name for s in sorted(hw.systems.values(), key=lambda s: s.chips)
             if s.chips * hw.cores_per_chip(s) >= n_cores]
     biggest = max(layers, key=lambda lay: lay.tiles)
     need_chips = math.ceil(n_cores / hw.cores_per_chip(sysm))
-    raise PartitionError(
+    raise CapacityError(
         f"graph {graph.name} needs {n_cores:,} cores ({need_chips} chips) but {sysm.name} has {have:,} "
         f"({sysm.chips} chips); largest layer %{biggest.name} ({biggest.op}) alone takes {biggest.tiles:,} tiles "
-        f"of memory-bound synapses; fits on: {', '.join(fits) or 'no known system (add one to the spec)'}")
+        f"of memory-bound synapses; fits on: {', '.join(fits) or 'no known system (add one to the spec)'}", n_cores)
 
 
 @register_pass
@@ -590,7 +627,8 @@ class PartitionPass(Pass):
     """Tile layers to Loihi 2 cores, assign chips and place on the mesh to cut spike traffic x hops."""
 
     name: ClassVar[str] = "partition"
-    system: str = option("kapoho-point", "oheo-gulch | kapoho-point | hala-point (or one defined in spec)")
+    system: str = option(AUTO, "auto (kapoho-point when the graph fits it, else the smallest system that does) | "
+                               "oheo-gulch | kapoho-point | hala-point (or one defined in spec)")
     hw: str | None = option(None, "JSON file overriding the Loihi 2 resource model")
     memory_kb: int | None = option(None, "per-core synaptic/state SRAM in KB (default 128; some sources say 192)")
 

@@ -11,7 +11,7 @@ import pytest
 from lasercc.errors import LasercError
 from lasercc.hw.loihi2 import Loihi2Spec, load_spec
 from lasercc.passes.base import PassManager
-from lasercc.passes.partition import PartitionError, partition_extra_files, partition_graph
+from lasercc.passes.partition import CapacityError, PartitionError, partition_extra_files, partition_graph
 from lasercc.testing import mlp_graph, random_graph
 
 
@@ -94,3 +94,31 @@ def test_not_quadratic_in_tiles():
     t(2)
     a, b = t(16), t(64)
     assert b < a * 4 * 1.8 + 0.5  # linear: ~4x; quadratic would be ~16x
+
+
+def test_auto_keeps_the_board_when_the_graph_fits_it():
+    g = mlp_graph(layers=2, width=256, batch=1)
+    auto, board = partition_graph(g), partition_graph(g, system="kapoho-point")
+    assert auto.system.name == "kapoho-point" and auto.best.cores == board.best.cores
+    (_, rec) = PassManager("partition").run(g)  # the pass's default is auto too
+    assert rec[0].info["partition"].system.name == "kapoho-point"
+
+
+def test_auto_takes_the_smallest_system_that_holds_the_graph():
+    """2,051 cores at 2 KB per core: more than Kapoho Point's 1,024; a 24-chip system added by the spec holds them
+    (3,072 cores) and is chosen over Hala Point; without it, Hala Point."""
+    g = mlp_graph(layers=2, width=1024, batch=1)
+    small = {"core": {"memory_bytes": 2048}}
+    with pytest.raises(CapacityError) as e:
+        partition_graph(g, system="kapoho-point", spec=small)
+    assert e.value.cores > 1024
+    mid = {**small, "systems": {"three-boards": {"chips": 24, "grid": [6, 4]}}}
+    assert partition_graph(g, spec=mid).system.name == "three-boards"
+    assert partition_graph(g, spec=small).system.name == "hala-point"
+
+
+def test_auto_says_when_no_system_holds_the_graph():
+    g = mlp_graph(layers=2, width=1024, batch=1)
+    tiny = {"core": {"memory_bytes": 2048}, "systems": {"hala-point": {"chips": 2, "grid": [2, 1]}}}
+    with pytest.raises(CapacityError, match="system auto: .*needs .* cores"):
+        partition_graph(g, spec=tiny)
