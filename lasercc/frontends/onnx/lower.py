@@ -362,8 +362,13 @@ class Lowerer:
         try:
             ev = ReferenceEvaluator(n, opsets={"": self.opset.get("", 17)})
             return [np.asarray(x) for x in ev.run(None, feeds)]
-        except Exception as e:  # noqa: BLE001
-            raise FrontendError(f"cannot fold constant node {n.op_type} {n.name!r}: {e}") from None
+        except Exception as e:  # noqa: BLE001 -- onnx's reference has gaps and bugs; onnxruntime is the second opinion
+            try:
+                return _fold_with_onnxruntime(n, feeds, self.opset.get("", 17))
+            except Exception as e2:  # noqa: BLE001
+                raise FrontendError(f"cannot fold constant node {n.op_type} {n.name!r}: onnx.reference: {e}; "
+                                    f"onnxruntime: {str(e2).splitlines()[0] if str(e2) else type(e2).__name__}"
+                                    ) from None
 
     # ---- helpers for handlers ------------------------------------------------------------------
     def const_value(self, v: Val | None, what: str = "constant") -> np.ndarray:
@@ -495,3 +500,21 @@ class Lowerer:
         return Graph(name, tuple(nodes), tuple(outs), consts).verify()
 
 
+def _fold_with_onnxruntime(n: onnx.NodeProto, feeds: dict[str, np.ndarray], opset: int) -> list[np.ndarray]:
+    """Evaluate one node on constant inputs with onnxruntime (graph optimisations off): the fallback when
+    ``onnx.reference`` cannot -- its GatherElements, for one, fails on indices narrower than the data along a
+    unit axis (a [1, 512] position table gathered by [1, 8] indices, as torch's dynamo exporter writes BERT's
+    position ids at opset 20)."""
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in feeds.items()]
+    outs = [onnx.ValueInfoProto(name=o) for o in n.output if o]
+    m = helper.make_model(helper.make_graph([n], "fold", [], outs, inits),
+                          opset_imports=[helper.make_opsetid("", opset)])
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in outs], sess.run(None, {})))
+    return [np.asarray(got[o]) if o else np.zeros(0) for o in n.output]  # unnamed optional outputs: unused slots
