@@ -559,6 +559,22 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+RUN_HEAD = "## Opset-17 / dynamo run with every format\n"
+
+
+def merge(old: str | None, new: str) -> str:
+    """The results file to write: ``new`` itself, or, where ``old`` is ``bench/results/hf_zoo.md`` with its
+    per-family summary (``bench/hf_zoo_summary.py``) and later sections, ``old`` with only its run section
+    (:data:`RUN_HEAD` up to the next ``## `` heading) replaced by ``new`` -- a rerun must not erase what other
+    scripts and earlier runs wrote around it."""
+    if old is None or RUN_HEAD not in old:
+        return new
+    before, rest = old.split(RUN_HEAD, 1)
+    after = rest.split("\n## ", 1)
+    body = new.split("\n", 2)[2].rstrip("\n")  # without the title line and the blank after it
+    return before + RUN_HEAD + "\n" + body + "\n" + ("\n## " + after[1] if len(after) > 1 else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=[s.name for s in ZOO], help="subset of the zoo")
@@ -637,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_write:
         out = args.out or Path(__file__).parent / "results" / ("hf_zoo.md" if ATTN else "hf_zoo_default.md")
-        out.write_text(text)
+        out.write_text(merge(out.read_text() if out.exists() else None, text))
         print(f"wrote {out}")
     return 0
 
