@@ -117,10 +117,20 @@ def text_row(line: str) -> list[str] | None:
     return c if len(c) == 9 else c[:COND] + [""] + c[COND:]
 
 
+def run_header(text: str) -> str:
+    """The lines of a hf_zoo.py results file above its row table (in hf_zoo.md, below this script's summary)."""
+    return text.split("\n| model | format |", 1)[0].split(END)[-1]
+
+
 def reference(text: str) -> str:
     """Which onnxruntime a hf_zoo.py results file compared with, from its header."""
-    head = text.split("\n|", 1)[0]
-    return NOOPT if NOOPT_MARK in head else DEFAULT
+    return NOOPT if NOOPT_MARK in run_header(text) else DEFAULT
+
+
+def attention(text: str) -> str:
+    """"sdpa" when the run's recorded command used transformers' default attention, else "eager"."""
+    cmd = [line for line in run_header(text).splitlines() if line.startswith("Command:")]
+    return "sdpa" if cmd and "--attention default" in cmd[-1] else "eager"
 
 
 def counted_cos(kind: str, c: list[str]) -> float:
@@ -146,7 +156,7 @@ Rows = dict[tuple[str, str, str], tuple[str, list[str], str]]
 def text_runs(path: Path) -> Rows:
     """(family, export, run) -> (kind, cells, reference) for every row of a hf_zoo.py row table."""
     text = path.read_text()
-    attn = "sdpa" if "--attention default" in text.split("\n", 3)[2] else "eager"
+    attn = attention(text)
     ref = reference(text)
     out: Rows = {}
     for line in text.splitlines():

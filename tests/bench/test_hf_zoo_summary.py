@@ -125,3 +125,18 @@ def test_family_counts_misses_apart_from_ill_conditioned_files() -> None:
     table = hs.summary({"fam": f})
     assert "| fam | ts13/eager, ts17/eager | 4 / 4 | 2 | 1 |" in table
     assert "0.96000 - 0.99990" in table and "0.99700 - 0.99700 / 0.81000 - 0.81000" in table
+
+
+def test_reference_of_hf_zoo_md_read_below_the_summary(tmp_path: Path) -> None:
+    """hf_zoo.md carries this script's summary (a table, and prose naming other runs' options) above its run
+    header: the reference and attention come from the run header, not from the first lines of the file."""
+    run = _file(tmp_path, "run.md", True, " --attention default",
+                [_line("bert", "float --bits 16", "ok", "0.99990", "0.99960", "", "0.99", "0.2", "1 IR nodes, 0.1 s")])
+    title, body = run.read_text().split("\n", 1)
+    summary = "\n".join([hs.START, "Command: `x --attention eager`, ORT with default graph optimisations", "",
+                         "| family | exports |", "|---|---|", "| bert | ts17/eager |", hs.END])
+    md = tmp_path / "hf_zoo.md"
+    md.write_text(f"{title}\n\n{summary}\n\n## Opset-17 / dynamo run with every format\n{body}")
+    assert hs.reference(md.read_text()) == hs.NOOPT and hs.attention(md.read_text()) == "sdpa"
+    (key, (_, _, ref)), = hs.text_runs(md).items()
+    assert key == ("bert", "ts17/sdpa", "float --bits 16") and ref == hs.NOOPT
