@@ -629,7 +629,8 @@ def zero_code(L: Lowerer, stem: str) -> Act:
         L.b.add(Reshape(name=name, inputs=(v.name,), type=t))
         return L.b.soma_mul(stem + ".zero", [v.moved(name, t)], [np.zeros(1, np.int64)], 1.0, (1.0,),
                             int_type(0, 0, (1,)))
-    raise FrontendError("a constant output needs a graph input to be computed from, and the model has none")
+    raise FrontendError("a constant output needs a graph input to be computed from, and the model has none with "
+                        "values (an empty input holds none)")
 
 
 def const_output(L: Lowerer, stem: str, value: np.ndarray) -> Act:

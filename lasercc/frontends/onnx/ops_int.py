@@ -435,6 +435,8 @@ def trilu(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     With a constant ``k`` the kept triangle is a constant: a ``Mask`` node sets the other codes to the zero
     point (data movement, exact for every value class). With ``k`` from the inputs the triangle is an exact
     comparison ``j - i >= k`` (upper) / ``j - i <= k`` (lower) on integer codes, then a selection."""
+    if isinstance(ins[0], Const) and ins[0].value.size == 0:
+        return [ins[0]]  # an empty input (no values to keep or zero), whatever k is: itself
     x = _qints(L, n.output[0] + ".in", ins[0])
     if isinstance(x, Ids):
         x = int_of(L, n.output[0] + ".in", x)
