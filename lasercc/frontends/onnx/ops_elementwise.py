@@ -279,7 +279,8 @@ def _int_pow(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(y < 0, unit, r)
 
 
-def int_pair_table(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, f, op: str) -> Act:  # noqa: ANN001
+def int_pair_table(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, f, op: str,  # noqa: ANN001
+                   stem: str | None = None) -> Act:
     """``f(x, y)`` of two exact integer operands (value class b), exactly: each bounded by interval arithmetic
     (an integer input by how the model reads it, :func:`~lasercc.frontends.onnx.common.id_bound`), the pair is
     one integer ``k = (x - xlo) * ny + (y - ylo)`` (an exact Soma with integer weights) and the result one table
@@ -289,7 +290,7 @@ def int_pair_table(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, f, op: str) ->
     from lasercc.frontends.onnx.chains import MAX_TABLE_BITS
     from lasercc.frontends.onnx.common import int_result
 
-    stem = n.output[0]
+    stem = stem or n.output[0]
     x, y = int_of(L, stem + ".x", a), int_of(L, stem + ".y", b)
     (xlo, xhi), (ylo, yhi) = x.int_range, y.int_range  # type: ignore[misc]
     nx, ny = xhi - xlo + 1, yhi - ylo + 1
@@ -498,23 +499,36 @@ def clip(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 
 
 def _clip_int(L: Lowerer, n: onnx.NodeProto, ins: list) -> Act:
-    """Clip of exact integer data by constant bounds: an exact table on the integer codes (scale 1), its
-    result type the clipped interval -- value class (b), never calibrated."""
+    """Clip of exact integer data, ``min(max(x, lo), hi)`` in that order (``lo > hi`` gives ``hi``, as ONNX says):
+    a constant bound is an exact table on the integer codes (scale 1), a bound computed at run time from integer
+    inputs an exact table on the pair (:func:`int_pair_table`); each result typed by the interval of its values
+    -- value class (b), never calibrated."""
     x = int_of(L, n.output[0] + ".in", ins[0])
-    bounds = []
+    steps: list[tuple[str, Val | None, float]] = []
     for k, name, default in ((1, "min", -np.inf), (2, "max", np.inf)):
         v = ins[k] if len(ins) > k else None
         if v is not None and not is_const(v):
-            raise FrontendError(f"Clip of integer data with a {name} computed at run time is not supported")
-        bounds.append(float(np.asarray(L.const_value(v)).reshape(-1)[0]) if v is not None
-                      else float(attr(n, name, default)))
-    clo, chi = bounds
-    a, b = x.int_range  # type: ignore[misc]
-    lo, hi = int(np.clip(np.clip(a, clo, np.inf), -np.inf, chi)), int(np.clip(np.clip(b, clo, np.inf), -np.inf, chi))
-    if x.type.bits > 16:
-        raise FrontendError(f"Clip of {x.type.bits}-bit integer data: a table takes at most 16-bit codes")
-    r = L.b.asnc_lut(n.output[0], x, "clip", (clo, chi), int_type(lo, hi, x.shape), None)
-    return Act(r.name, r.type, int_range=(lo, hi))
+            if not is_int(v):
+                raise FrontendError(f"Clip of integer data with a non-integer {name} computed at run time is not "
+                                    "supported")
+            steps.append((name, v, default))
+            continue
+        c = float(np.asarray(L.const_value(v)).reshape(-1)[0]) if v is not None else float(attr(n, name, default))
+        if np.isfinite(c):
+            steps.append((name, None, c))
+    for k, (name, v, c) in enumerate(steps):
+        stem = n.output[0] if k == len(steps) - 1 else f"{n.output[0]}.{name}"
+        if v is not None:
+            x = int_pair_table(L, n, x, v, np.maximum if name == "min" else np.minimum, "Clip", stem)
+            continue
+        a, b = x.int_range  # type: ignore[misc]
+        clo, chi = (c, np.inf) if name == "min" else (-np.inf, c)
+        lo, hi = int(np.clip(a, clo, chi)), int(np.clip(b, clo, chi))
+        if x.type.bits > 16:
+            raise FrontendError(f"Clip of {x.type.bits}-bit integer data: a table takes at most 16-bit codes")
+        r = L.b.asnc_lut(stem, x, "clip", (clo, chi), int_type(lo, hi, x.shape), None)
+        x = Act(r.name, r.type, int_range=(lo, hi))
+    return x
 
 
 @register("Pow")

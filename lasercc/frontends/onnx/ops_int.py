@@ -124,7 +124,8 @@ def dropout(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     computed from the inputs) with a nonzero ratio the output is random: refused."""
     mode = ins[2] if len(ins) > 2 else None
     ratio = ins[1] if len(ins) > 1 else None
-    if mode is not None:
+    zero = ratio is not None and is_const(ratio) and float(np.asarray(L.const_value(ratio)).reshape(-1)[0]) == 0.0
+    if mode is not None and not zero:  # a constant ratio of 0 drops nothing: the identity in either mode
         if not is_const(mode):
             raise FrontendError("Dropout with training_mode computed from the inputs (random in training) is not "
                                 "supported")
