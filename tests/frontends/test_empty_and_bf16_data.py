@@ -112,3 +112,16 @@ def test_bfloat16_data_equals_its_float32_values(backend: str) -> None:
     assert got_b.keys() == got_f.keys()
     for k in got_b:
         assert np.array_equal(got_b[k], got_f[k])
+
+
+@pytest.mark.parametrize(("op", "dt"), [("Trilu", TensorProto.INT64), ("Identity", F32)])
+def test_graph_of_only_empty_inputs_outputs_its_empty_result(op: str, dt: int) -> None:
+    """Every input empty and the output an empty constant: the empty input itself is encoded to the output's
+    shape (no value is computed); onnxruntime's result has the same empty shape on both backends."""
+    m = _model([helper.make_node(op, ["x"], ["y"])], [("x", dt, [3, 0, 5])], [("y", dt, [3, 0, 5])])
+    x = np.zeros((3, 0, 5), helper.tensor_dtype_to_np_dtype(dt))
+    art = _compile(m, {"x": x})
+    ref = _ort(m, {"x": x})["y"]
+    for backend in ("numpy", "torch"):
+        got = _by_onnx(art, art.run({"x": x}, backend=backend))["y"]
+        assert got.shape == ref.shape == (3, 0, 5)
