@@ -24,7 +24,7 @@ from lasercc.backends import get_executor
 from lasercc.backends.saturation import SATURATION_WARN, SaturationCounter, attach  # noqa: F401 - re-exported
 from lasercc.backends.stats import NodeStats, summarize
 from lasercc.errors import InputError, boundary
-from lasercc.ir.data import NpzRows
+from lasercc.ir.data import NpzRows, widen_float
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import Input
 from lasercc.ir.types import CodeType, TensorType
@@ -74,6 +74,10 @@ def validate_shapes(graph: Graph, shapes: Mapping[str, tuple[tuple[int, ...], np
             if got != ():
                 raise InputError(f"input {name!r}: expected a scalar, got shape {list(got)}")
             n_chunks = 1
+        elif 0 in shape:  # an empty input (no values, no rows to batch): exactly its shape, any number of batches
+            if got != shape:
+                raise InputError(f"input {name!r}: expected the empty shape {list(shape)}, got {list(got)}")
+            continue
         else:
             b = shape[0]
             if len(got) != len(shape) or got[1:] != shape[1:] or b == 0 or got[0] % b:
@@ -112,13 +116,14 @@ def _blocks(graph: Graph, inputs: Mapping[str, np.ndarray] | NpzRows
     def sliced() -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         for c0 in range(0, n_chunks, STACK_CHUNKS):
             c1 = min(c0 + STACK_CHUNKS, n_chunks)
-            yield c1 - c0, {k: (v[c0 * rows[k]:c1 * rows[k]] if v.ndim else v) for k, v in feeds.items()}
+            yield c1 - c0, {k: (v[c0 * rows[k]:c1 * rows[k]] if v.ndim and v.size else v) for k, v in feeds.items()}
 
     return n_chunks, sliced()
 
 
 def _convert(name: str, node: Input, arr: np.ndarray) -> np.ndarray:
     t = node.type
+    arr = widen_float(arr)  # bfloat16 (ml_dtypes) data: exactly float32
     if isinstance(t, TensorType) and t.dtype == "f32":
         if arr.dtype.kind not in "fiub":
             raise InputError(f"input {name!r}: expected real numbers, got dtype {arr.dtype}")
@@ -152,6 +157,9 @@ def _run_stacked(graph: Graph, ex: Any, feeds: dict[str, np.ndarray], n_chunks: 
         c1 = min(c0 + STACK_CHUNKS, n_chunks)
         block = {}
         for k, v in feeds.items():
+            if not v.size:  # an empty input: its exact shape for every chunk
+                block[k] = np.zeros((c1 - c0,) + v.shape, v.dtype)
+                continue
             b = graph.node(k).type.shape[0]
             block[k] = v[c0 * b:c1 * b].reshape((c1 - c0, b) + v.shape[1:])
         res = ex.run(graph, block)
@@ -223,7 +231,7 @@ def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray] | NpzRows, backend:
             chunk = {}
             for k, v in feeds.items():
                 b = graph.node(k).type.shape[0] if graph.node(k).type.shape else 1
-                chunk[k] = v[c * b:(c + 1) * b] if v.ndim else v
+                chunk[k] = v[c * b:(c + 1) * b] if v.ndim and v.size else v
             interrupts.check()
             res = ex.run(graph, chunk)
             emit({o: res.codes[o] for o in graph.outputs})

@@ -42,6 +42,7 @@ from lasercc.backends.torch_matmul import (
 )
 from lasercc.backends.xp import TorchXP
 from lasercc.errors import InputError, LasercError
+from lasercc.ir.data import widen_float
 from lasercc.ir.graph import Graph
 from lasercc.ir.nodes import DecodeMAC, Input, Node, Soma, SomaASNC
 from lasercc.ir.types import CodeType, TensorType
@@ -141,7 +142,7 @@ class _TorchBackend(XPExecutor):
         if isinstance(array, torch.Tensor):
             x = array
         else:
-            arr = np.asarray(array)
+            arr = widen_float(array)  # bfloat16 (ml_dtypes) data: exactly float32
             x = torch.as_tensor(arr if arr.flags.writeable else arr.copy())
         if isinstance(t, TensorType) and t.dtype == "f32":
             if not (x.dtype.is_floating_point or x.dtype in (torch.int32, torch.int64, torch.uint8, torch.bool)):

@@ -28,6 +28,18 @@ from lasercc.ir.nodes import BSEEncode, Gather
 from lasercc.ir.types import CodeType
 
 
+def widen_float(a: Any) -> np.ndarray:
+    """``a`` as an array, float32 when its dtype is a float type NumPy lacks (``ml_dtypes``' bfloat16 and 8-bit
+    floats: dtype kind 'V', which arithmetic and range checks cannot read). Every such value is exactly a float32,
+    so this is what a bfloat16 model widened on import (``frontends.onnx.widen``) takes; other arrays are
+    returned as they are. Why at the data boundary: ONNX's own test data and torch exports hand such arrays
+    over, and the calibration and run-time checks would refuse them as "not real numbers"."""
+    a = np.asarray(a)
+    if a.dtype.kind == "V" and a.dtype.name.startswith(("bfloat", "float")):
+        return a.astype(np.float32)
+    return a
+
+
 def max_array_bytes() -> int:
     """The largest single array an ``.npz`` header may declare (see :mod:`lasercc.limits`): a crafted
     100-byte header can ask for terabytes, so it is refused before NumPy allocates."""

@@ -199,3 +199,79 @@ def test_cast_of_a_quantized_tensor_reads_its_integers() -> None:
     ours, ref = _run(m, {"x": x}, {"x": x})
     for k in ("qf", "qi"):
         assert np.array_equal(ours[k], ref[k].astype(np.float64)), k
+
+
+@pytest.mark.parametrize(("op", "dt"), [("Div", TensorProto.INT8), ("Div", TensorProto.INT32),
+                                        ("Pow", TensorProto.INT32), ("Div", TensorProto.UINT16)])
+def test_integer_by_integer_div_and_pow_are_exact(op: str, dt: int) -> None:
+    """Div (truncating toward zero) and Pow of two integer inputs: one exact table on the pair's index, bit for
+    bit what onnxruntime computes, negative operands included (int8 spans its whole range: 2^16 pairs)."""
+    npdt = helper.tensor_dtype_to_np_dtype(dt)
+    m = _model([helper.make_node(op, ["x", "y"], ["z"])], [("x", dt, [1, 64]), ("y", dt, [1, 64])],
+               [("z", dt, [1, 64])])
+    rng = np.random.default_rng(5)
+    lo = 0 if np.dtype(npdt).kind == "u" else -100
+    x = rng.integers(lo, 101, (8, 64)).astype(npdt)
+    y = (rng.integers(0 if lo == 0 else -4, 5, (8, 64)) if op == "Pow" else rng.integers(1, 9, (8, 64))).astype(npdt)
+    if op == "Div" and lo < 0:
+        y = np.where(rng.random((8, 64)) < 0.5, -y, y).astype(npdt)
+    if op == "Pow":
+        x = (x % 9 - 4).astype(npdt)  # |x|^4 stays small; a negative exponent leaves +-1 and truncates the rest
+        y = np.where((x == 0) & (y < 0), -y, y).astype(npdt)  # 0 ** -k is undefined (onnxruntime: INT_MIN)
+    ours, ref = _run(m, {"x": x, "y": y}, {"x": x, "y": y})
+    assert np.array_equal(ours["z"], ref["z"])
+
+
+def test_integer_div_of_wide_operands_is_refused() -> None:
+    """int16 data seen negative is typed by its dtype's whole range: 2^32 pairs, more than one table."""
+    m = _model([helper.make_node("Div", ["x", "y"], ["z"])], [("x", TensorProto.INT16, [1, 4]),
+                                                              ("y", TensorProto.INT16, [1, 4])],
+               [("z", TensorProto.INT16, [1, 4])])
+    x = np.array([[-3, 5, 7, -9]], np.int16)
+    with pytest.raises(LasercError, match="pairs"):
+        _run(m, {"x": x, "y": x}, {"x": x, "y": x})
+
+
+@pytest.mark.parametrize("which", ["min", "max", "both", "min_const_max"])
+def test_integer_clip_by_run_time_bounds_is_exact(which: str) -> None:
+    """Clip of int8 data by scalar bounds fed as inputs (one pair per row, ``lo > hi`` included: then ``hi``),
+    exactly what onnxruntime computes row by row."""
+    dt = TensorProto.INT8
+    names = {"min": ["x", "lo"], "max": ["x", "", "hi"], "both": ["x", "lo", "hi"],
+             "min_const_max": ["x", "lo", "c"]}[which]
+    ins = [("x", dt, [1, 32])] + [(k, dt, []) for k in ("lo", "hi") if k in names]
+    m = _model([helper.make_node("Clip", names, ["y"])], ins, [("y", dt, [1, 32])],
+               [("c", np.array(3, np.int8))] if "c" in names else ())
+    rng = np.random.default_rng(7)
+    feeds = {"x": rng.integers(-100, 101, (8, 32)).astype(np.int8)}
+    if "lo" in names:
+        feeds["lo"] = rng.integers(-20, 10, 8).astype(np.int8)  # a 1-D array of scalar samples, one per row
+    if "hi" in names:
+        feeds["hi"] = rng.integers(-10, 20, 8).astype(np.int8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        art = lasercc.compile(m, target="numpy", bits=16, calibration=feeds, passes="", progress=False)
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    rows = [{k: (v[i:i + 1] if k == "x" else np.asarray(v[i])) for k, v in feeds.items()} for i in range(8)]
+    got = np.concatenate([next(iter(art.run(r).values())) for r in rows])
+    ref = np.concatenate([sess.run(None, r)[0] for r in rows])
+    assert np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.5])
+def test_dropout_with_run_time_training_mode(ratio: float) -> None:
+    """Dropout whose training_mode is a graph input: with a constant ratio of 0 nothing is dropped in either mode
+    (the identity, mask all true: onnxruntime agrees in training mode); with a nonzero ratio the output would be
+    random in training, so it is refused."""
+    m = _model([helper.make_node("Dropout", ["x", "r", "t"], ["y", "mask"])],
+               [("x", F32, [1, 8]), ("t", BOOL, [])], [("y", F32, [1, 8]), ("mask", BOOL, [1, 8])],
+               [("r", np.array(ratio, np.float32))])
+    x = np.random.default_rng(8).standard_normal((1, 8)).astype(np.float32)
+    feeds = {"x": x, "t": np.array(True)}
+    if ratio:
+        with pytest.raises(LasercError, match="training_mode"):
+            _run(m, feeds, feeds)
+        return
+    ours, ref = _run(m, feeds, feeds)
+    assert np.array_equal(ours["mask"], ref["mask"]) and ref["mask"].all()
+    _close(ours["y"], ref["y"])

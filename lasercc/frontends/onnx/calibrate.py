@@ -33,6 +33,7 @@ import onnx
 from lasercc.errors import InputError
 from lasercc.frontends.onnx.evaluators import REFERENCE_ERRORS, ort_errors
 from lasercc.frontends.onnx.weights import drop_pages
+from lasercc.ir.data import widen_float
 
 DEFAULT_ROWS = 16
 KEEP_ROWS = 8
@@ -106,7 +107,7 @@ def read_calibration(calibration: str | Path | dict | None) -> dict[str, np.ndar
     if calibration is None:
         return None
     if isinstance(calibration, dict):
-        return {k: np.asarray(v) for k, v in calibration.items()}
+        return {k: widen_float(v) for k, v in calibration.items()}  # bfloat16 (ml_dtypes) data: float32
     from lasercc.ir.artifact import read_npz_arrays
 
     return read_npz_arrays(calibration, "calibration file")
@@ -158,6 +159,8 @@ def check_inputs(data: dict[str, np.ndarray], specs: dict[str, tuple[np.dtype, t
                 f"[n*{b}, {', '.join(map(str, shape[1:]))}]" if b else f"{list(shape)}"
             raise InputError(f"{what} input {name!r}: expected shape {want}, got {list(a.shape)}")
         _check_values(name, a, np.dtype(dt), what, (vocab or {}).get(name), warn)
+        if 0 in shape:  # an empty input (no values) is its exact shape in every batch: it counts no rows
+            continue
         if n is not None and k != n:
             raise InputError(f"{what} inputs hold different numbers of rows")
         n = k
@@ -182,7 +185,7 @@ def batch_slice(a: np.ndarray, shape: tuple[int, ...], c: int) -> np.ndarray:
     if not shape:
         return a if a.ndim == 0 else a[c]
     b = shape[0]
-    return a if b == 0 else a[c * b:(c + 1) * b]
+    return a if 0 in shape else a[c * b:(c + 1) * b]
 
 
 def _check_values(name: str, a: np.ndarray, dt: np.dtype, what: str, table_rows: int | None, warn: bool) -> None:

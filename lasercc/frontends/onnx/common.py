@@ -629,7 +629,42 @@ def zero_code(L: Lowerer, stem: str) -> Act:
         L.b.add(Reshape(name=name, inputs=(v.name,), type=t))
         return L.b.soma_mul(stem + ".zero", [v.moved(name, t)], [np.zeros(1, np.int64)], 1.0, (1.0,),
                             int_type(0, 0, (1,)))
-    raise FrontendError("a constant output needs a graph input to be computed from, and the model has none")
+    raise FrontendError("a constant output needs a graph input to be computed from, and the model has none with "
+                        "values (an empty input holds none)")
+
+
+def _has_values(L: Lowerer) -> bool:
+    """Does some graph input hold values (an activation or ids of nonzero size) to compute a constant from?"""
+    from lasercc.frontends.onnx.load import graph_inputs
+
+    return any(isinstance(v, Act | Ids) and int(np.prod(v.shape)) > 0
+               for v in (L.env.get(vi.name) for vi in graph_inputs(L.model)))
+
+
+def _empty_output(L: Lowerer, stem: str, v: np.ndarray) -> Act:
+    """An empty constant output when every graph input is empty too (QuantizeLinear of a ``[2, 0]`` input): no
+    value is computed, so an empty input is encoded to the output's empty shape (a BSEEncode of real values or a
+    host lookup of ids, then a Reshape: zero elements each)."""
+    from lasercc.frontends.onnx.load import graph_inputs
+    from lasercc.ir.nodes import BSEEncode, Input
+    from lasercc.ir.types import TensorType
+
+    nodes = {n.name: n for n in L.b.nodes if isinstance(n, Input)}
+    for vi in graph_inputs(L.model):
+        src = nodes.get(vi.name)
+        if src is None or not isinstance(src.type, TensorType):
+            continue
+        if src.type.dtype == "f32":
+            enc = L.b.fresh(stem + ".enc")
+            L.b.add(BSEEncode(name=enc, inputs=(src.name,), type=int_type(0, 0, tuple(src.type.shape))))
+        else:  # empty ids: a host lookup of no rows
+            enc = ids_lookup(L, stem + ".enc", Ids(src.name, tuple(src.type.shape)), np.zeros(1, np.int64), 2).name
+        out = L.b.fresh(stem)
+        ot = int_type(0, 0, v.shape)
+        L.b.add(Reshape(name=out, inputs=(enc,), type=ot))
+        return Act(out, ot, boolean=v.dtype == bool, int_range=(0, 0))
+    raise FrontendError("a constant output needs a graph input to be computed from, and the model has none with "
+                        "values (an empty input holds none)")
 
 
 def const_output(L: Lowerer, stem: str, value: np.ndarray) -> Act:
@@ -640,6 +675,8 @@ def const_output(L: Lowerer, stem: str, value: np.ndarray) -> Act:
     v = np.asarray(value)
     if v.dtype.kind not in "biuf":
         raise FrontendError(f"a constant output of dtype {v.dtype} has no code form")
+    if v.size == 0 and not _has_values(L):
+        return _empty_output(L, stem, v)
     vf = v.astype(np.float64)
     lo, hi = (float(vf.min()), float(vf.max())) if v.size else (0.0, 0.0)
     integer = v.dtype.kind in "biu" or bool(np.all(vf == np.rint(vf)))

@@ -283,6 +283,12 @@ class Lowerer:
         name = self.b.fresh(vi.name)
         if name != vi.name:
             raise FrontendError(f"graph input name {vi.name!r} is not a legal IR value name; rename it in the model")
+        if 0 in shape:
+            # an empty tensor (CastLike's ``like``, a zero-size batch of a reduction's data) holds no values: it *is*
+            # the empty array of its shape, a constant its consumers fold; the input stays in the interface
+            self.b.add(Input(name=name, type=TensorType(dtype="f32" if dt.kind in "fb" else "i64", shape=shape)))
+            self.env[vi.name] = Const(np.zeros(shape, dt))
+            return
         if is_codes_input(self, vi.name, dt):  # quantized codes given as integers (common.codes_input)
             self.env[vi.name] = codes_input(self, name, dt, shape)
             return

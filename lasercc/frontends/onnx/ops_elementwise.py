@@ -232,6 +232,8 @@ def div(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     a, b = ins
     if is_int(a) and is_const(b):
         return [_div_int(L, n, a, b)]
+    if is_int(a) and is_int(b):  # integer by integer: ONNX truncates toward zero
+        return [int_pair_table(L, n, a, b, _trunc_div, "Div")]
     recip = L.__dict__.get("chain_recips", {}).get(n.input[1])
     if recip is not None:
         shape = tuple(np.broadcast_shapes(_shape_of(a), recip.shape))
@@ -257,6 +259,55 @@ def _div_int(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val) -> Act:
     if np.any(c == 0):
         raise FrontendError("integer Div by the constant 0")
     return _int_tables(L, n, a, c, lambda v, d: np.trunc(v / d).astype(np.int64), "Div")
+
+
+def _trunc_div(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ONNX's integer Div: the quotient truncated toward zero. Division by 0 is undefined in ONNX (a C++ fault in
+    most runtimes); it gives 0 here, like NumPy's integer division, so a table entry exists for it."""
+    q = np.abs(x) // np.where(y == 0, 1, np.abs(y))
+    return np.where(y == 0, 0, np.sign(x) * np.sign(y) * q)
+
+
+def _int_pow(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ONNX's integer Pow: ``x ** y`` for ``y >= 0``. A negative exponent has an integer result only for a base of
+    +-1; elsewhere 1 / x^|y| truncates to 0 (onnxruntime's cast of ``std::pow``; 0 ** -k, undefined, gives 0).
+    Powers of 2^62 and more saturate there, so the result's range check (:func:`int_type`) refuses them rather
+    than int64 wrapping around to a small wrong value."""
+    big = np.power(np.abs(x).astype(np.float64), np.maximum(y, 0)) >= 2.0 ** 62
+    r = np.where(big, np.int64(1 << 62), x ** np.where(big, 0, np.maximum(y, 0)))
+    unit = np.where(x == 1, 1, np.where(x == -1, np.where(y % 2 == 0, 1, -1), 0))
+    return np.where(y < 0, unit, r)
+
+
+def int_pair_table(L: Lowerer, n: onnx.NodeProto, a: Val, b: Val, f, op: str,  # noqa: ANN001
+                   stem: str | None = None) -> Act:
+    """``f(x, y)`` of two exact integer operands (value class b), exactly: each bounded by interval arithmetic
+    (an integer input by how the model reads it, :func:`~lasercc.frontends.onnx.common.id_bound`), the pair is
+    one integer ``k = (x - xlo) * ny + (y - ylo)`` (an exact Soma with integer weights) and the result one table
+    on ``k``'s codes holding ``f`` of every pair in the box. Refused when the box has more than
+    ``2^MAX_TABLE_BITS`` pairs (a table's codes): a bounded quotient or power of two wide integers has no
+    exact spiking form here."""
+    from lasercc.frontends.onnx.chains import MAX_TABLE_BITS
+    from lasercc.frontends.onnx.common import int_result
+
+    stem = stem or n.output[0]
+    x, y = int_of(L, stem + ".x", a), int_of(L, stem + ".y", b)
+    (xlo, xhi), (ylo, yhi) = x.int_range, y.int_range  # type: ignore[misc]
+    nx, ny = xhi - xlo + 1, yhi - ylo + 1
+    if nx * ny > 1 << MAX_TABLE_BITS:
+        raise FrontendError(f"{op} of two integer tensors: their values span [{xlo}, {xhi}] x [{ylo}, {yhi}], "
+                            f"{nx * ny} pairs, more than one {MAX_TABLE_BITS}-bit table holds (bound the inputs "
+                            "more tightly)")
+    shape = tuple(np.broadcast_shapes(x.shape, y.shape))
+    k = int_result(L, stem + ".pair", [x, y], [np.full(1, ny), np.ones(1)], -(xlo * ny + ylo), 0, nx * ny - 1,
+                   shape)
+    kv = np.arange(1 << k.type.bits, dtype=np.int64) - k.zp
+    inside = (kv >= 0) & (kv < nx * ny)
+    kc = np.clip(kv, 0, nx * ny - 1)
+    q = np.asarray(f(xlo + kc // ny, ylo + kc % ny), np.int64)
+    qlo, qhi = int(q[inside].min()), int(q[inside].max())
+    r = values_table(L, stem, k, np.clip(q, qlo, qhi).astype(np.float64), int_type(qlo, qhi, shape), None)
+    return Act(r.name, r.type, int_range=(qlo, qhi))
 
 
 def _int_const(L: Lowerer, b: Val, op: str) -> np.ndarray:
@@ -448,23 +499,36 @@ def clip(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 
 
 def _clip_int(L: Lowerer, n: onnx.NodeProto, ins: list) -> Act:
-    """Clip of exact integer data by constant bounds: an exact table on the integer codes (scale 1), its
-    result type the clipped interval -- value class (b), never calibrated."""
+    """Clip of exact integer data, ``min(max(x, lo), hi)`` in that order (``lo > hi`` gives ``hi``, as ONNX says):
+    a constant bound is an exact table on the integer codes (scale 1), a bound computed at run time from integer
+    inputs an exact table on the pair (:func:`int_pair_table`); each result typed by the interval of its values
+    -- value class (b), never calibrated."""
     x = int_of(L, n.output[0] + ".in", ins[0])
-    bounds = []
+    steps: list[tuple[str, Val | None, float]] = []
     for k, name, default in ((1, "min", -np.inf), (2, "max", np.inf)):
         v = ins[k] if len(ins) > k else None
         if v is not None and not is_const(v):
-            raise FrontendError(f"Clip of integer data with a {name} computed at run time is not supported")
-        bounds.append(float(np.asarray(L.const_value(v)).reshape(-1)[0]) if v is not None
-                      else float(attr(n, name, default)))
-    clo, chi = bounds
-    a, b = x.int_range  # type: ignore[misc]
-    lo, hi = int(np.clip(np.clip(a, clo, np.inf), -np.inf, chi)), int(np.clip(np.clip(b, clo, np.inf), -np.inf, chi))
-    if x.type.bits > 16:
-        raise FrontendError(f"Clip of {x.type.bits}-bit integer data: a table takes at most 16-bit codes")
-    r = L.b.asnc_lut(n.output[0], x, "clip", (clo, chi), int_type(lo, hi, x.shape), None)
-    return Act(r.name, r.type, int_range=(lo, hi))
+            if not is_int(v):
+                raise FrontendError(f"Clip of integer data with a non-integer {name} computed at run time is not "
+                                    "supported")
+            steps.append((name, v, default))
+            continue
+        c = float(np.asarray(L.const_value(v)).reshape(-1)[0]) if v is not None else float(attr(n, name, default))
+        if np.isfinite(c):
+            steps.append((name, None, c))
+    for k, (name, v, c) in enumerate(steps):
+        stem = n.output[0] if k == len(steps) - 1 else f"{n.output[0]}.{name}"
+        if v is not None:
+            x = int_pair_table(L, n, x, v, np.maximum if name == "min" else np.minimum, "Clip", stem)
+            continue
+        a, b = x.int_range  # type: ignore[misc]
+        clo, chi = (c, np.inf) if name == "min" else (-np.inf, c)
+        lo, hi = int(np.clip(a, clo, chi)), int(np.clip(b, clo, chi))
+        if x.type.bits > 16:
+            raise FrontendError(f"Clip of {x.type.bits}-bit integer data: a table takes at most 16-bit codes")
+        r = L.b.asnc_lut(stem, x, "clip", (clo, chi), int_type(lo, hi, x.shape), None)
+        x = Act(r.name, r.type, int_range=(lo, hi))
+    return x
 
 
 @register("Pow")
@@ -486,8 +550,10 @@ def pow_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         if np.any(e < 0):
             raise FrontendError("Pow of integer data by a negative exponent is not an integer")
         return [_int_tables(L, n, x, e, lambda v, k: v ** k, "Pow")]
+    if is_int(x) and is_int(p):  # integer base and exponent from the inputs, both bounded: one exact table
+        return [int_pair_table(L, n, x, p, _int_pow, "Pow")]
     if is_int(x):
-        raise FrontendError("Pow of integer data by an exponent computed at run time is not supported")
+        raise FrontendError("Pow of integer data by a float exponent computed at run time is not supported")
     if is_int(p) and isinstance(x, Act):
         p = int_of(L, n.output[0] + ".exp", p)  # an integer exponent tensor: exact codes, then exp(p * log x)
     if isinstance(x, Act) and is_const(p):

@@ -124,7 +124,8 @@ def dropout(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     computed from the inputs) with a nonzero ratio the output is random: refused."""
     mode = ins[2] if len(ins) > 2 else None
     ratio = ins[1] if len(ins) > 1 else None
-    if mode is not None:
+    zero = ratio is not None and is_const(ratio) and float(np.asarray(L.const_value(ratio)).reshape(-1)[0]) == 0.0
+    if mode is not None and not zero:  # a constant ratio of 0 drops nothing: the identity in either mode
         if not is_const(mode):
             raise FrontendError("Dropout with training_mode computed from the inputs (random in training) is not "
                                 "supported")
@@ -435,6 +436,8 @@ def trilu(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     With a constant ``k`` the kept triangle is a constant: a ``Mask`` node sets the other codes to the zero
     point (data movement, exact for every value class). With ``k`` from the inputs the triangle is an exact
     comparison ``j - i >= k`` (upper) / ``j - i <= k`` (lower) on integer codes, then a selection."""
+    if isinstance(ins[0], Const) and ins[0].value.size == 0:
+        return [ins[0]]  # an empty input (no values to keep or zero), whatever k is: itself
     x = _qints(L, n.output[0] + ".in", ins[0])
     if isinstance(x, Ids):
         x = int_of(L, n.output[0] + ".in", x)

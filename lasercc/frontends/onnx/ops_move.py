@@ -49,7 +49,7 @@ from lasercc.frontends.onnx.registry import attr, register
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
 from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, QWeight, Val, code_type, range_type
-from lasercc.ir.nodes import Slice
+from lasercc.ir.nodes import Slice, slice_shape
 
 
 def _static(L: Lowerer, n: onnx.NodeProto, k: int, what: str) -> np.ndarray | None:
@@ -73,6 +73,14 @@ def _nonempty(n: onnx.NodeProto, shape: tuple[int, ...]) -> tuple[int, ...]:
         raise FrontendError(f"the result has zero size (shape {list(shape)}); lasercc does not carry empty tensors "
                             "-- remove the op or its empty output from the model")
     return shape
+
+
+def empty_like(x: Act, shape: tuple[int, ...]) -> Const:
+    """A result with a zero-size dimension (Slice past the end, a zero-size Split piece): it holds no values, so
+    it *is* the empty array of its shape -- a constant. Its consumers fold it or drop it (Concat skips empty parts);
+    no IR value carries it. The dtype only matters to a folded Cast or an output: the ONNX kind of ``x``."""
+    dt = np.bool_ if x.boolean else np.int64 if (x.integer or x.quantized) else np.float32
+    return Const(np.zeros(shape, dt))
 
 
 def _act(L: Lowerer, n: onnx.NodeProto, x: Val | None) -> Act:
@@ -166,8 +174,6 @@ def transpose(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 
 
 def _slice(L: Lowerer, n: onnx.NodeProto, stem: str, x: Act, axes, starts, stops, steps) -> Act:  # noqa: ANN001
-    from lasercc.ir.nodes import slice_shape
-
     shape = _nonempty(n, slice_shape(x.shape, tuple(axes), tuple(starts), tuple(stops), tuple(steps)))
     if shape == x.shape and all(s == 1 for s in steps):
         return x
@@ -204,6 +210,9 @@ def slice_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     axes = [_axis(a, len(xa.shape)) for a in axes]
     cl = [_clamp(xa.shape[a], b, e, s) for a, b, e, s in zip(axes, starts, ends, steps)]
     b_, e_, s_ = [c[0] for c in cl], [c[1] for c in cl], [c[2] for c in cl]
+    shape = slice_shape(xa.shape, tuple(axes), tuple(b_), tuple(e_), tuple(s_))
+    if 0 in shape:  # nothing selected (starts past the end): an empty constant, masked or not
+        return [empty_like(xa, shape)]
     y = _slice(L, n, n.output[0], xa, axes, b_, e_, s_)
     if not isinstance(x, Masked):
         return [y]
@@ -234,7 +243,10 @@ def split(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         raise FrontendError(f"Split sizes {sizes} do not cover axis {ax} of size {d} in {len(n.output)} outputs")
     outs, start = [], 0
     for o, s in zip(n.output, sizes):
-        outs.append(_slice(L, n, o, x, [ax], [start], [start + s], [1]) if o else None)
+        if o and s == 0:  # a zero-size piece (RotaryEmbedding's body splits off an empty pass-through part)
+            outs.append(empty_like(x, x.shape[:ax] + (0,) + x.shape[ax + 1:]))
+        else:
+            outs.append(_slice(L, n, o, x, [ax], [start], [start + s], [1]) if o else None)
         start += s
     return outs
 
