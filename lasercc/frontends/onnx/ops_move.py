@@ -14,8 +14,9 @@ Indices computed at run time (an integer graph input, or exact integer data deri
 elements by their codes: the (flattened, wrapped) element number becomes one exact integer code (a Soma with
 integer weights, :func:`_flat_index`); a constant source is then a ``Gather`` of a code table by that code, and
 an activation source is ``one_hot(code) @ source`` -- a Gather of 0/1 rows and a DecodeMAC whose requantization
-is exactly 1, so the selected codes come back unchanged. Zero-size results are refused: no node carries an
-empty tensor.
+is exactly 1, so the selected codes come back unchanged. No node carries an empty tensor: an empty Slice / Split
+result (Phi-3's ``q[..., rotary_dim:]`` at full rotary) holds no values, so it is an empty constant, which Concat
+drops; other zero-size results are refused.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lasercc.frontends.onnx.common import (
     broadcast_to,
     concat_acts,
     const_codes,
+    full_mask,
     gather,
     gather_by_codes,
     ids_lookup,
@@ -49,7 +51,7 @@ from lasercc.frontends.onnx.registry import attr, register
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
 from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, QWeight, Val, code_type, range_type
-from lasercc.ir.nodes import Slice
+from lasercc.ir.nodes import Slice, slice_shape
 
 
 def _static(L: Lowerer, n: onnx.NodeProto, k: int, what: str) -> np.ndarray | None:
@@ -73,6 +75,11 @@ def _nonempty(n: onnx.NodeProto, shape: tuple[int, ...]) -> tuple[int, ...]:
         raise FrontendError(f"the result has zero size (shape {list(shape)}); lasercc does not carry empty tensors "
                             "-- remove the op or its empty output from the model")
     return shape
+
+
+def _empty(x: Val, shape: tuple[int, ...]) -> Const:
+    """The zero-size result of moving ``x``: no values, hence a constant (of the data's dtype class)."""
+    return Const(np.zeros(shape, np.int64 if isinstance(x, Ids) or (isinstance(x, Act) and x.integer) else np.float32))
 
 
 def _act(L: Lowerer, n: onnx.NodeProto, x: Val | None) -> Act:
@@ -166,8 +173,6 @@ def transpose(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 
 
 def _slice(L: Lowerer, n: onnx.NodeProto, stem: str, x: Act, axes, starts, stops, steps) -> Act:  # noqa: ANN001
-    from lasercc.ir.nodes import slice_shape
-
     shape = _nonempty(n, slice_shape(x.shape, tuple(axes), tuple(starts), tuple(stops), tuple(steps)))
     if shape == x.shape and all(s == 1 for s in steps):
         return x
@@ -204,13 +209,14 @@ def slice_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     axes = [_axis(a, len(xa.shape)) for a in axes]
     cl = [_clamp(xa.shape[a], b, e, s) for a, b, e, s in zip(axes, starts, ends, steps)]
     b_, e_, s_ = [c[0] for c in cl], [c[1] for c in cl], [c[2] for c in cl]
+    shape = slice_shape(xa.shape, tuple(axes), tuple(b_), tuple(e_), tuple(s_))
+    if 0 in shape:
+        return [_empty(xa, shape)]
     y = _slice(L, n, n.output[0], xa, axes, b_, e_, s_)
     if not isinstance(x, Masked):
         return [y]
     if isinstance(x.mask, Act):  # the mask moves with the scores
-        if x.mask.shape != xa.shape:
-            raise FrontendError("Slice of a tensor masked by a broadcast input-dependent mask is not supported")
-        return [Masked(y, _slice(L, n, n.output[0] + ".mask", x.mask, axes, b_, e_, s_))]
+        return [Masked(y, _slice(L, n, n.output[0] + ".mask", full_mask(L, n.output[0], x), axes, b_, e_, s_))]
     idx = [slice(None)] * len(xa.shape)
     for a, b, e, s in zip(axes, b_, e_, s_):
         idx[a] = slice(b, None if e < -xa.shape[a] else e, s)
@@ -234,7 +240,9 @@ def split(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         raise FrontendError(f"Split sizes {sizes} do not cover axis {ax} of size {d} in {len(n.output)} outputs")
     outs, start = [], 0
     for o, s in zip(n.output, sizes):
-        outs.append(_slice(L, n, o, x, [ax], [start], [start + s], [1]) if o else None)
+        empty = x.shape[:ax] + (0,) + x.shape[ax + 1:]
+        outs.append(None if not o else _empty(x, empty) if s == 0 else
+                    _slice(L, n, o, x, [ax], [start], [start + s], [1]))
         start += s
     return outs
 
@@ -301,6 +309,33 @@ def expand(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     x = _act(L, n, x)
     shape = tuple(np.broadcast_shapes(x.shape, want))
     return [broadcast_to(L, n.output[0], x, _nonempty(n, shape))]
+
+
+@register("Tile")
+def tile(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """``numpy.tile`` with one repeat count per axis (ONNX: ``repeats`` has the input's rank): each repeated axis is
+    one ``Take`` of ``arange(d)`` repeated -- data movement, the same codes. A repeat of 0 empties the result
+    (an empty constant). Funnel's decoder tiles the CLS position; a mask tiles with the scores it masks."""
+    x = ins[0]
+    reps = _ints(_static(L, n, 1, "the Tile repeats")) or []
+    src = val_shape(x.act if isinstance(x, Masked) else x)
+    if len(reps) != len(src) or any(r < 0 for r in reps):
+        raise FrontendError(f"Tile repeats {reps} must be {len(src)} non-negative counts (the input's rank)")
+    shape = tuple(d * r for d, r in zip(src, reps))
+    if 0 in shape:
+        return [_empty(x.act if isinstance(x, Masked) else x, shape)]
+
+    def rep(a: Act, stem: str) -> Act:
+        for ax, (d, r) in enumerate(zip(src, reps)):
+            if r != 1:
+                a = take(L, stem, a, ax, np.tile(np.arange(d, dtype=np.int64), r))
+        return a
+
+    if isinstance(x, Masked):
+        if isinstance(x.mask, Act):
+            return [Masked(rep(x.act, n.output[0]), rep(full_mask(L, n.output[0], x), n.output[0] + ".mask"))]
+        return [Masked(rep(x.act, n.output[0]), np.tile(np.broadcast_to(x.mask, x.act.shape), reps))]
+    return [rep(_act(L, n, x), n.output[0])]
 
 
 # ---- Pad: constant / reflect / edge / wrap, negative pads crop --------------------------------------------------
