@@ -131,3 +131,41 @@ def test_clamped_masked_scores_with_a_broadcast_input_mask(op: str) -> None:
         got = np.asarray(next(iter(art.run(one).values())))
         tol, _ = tolerance(want, 16)
         assert np.max(np.abs(got - want)) <= tol, (r, float(np.max(np.abs(got - want))))
+
+
+@pytest.mark.parametrize(("dshape", "idx", "const_data"), [
+    ((3, 4, 5), [[2], [0]], False),            # whole rows replaced
+    ((3, 4, 5), [[1, 3], [0, -1], [1, 3]], False),  # 2-D points, a negative index, a repeat (the last wins)
+    ((3, 4, 5), [[[2, 1, 4]], [[0, 0, 0]]], True),  # single elements into a constant
+])
+def test_scatter_nd_with_constant_indices(dshape: tuple[int, ...], idx: list, const_data: bool) -> None:
+    """Funnel, dynamo export: an in-place slice assignment is ScatterND(data, constant indices, updates), data and
+    updates computed from the input (here: scaled / negated copies of it)."""
+    iv = np.array(idx, np.int64)
+    ushape = iv.shape[:-1] + dshape[iv.shape[-1]:]
+    inits = {"i": iv, "two": np.array(2.0, np.float32)}
+    nodes = [helper.make_node("Mul", ["x", "two"], ["x2"])]
+    if const_data:
+        inits["d"] = _f(*dshape)
+    else:
+        nodes.append(helper.make_node("Neg", ["x2"], ["d"]))
+    nodes += [helper.make_node("ScatterND", ["d", "i", "u"], ["s"]), helper.make_node("Add", ["s", "s"], ["y"])]
+    # updates: the first elements of x2, reshaped to the updates' shape
+    count = int(np.prod(ushape))
+    inits.update({"flat": np.array([-1], np.int64), "z": np.array([0], np.int64), "c": np.array([count], np.int64),
+                  "ushape": np.array(ushape, np.int64)})
+    nodes[1:1] = [helper.make_node("Reshape", ["x2", "flat"], ["x2f"]),
+                  helper.make_node("Slice", ["x2f", "z", "c"], ["u0"]),
+                  helper.make_node("Reshape", ["u0", "ushape"], ["u"])]
+    m = make_model(nodes, [vi("x", list(dshape))], [vi("y", list(dshape))], inits)
+    x = _f(4, *dshape)
+    from onnxruntime import InferenceSession
+
+    sess = InferenceSession(m.SerializeToString())
+    # a static model calibrates on its rows stacked along axis 0
+    art = lasercc.compile(m, target="numpy", bits=16, calibration={"x": x.reshape(-1, *dshape[1:])}, progress=False)
+    for r in range(4):
+        (want,) = sess.run(None, {"x": x[r]})
+        got = np.asarray(next(iter(art.run({"x": x[r]}).values())))
+        tol, _ = tolerance(want, 16)
+        assert np.max(np.abs(got - want)) <= tol, (r, float(np.max(np.abs(got - want))))

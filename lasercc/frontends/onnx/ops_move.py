@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
+from onnx import helper
 
 from lasercc.frontends.onnx.common import (
     broadcast_to,
@@ -50,7 +51,7 @@ from lasercc.frontends.onnx.registry import attr, register
 
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
-from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, QWeight, Val, code_type, range_type
+from lasercc.frontends.onnx.values import Act, Const, DynMask, Ids, Masked, QWeight, Val, code_type, range_type
 from lasercc.ir.nodes import Slice, slice_shape
 
 
@@ -678,3 +679,49 @@ def gather_nd(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         src = Const(np.asarray(L.const_value(data)).reshape((int(np.prod(lead)),) + tuple(rest)))
     y = _select(L, n, src, f, rows)
     return [move(L, n, y, out_shape) if y.shape != out_shape else y]
+
+
+@register("ScatterND")
+def scatter_nd(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """``data`` with the slices at constant multi-indices replaced by ``updates`` (``reduction`` "none"; a
+    repeated index takes its last update, as onnxruntime writes them in order). Pure data movement: data and
+    updates, each flattened, are concatenated in one code type (Concat's rule, constants included) and one
+    ``Take`` picks every output element from one of them. The dynamo exporter writes in-place slice assignments
+    (``x[..., i] = y``, Funnel's attention) this way. Run-time indices and the accumulating reductions are
+    refused."""
+    data, idx, upd = ins[0], ins[1], ins[2]
+    red = attr(n, "reduction", "none")
+    red = red.decode() if isinstance(red, bytes) else red
+    if red != "none":
+        raise FrontendError(f"ScatterND with reduction {red!r} is not supported (only 'none')")
+    if not isinstance(idx, Const | QWeight):
+        raise FrontendError("ScatterND indices computed at run time are not supported (constant indices only)")
+    for v in (data, upd):
+        if isinstance(v, Masked | DynMask):
+            raise FrontendError(f"ScatterND of a masked tensor ({type(v).__name__}) is not supported")
+    shp = [tuple(np.shape(L.const_value(v))) if isinstance(v, Const | QWeight) else val_shape(v) for v in (data, upd)]
+    dshape, ushape = shp
+    iv = np.asarray(L.const_value(idx)).astype(np.int64)
+    k = iv.shape[-1] if iv.ndim else 0
+    if iv.ndim < 1 or k > len(dshape) or tuple(ushape) != iv.shape[:-1] + tuple(dshape[k:]):
+        raise FrontendError(f"ScatterND indices {list(iv.shape)} and updates {list(ushape)} do not fit data "
+                            f"{list(dshape)}")
+    dims = np.array(dshape[:k], np.int64)
+    pts = iv.reshape(-1, k)
+    if pts.size and ((pts < -dims).any() or (pts >= dims).any()):
+        raise FrontendError("ScatterND indices reach outside the data")
+    size, inner = int(np.prod(dshape)), int(np.prod(dshape[k:]))
+    src = np.arange(size, dtype=np.int64).reshape(-1, inner)  # each output row's source: data's own row ...
+    rows = np.ravel_multi_index(tuple(np.mod(pts, dims).T), tuple(dshape[:k])) if k else np.zeros(len(pts), np.int64)
+    for u, r in enumerate(rows):  # ... or, where an index names it, that update's row (the last one wins)
+        src[r] = size + u * inner + np.arange(inner)
+
+    def flat(v: Val, stem: str) -> Val:
+        if isinstance(v, Const | QWeight):
+            return Const(np.asarray(L.const_value(v)).reshape(-1))
+        return move(L, n, _act(L, n, v) if isinstance(v, Ids) else v, (int(np.prod(val_shape(v))),))
+
+    both = concat(L, helper.make_node("Concat", ["d", "u"], [n.output[0] + ".cat"], axis=0),
+                  [flat(data, n.output[0] + ".d"), flat(upd, n.output[0] + ".u")])[0]
+    r = take(L, n.output[0] + ".take", both, 0, src.reshape(-1))
+    return [move(L, n, r, tuple(dshape))]
