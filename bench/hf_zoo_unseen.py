@@ -335,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join([
         "# Unseen text architectures: tiny random models the zoo never covered, through lasercc",
         "",
-        f"Command: {cmd}  ",
+        # the attention marker is what bench/hf_zoo_summary.py reads from this line (it files rows by attention)
+        f"Command: {cmd} (transformers' default attention, as `hf_zoo.py --attention default`)  ",
         f"Commit: {rev}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  ",
         f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {platform.system()}; Python "
         f"{platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}, transformers "
