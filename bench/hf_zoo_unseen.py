@@ -26,7 +26,7 @@ float, the ORT QDQ file compiled as it is >= 0.995 vs ORT running that file. Row
 so ``bench/hf_zoo_summary.py`` can read them.
 
     .venv/bin/python bench/hf_zoo_unseen.py [--models modernbert qwen3 ...] [--exports ts17 dynamo18] [--work DIR]
-        [--out FILE] [--no-write]
+        [--attention default|eager] [--out FILE] [--no-write]
 
 Bench-only dependencies: ``transformers`` (5.23) and ``onnxscript`` (dynamo).
 """
@@ -302,10 +302,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="*", default=[s.name for s in ZOO], help="subset of the families")
     ap.add_argument("--exports", nargs="*", choices=tuple(EXPORTS), default=list(EXPORTS))
     ap.add_argument("--work", type=Path, default=Path("/tmp/lasercc_hf_zoo_unseen"), help="where ONNX files go")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "hf_zoo_unseen.md")
+    ap.add_argument("--attention", choices=("default", "eager"), default="default",
+                    help="transformers' attention implementation (default: its own choice, SDPA where supported)")
+    ap.add_argument("--out", type=Path, help="results file (default bench/results/hf_zoo_unseen[_eager].md)")
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
     args = ap.parse_args(argv)
+    global ATTN
+    ATTN = None if args.attention == "default" else args.attention
+    out = args.out or Path(__file__).parent / "results" / f"hf_zoo_unseen{'' if ATTN is None else '_' + ATTN}.md"
+    work = args.work / args.attention  # the two attentions' exports side by side
     rev = commit()  # before the runs: files edited meanwhile do not mark these results dirty
     import numpy as np
     import onnx
@@ -314,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
 
     torch.set_num_threads(1)
-    args.work.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     specs = {s.name: s for s in ZOO}
     unknown = [m for m in args.models if m not in specs]
     if unknown:
@@ -322,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     for key in args.exports:
         for name in args.models:
-            got = hf_zoo.run_model(specs[name], args.work, ["ORT QDQ"], dynamo=EXPORTS[key] == 18,
+            got = hf_zoo.run_model(specs[name], work, ["ORT QDQ"], dynamo=EXPORTS[key] == 18,
                                    verbose=args.verbose, opset=EXPORTS[key])
             rows += got
             print(hf_zoo.table(got).split("\n", 2)[-1], flush=True)
@@ -331,18 +337,21 @@ def main(argv: list[str] | None = None) -> int:
     bad = [f"{r['model']} {r['format']}" for r in runs if below_target(r)]
     cmd = "`.venv/bin/python bench/hf_zoo_unseen.py" + \
         ("" if args.exports == list(EXPORTS) else " --exports " + " ".join(args.exports)) + \
+        ("" if ATTN is None else f" --attention {ATTN}") + \
         ("" if args.models == [s.name for s in ZOO] else " --models " + " ".join(args.models)) + "`"
     text = "\n".join([
         "# Unseen text architectures: tiny random models the zoo never covered, through lasercc",
         "",
         # the attention marker is what bench/hf_zoo_summary.py reads from this line (it files rows by attention)
-        f"Command: {cmd} (transformers' default attention, as `hf_zoo.py --attention default`)  ",
+        f"Command: {cmd}" + (" (transformers' default attention, as `hf_zoo.py --attention default`)  " if ATTN is None
+                             else f" ({ATTN} attention)  "),
         f"Commit: {rev}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  ",
         f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {platform.system()}; Python "
         f"{platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}, transformers "
         f"{transformers.__version__}, onnx {onnx.__version__}, ORT {ort.__version__}  ",
         f"Models: random init (torch.manual_seed(0), std {INIT}), hidden 64, 2 layers, 4 heads, vocab {VOCAB}, seq "
-        f"{hf_zoo.SEQ} ({hf_zoo.DEC_SEQ} decoder tokens); transformers' default attention (SDPA where supported); "
+        f"{hf_zoo.SEQ} ({hf_zoo.DEC_SEQ} decoder tokens); "
+        f"{'transformers default (SDPA where supported)' if ATTN is None else ATTN} attention; "
         "exports: TorchScript opset 17 (untagged) and dynamo opset 18 (tagged .dynamo), dynamic batch/seq pinned "
         "to one row for lasercc. Rows, columns and references as bench/hf_zoo.py (its `table`): float rows vs ORT "
         "float, 'lasercc on ORT QDQ' vs ORT running that QDQ file (default graph optimizations). Targets: "
@@ -355,8 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print(text)
     if not args.no_write:
-        args.out.write_text(text)
-        print(f"wrote {args.out}")
+        out.write_text(text)
+        print(f"wrote {out}")
     return 0
 
 
