@@ -87,6 +87,7 @@ REGISTRY: tuple[Bench, ...] = (
     _b("hf_zoo", "hf_zoo.md", "extras long", minutes=60),
     _b("hf_zoo_vision", "hf_zoo_vision.md", "extras long", minutes=60),
     _b("hf_zoo_torch_default", "hf_zoo_torch_default.md", "extras", minutes=15, stamps_itself=True),
+    _b("hf_zoo_unseen", "hf_zoo_unseen.md", "extras long", minutes=40),
     _b("hf_zoo_summary", "hf_zoo.md", "", minutes=1, note="per-family summary of the zoo results files"),
     _b("fidelity_ablation", "fidelity_ablation.md", minutes=1,
        note="tiny_gpt: saturated toy model, superseded by laser_lm_tables; kept for history"),

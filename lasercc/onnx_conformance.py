@@ -56,6 +56,7 @@ GatherND Expand Unsqueeze Squeeze Flatten Identity Trilu Where CumSum Dropout Sh
 CastLike Constant Equal Less Greater LessOrEqual GreaterOrEqual Not And Or Xor IsNaN IsInf ArgMax ArgMin
 QuantizeLinear DequantizeLinear QLinearMatMul MatMulInteger DynamicQuantizeLinear QLinearConv Attention
 RotaryEmbedding Conv ConvInteger Pad AveragePool MaxPool GlobalAveragePool GlobalMaxPool InstanceNormalization
+Tile ScatterND
 """.split())
 
 STEPS_TOLERANCE = {16: 64, 8: 8}  # K_N above; the library refuses by the same limit (common.resolution_limit)

@@ -150,12 +150,17 @@ def test_zero_size_results_are_empty_and_shape_inputs_are_refused_clearly() -> N
     """A Slice past the end selects nothing: its result is the empty array (a constant, as onnxruntime computes
     it), not a refusal; a shape computed from the inputs is refused."""
     x = _f(4, 5)
+    # an empty Slice holds no values: an empty constant (Phi-3's q[..., rotary_dim:]), here the empty output itself
     m = _model([helper.make_node("Slice", ["x", "st", "en"], ["y"])], [vi("x", [4, 5])], [vi("y", [0, 5])],
                {"st": np.array([9], np.int64), "en": np.array([12], np.int64)})
     art = lasercc.compile(m, bits=16, calibration={"x": x}, passes="", progress=False)
     got = next(iter(art.run({"x": x}).values()))
     ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert got.shape == ref.shape == (0, 5)
+    m = _model([helper.make_node("Gather", ["x", "i"], ["y"])], [vi("x", [4, 5])], [vi("y", [0, 5])],
+               {"i": np.zeros(0, np.int64)})
+    with pytest.raises(LasercError, match="zero size"):
+        lasercc.compile(m, bits=16, calibration={"x": x}, passes="", progress=False)
     m = _model([helper.make_node("Reshape", ["x", "s"], ["y"])], [vi("x", [4, 5]), vi("s", [2], TensorProto.INT64)],
                [vi("y", [5, 4])])
     with pytest.raises(LasercError, match="compile-time constant"):

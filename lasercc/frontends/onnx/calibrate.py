@@ -490,13 +490,13 @@ class NodeRunner:
             except ort_errors() as e:
                 err = e
                 self.sessions[k] = None
-        from onnx.reference import ReferenceEvaluator
+        from lasercc.frontends.onnx.evaluators import reference_evaluator
 
         self.reference.add(label)
         try:
             ev = self.refs.get(k)
             if ev is None:
-                ev = self.refs[k] = ReferenceEvaluator(self._single(nd, feeds))
+                ev = self.refs[k] = reference_evaluator(self._single(nd, feeds))
             return ev.run(None, {i: feeds[i] for i in dict.fromkeys(nd.input) if i})  # type: ignore[attr-defined]
         except REFERENCE_ERRORS as e:  # neither evaluator runs it: the user's model cannot be calibrated
             from lasercc.frontends.onnx.load import FrontendError

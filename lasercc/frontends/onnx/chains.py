@@ -111,11 +111,11 @@ def static_value(L: Lowerer, name: str, depth: int = 0) -> np.ndarray | None:
     if v is None and n is not None and depth < 32 and op not in ("Shape", "Size") and n.domain in ("", "ai.onnx"):
         ins = [static_value(L, i, depth + 1) if i else None for i in n.input]
         if all(a is not None for a, i in zip(ins, n.input) if i):
-            from onnx.reference import ReferenceEvaluator
+            from lasercc.frontends.onnx.evaluators import reference_evaluator
 
             try:
                 with np.errstate(all="ignore"):
-                    outs = ReferenceEvaluator(n, opsets={"": L.opset.get("", 17)}).run(
+                    outs = reference_evaluator(n, opsets={"": L.opset.get("", 17)}).run(
                         None, {i: a for i, a in zip(n.input, ins) if i})
                 v = np.asarray(outs[list(n.output).index(name)])
             except REFERENCE_ERRORS:
@@ -268,8 +268,7 @@ def evaluate(L: Lowerer, c: Cone, xs: np.ndarray, consts: dict[str, np.ndarray] 
     """The cone's exit on the real inputs ``xs`` (1-D), by ``onnx.reference``; None if it cannot run.
 
     ``consts``: the cone's constants when they are not lowered yet (precision planning runs before)."""
-    from onnx.reference import ReferenceEvaluator
-
+    from lasercc.frontends.onnx.evaluators import reference_evaluator
     from lasercc.frontends.onnx.load import tensor_dtypes
 
     types = L.__dict__.get("_chain_types")
@@ -298,7 +297,7 @@ def evaluate(L: Lowerer, c: Cone, xs: np.ndarray, consts: dict[str, np.ndarray] 
     m.ir_version = L.model.ir_version or m.ir_version
     try:
         with np.errstate(all="ignore"):
-            (y,) = ReferenceEvaluator(m).run(None, {c.root: xs.astype(dt)})
+            (y,) = reference_evaluator(m).run(None, {c.root: xs.astype(dt)})
     except REFERENCE_ERRORS:  # the evaluator cannot run it: lower the nodes as operations instead
         return None
     y = np.asarray(y)

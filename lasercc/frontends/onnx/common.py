@@ -45,11 +45,8 @@ def move(L: Lowerer, n: onnx.NodeProto, x: Val, shape: tuple[int, ...], perm: tu
     if isinstance(x, Masked):
         inner = move(L, n, x.act, shape, perm)
         assert isinstance(inner, Act)
-        if isinstance(x.mask, Act):  # an input-dependent mask moves with the scores when it has their shape
-            if x.mask.shape != x.act.shape:
-                raise FrontendError(f"{n.op_type} of a tensor masked by a broadcast input-dependent mask "
-                                    f"{list(x.mask.shape)} is not supported")
-            dm = move(L, n, x.mask, shape, perm)
+        if isinstance(x.mask, Act):  # an input-dependent mask moves with the scores, at their shape
+            dm = move(L, n, full_mask(L, n.output[0], x), shape, perm)
             assert isinstance(dm, Act)
             return Masked(inner, dm)
         full = np.broadcast_to(x.mask, x.act.shape)
@@ -129,6 +126,14 @@ def pad_codes(L: Lowerer, stem: str, x: Act, axis: int, before: int, after: int,
         return x
     r = concat_acts(L, stem, parts, axis, x.type)
     return x.moved(r.name, r.type)
+
+
+def full_mask(L: Lowerer, stem: str, x: Masked) -> Act:
+    """An input-dependent mask of ``x`` at the scores' shape: a mask broadcast against the scores ([1, 1, q, k]
+    against [1, heads, q, k]) is copied along the broadcast axes (:func:`broadcast_to`, data movement) before it
+    is reshaped, transposed or sliced with them -- moving it alone would pair its entries with the wrong scores."""
+    assert isinstance(x.mask, Act)
+    return x.mask if x.mask.shape == x.act.shape else broadcast_to(L, stem + ".mask", x.mask, x.act.shape)
 
 
 def broadcast_to(L: Lowerer, stem: str, x: Act, shape: tuple[int, ...]) -> Act:

@@ -359,14 +359,14 @@ class Lowerer:
             start = next((a.i for a in n.attribute if a.name == "start"), 0)
             end = next((a.i for a in n.attribute if a.name == "end"), len(shape))
             return [np.array(shape[start:end], np.int64)]
-        from onnx.reference import ReferenceEvaluator
+        from lasercc.frontends.onnx.evaluators import reference_evaluator
 
         feeds = {}
         for i, v in zip(n.input, ins):
             if i:
                 feeds[i] = v.real() if isinstance(v, QWeight) else v.value
         try:
-            ev = ReferenceEvaluator(n, opsets={"": self.opset.get("", 17)})
+            ev = reference_evaluator(n, opsets={"": self.opset.get("", 17)})
             return [np.asarray(x) for x in ev.run(None, feeds)]
         except Exception as e:  # noqa: BLE001 -- onnx's reference has gaps and bugs; onnxruntime is the second opinion
             try:

@@ -14,8 +14,9 @@ Indices computed at run time (an integer graph input, or exact integer data deri
 elements by their codes: the (flattened, wrapped) element number becomes one exact integer code (a Soma with
 integer weights, :func:`_flat_index`); a constant source is then a ``Gather`` of a code table by that code, and
 an activation source is ``one_hot(code) @ source`` -- a Gather of 0/1 rows and a DecodeMAC whose requantization
-is exactly 1, so the selected codes come back unchanged. Zero-size results are refused: no node carries an
-empty tensor.
+is exactly 1, so the selected codes come back unchanged. No node carries an empty tensor: an empty Slice / Split
+result (Phi-3's ``q[..., rotary_dim:]`` at full rotary) holds no values, so it is an empty constant, which Concat
+drops; other zero-size results are refused.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
+from onnx import helper
 
 from lasercc.frontends.onnx.common import (
     broadcast_to,
     concat_acts,
     const_codes,
+    full_mask,
     gather,
     gather_by_codes,
     ids_lookup,
@@ -48,7 +51,7 @@ from lasercc.frontends.onnx.registry import attr, register
 
 if TYPE_CHECKING:
     from lasercc.frontends.onnx.lower import Lowerer
-from lasercc.frontends.onnx.values import Act, Const, Ids, Masked, QWeight, Val, code_type, range_type
+from lasercc.frontends.onnx.values import Act, Const, DynMask, Ids, Masked, QWeight, Val, code_type, range_type
 from lasercc.ir.nodes import Slice, slice_shape
 
 
@@ -75,11 +78,16 @@ def _nonempty(n: onnx.NodeProto, shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape
 
 
-def empty_like(x: Act, shape: tuple[int, ...]) -> Const:
+def empty_like(x: Val, shape: tuple[int, ...]) -> Const:
     """A result with a zero-size dimension (Slice past the end, a zero-size Split piece): it holds no values, so
     it *is* the empty array of its shape -- a constant. Its consumers fold it or drop it (Concat skips empty parts);
     no IR value carries it. The dtype only matters to a folded Cast or an output: the ONNX kind of ``x``."""
-    dt = np.bool_ if x.boolean else np.int64 if (x.integer or x.quantized) else np.float32
+    if isinstance(x, Ids):
+        return Const(np.zeros(shape, np.int64))
+    a = x.act if isinstance(x, Masked) else x
+    if not isinstance(a, Act):
+        return Const(np.zeros(shape, np.float32))
+    dt = np.bool_ if a.boolean else np.int64 if (a.integer or a.quantized) else np.float32
     return Const(np.zeros(shape, dt))
 
 
@@ -217,9 +225,7 @@ def slice_op(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     if not isinstance(x, Masked):
         return [y]
     if isinstance(x.mask, Act):  # the mask moves with the scores
-        if x.mask.shape != xa.shape:
-            raise FrontendError("Slice of a tensor masked by a broadcast input-dependent mask is not supported")
-        return [Masked(y, _slice(L, n, n.output[0] + ".mask", x.mask, axes, b_, e_, s_))]
+        return [Masked(y, _slice(L, n, n.output[0] + ".mask", full_mask(L, n.output[0], x), axes, b_, e_, s_))]
     idx = [slice(None)] * len(xa.shape)
     for a, b, e, s in zip(axes, b_, e_, s_):
         idx[a] = slice(b, None if e < -xa.shape[a] else e, s)
@@ -313,6 +319,33 @@ def expand(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     x = _act(L, n, x)
     shape = tuple(np.broadcast_shapes(x.shape, want))
     return [broadcast_to(L, n.output[0], x, _nonempty(n, shape))]
+
+
+@register("Tile")
+def tile(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """``numpy.tile`` with one repeat count per axis (ONNX: ``repeats`` has the input's rank): each repeated axis is
+    one ``Take`` of ``arange(d)`` repeated -- data movement, the same codes. A repeat of 0 empties the result
+    (an empty constant). Funnel's decoder tiles the CLS position; a mask tiles with the scores it masks."""
+    x = ins[0]
+    reps = _ints(_static(L, n, 1, "the Tile repeats")) or []
+    src = val_shape(x.act if isinstance(x, Masked) else x)
+    if len(reps) != len(src) or any(r < 0 for r in reps):
+        raise FrontendError(f"Tile repeats {reps} must be {len(src)} non-negative counts (the input's rank)")
+    shape = tuple(d * r for d, r in zip(src, reps))
+    if 0 in shape:
+        return [empty_like(x, shape)]
+
+    def rep(a: Act, stem: str) -> Act:
+        for ax, (d, r) in enumerate(zip(src, reps)):
+            if r != 1:
+                a = take(L, stem, a, ax, np.tile(np.arange(d, dtype=np.int64), r))
+        return a
+
+    if isinstance(x, Masked):
+        if isinstance(x.mask, Act):
+            return [Masked(rep(x.act, n.output[0]), rep(full_mask(L, n.output[0], x), n.output[0] + ".mask"))]
+        return [Masked(rep(x.act, n.output[0]), np.tile(np.broadcast_to(x.mask, x.act.shape), reps))]
+    return [rep(_act(L, n, x), n.output[0])]
 
 
 # ---- Pad: constant / reflect / edge / wrap, negative pads crop --------------------------------------------------
@@ -655,3 +688,49 @@ def gather_nd(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
         src = Const(np.asarray(L.const_value(data)).reshape((int(np.prod(lead)),) + tuple(rest)))
     y = _select(L, n, src, f, rows)
     return [move(L, n, y, out_shape) if y.shape != out_shape else y]
+
+
+@register("ScatterND")
+def scatter_nd(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """``data`` with the slices at constant multi-indices replaced by ``updates`` (``reduction`` "none"; a
+    repeated index takes its last update, as onnxruntime writes them in order). Pure data movement: data and
+    updates, each flattened, are concatenated in one code type (Concat's rule, constants included) and one
+    ``Take`` picks every output element from one of them. The dynamo exporter writes in-place slice assignments
+    (``x[..., i] = y``, Funnel's attention) this way. Run-time indices and the accumulating reductions are
+    refused."""
+    data, idx, upd = ins[0], ins[1], ins[2]
+    red = attr(n, "reduction", "none")
+    red = red.decode() if isinstance(red, bytes) else red
+    if red != "none":
+        raise FrontendError(f"ScatterND with reduction {red!r} is not supported (only 'none')")
+    if not isinstance(idx, Const | QWeight):
+        raise FrontendError("ScatterND indices computed at run time are not supported (constant indices only)")
+    for v in (data, upd):
+        if isinstance(v, Masked | DynMask):
+            raise FrontendError(f"ScatterND of a masked tensor ({type(v).__name__}) is not supported")
+    shp = [tuple(np.shape(L.const_value(v))) if isinstance(v, Const | QWeight) else val_shape(v) for v in (data, upd)]
+    dshape, ushape = shp
+    iv = np.asarray(L.const_value(idx)).astype(np.int64)
+    k = iv.shape[-1] if iv.ndim else 0
+    if iv.ndim < 1 or k > len(dshape) or tuple(ushape) != iv.shape[:-1] + tuple(dshape[k:]):
+        raise FrontendError(f"ScatterND indices {list(iv.shape)} and updates {list(ushape)} do not fit data "
+                            f"{list(dshape)}")
+    dims = np.array(dshape[:k], np.int64)
+    pts = iv.reshape(-1, k)
+    if pts.size and ((pts < -dims).any() or (pts >= dims).any()):
+        raise FrontendError("ScatterND indices reach outside the data")
+    size, inner = int(np.prod(dshape)), int(np.prod(dshape[k:]))
+    src = np.arange(size, dtype=np.int64).reshape(-1, inner)  # each output row's source: data's own row ...
+    rows = np.ravel_multi_index(tuple(np.mod(pts, dims).T), tuple(dshape[:k])) if k else np.zeros(len(pts), np.int64)
+    for u, r in enumerate(rows):  # ... or, where an index names it, that update's row (the last one wins)
+        src[r] = size + u * inner + np.arange(inner)
+
+    def flat(v: Val, stem: str) -> Val:
+        if isinstance(v, Const | QWeight):
+            return Const(np.asarray(L.const_value(v)).reshape(-1))
+        return move(L, n, _act(L, n, v) if isinstance(v, Ids) else v, (int(np.prod(val_shape(v))),))
+
+    both = concat(L, helper.make_node("Concat", ["d", "u"], [n.output[0] + ".cat"], axis=0),
+                  [flat(data, n.output[0] + ".d"), flat(upd, n.output[0] + ".u")])[0]
+    r = take(L, n.output[0] + ".take", both, 0, src.reshape(-1))
+    return [move(L, n, r, tuple(dshape))]

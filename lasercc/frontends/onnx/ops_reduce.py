@@ -628,8 +628,39 @@ def _into(L: Lowerer, stem: str, x: Act, t: CodeType, negate: bool) -> Act:
     return L.b.soma_mul(stem, [x], [w], x.scale, (1.0,), with_shape(t, x.shape))
 
 
+def _masked_max_min(L: Lowerer, n: onnx.NodeProto, ins: list) -> Masked:
+    """Max / Min of masked scores and constants (XGLM's eager attention: ``max(scores + mask, finfo.min)``).
+
+    A masked entry is -inf: ``min(-inf, c)`` stays -inf for any ``c``, ``max(-inf, c)`` is ``c``, still a mask
+    when every ``c <= MASK_THRESHOLD`` (a finite ``c`` above it would make the entry a value: refused). The
+    unmasked entries take the op with ``c`` as any activation does; a ``c`` that cannot change them (Max with
+    ``c`` at or below the scores' lowest code, Min at or above the highest) leaves the scores' codes as they are."""
+    from lasercc.frontends.onnx.common import MASK_THRESHOLD
+
+    masked = [v for v in ins if isinstance(v, Masked)]
+    rest = [v for v in ins if v is not None and not isinstance(v, Masked)]
+    if len(masked) != 1 or not all(isinstance(v, Const | QWeight) for v in rest):
+        raise FrontendError(f"{n.op_type} of a masked (-inf) tensor with anything but constants is not supported")
+    x = masked[0]
+    cs = [np.asarray(L.const_value(v), np.float64) for v in rest]
+    if any(np.broadcast_shapes(x.act.shape, c.shape) != tuple(x.act.shape) for c in cs):
+        raise FrontendError(f"{n.op_type} constant broadcasts the masked scores {list(x.act.shape)} to a larger shape")
+    is_max = n.op_type == "Max"
+    if is_max and any(c.size and c.max() > MASK_THRESHOLD for c in cs):
+        raise FrontendError(f"Max of a masked (-inf) tensor with a constant above {MASK_THRESHOLD} would turn masked "
+                            "entries into values; not supported")
+    a = x.act
+    lo, hi = a.scale * (a.type.lo - a.zp), a.scale * (a.type.hi - a.zp)
+    if all(c.size == 0 or (c.max() <= lo if is_max else c.min() >= hi) for c in cs):
+        return x
+    inner = max_min(L, n, [a, *rest])[0]
+    return Masked(inner, x.mask)
+
+
 @register("Max", "Min")
 def max_min(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    if any(isinstance(v, Masked) for v in ins):
+        return [_masked_max_min(L, n, ins)]
     vals = _operands(n, ins)
     stem = n.output[0]
     is_max = n.op_type == "Max"
