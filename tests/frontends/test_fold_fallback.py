@@ -1,7 +1,8 @@
 """Constant folding where onnx.reference fails: its GatherElements cannot gather a [1, 512] table by [1, 8] indices
 along axis 1 (how torch's default dynamo export at opset 20 writes BERT's buffered token_type_ids when the model is
 called without them), which made every such export a refusal. lasercc's evaluator overrides that kernel
-(``evaluators.reference_evaluator``) and any other failure falls back to onnxruntime (``lower._fold_with_onnxruntime``)."""
+(``evaluators.reference_evaluator``) and any other failure falls back to onnxruntime
+(``lower._fold_with_onnxruntime``)."""
 
 from __future__ import annotations
 
