@@ -149,6 +149,21 @@ ZOO = (
 
 
 # --- families the zoo had not seen (bench/results/hf_zoo_vision_unseen.md; ``--zoo unseen``) ------------------
+def _bn_stats(model: nn.Module, side: int) -> nn.Module:
+    """BatchNorm running statistics of the random model's own activations (cumulative averages over 16 random
+    images in train mode, then eval): a random model keeps the init's mean 0 / variance 1, under which a stack of
+    BatchNorms shrinks the signal by its weights' gain at every layer (MobileViT's logits were ~1e-8); a trained
+    model's statistics normalise what each layer actually sees."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(pixel_values=torch.randn(16, 3, side, side, generator=torch.Generator().manual_seed(5)))
+    return model.eval()
+
+
 def _beit(attn: str | None) -> nn.Module:
     from transformers import BeitConfig, BeitModel
 
@@ -194,8 +209,9 @@ _PYRAMID = dict(num_encoder_blocks=4, depths=(1, 1, 1, 1), sr_ratios=(4, 2, 1, 1
 def _segformer(attn: str | None) -> nn.Module:
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
-    cfg = SegformerConfig(**_PYRAMID, decoder_hidden_size=32, num_labels=5, attn_implementation=attn)
-    return SegformerForSemanticSegmentation(cfg)
+    cfg = SegformerConfig(**_PYRAMID, decoder_hidden_size=32, num_labels=5, classifier_dropout_prob=0.0,
+                          attn_implementation=attn)
+    return _bn_stats(SegformerForSemanticSegmentation(cfg), IMAGE)
 
 
 def _convnextv2(attn: str | None) -> nn.Module:
@@ -211,15 +227,16 @@ def _mobilevit(attn: str | None) -> nn.Module:
 
     cfg = MobileViTConfig(image_size=IMAGE2, patch_size=2, hidden_sizes=(16, 24, 32),
                           neck_hidden_sizes=(8, 8, 16, 16, 24, 24, 48), num_attention_heads=2, expand_ratio=2.0,
-                          num_labels=5, initializer_range=INIT, attn_implementation=attn)
-    return MobileViTForImageClassification(cfg)
+                          num_labels=5, hidden_dropout_prob=0.0, classifier_dropout_prob=0.0,
+                          initializer_range=INIT, attn_implementation=attn)
+    return _bn_stats(MobileViTForImageClassification(cfg), IMAGE2)
 
 
 def _poolformer(attn: str | None) -> nn.Module:
     from transformers import PoolFormerConfig, PoolFormerForImageClassification
 
-    cfg = PoolFormerConfig(hidden_sizes=(8, 16, 24, 32), depths=(1, 1, 1, 1), mlp_ratio=2.0, num_labels=5,
-                           initializer_range=INIT)
+    cfg = PoolFormerConfig(hidden_sizes=(8, 16, 24, 32), depths=(1, 1, 1, 1), mlp_ratio=2.0,
+                           num_labels=5, initializer_range=INIT)
     return PoolFormerForImageClassification(cfg)
 
 
@@ -229,7 +246,7 @@ def _levit(attn: str | None) -> nn.Module:
     cfg = LevitConfig(image_size=IMAGE2, patch_size=16, hidden_sizes=(32, 48, 64), num_attention_heads=(2, 3, 4),
                       depths=(1, 1, 1), key_dim=(8, 8, 8), mlp_ratio=(2, 2, 2), attention_ratio=(2, 2, 2),
                       num_labels=5, initializer_range=INIT)
-    return LevitForImageClassificationWithTeacher(cfg)
+    return _bn_stats(LevitForImageClassificationWithTeacher(cfg), IMAGE2)
 
 
 def _swinv2(attn: str | None) -> nn.Module:
@@ -334,8 +351,9 @@ UNSEEN = (
     Spec("mobilevit", _mobilevit, PIXELS2, ("logits",),
          f"{IMAGE2}x{IMAGE2} image: inverted residuals (BatchNorm, SiLU, depthwise), unfold/fold to patches "
          "(reshape/transpose), global average pool"),
-    Spec("poolformer", _poolformer, PIXELS, ("logits",),
-         "AvgPool 3x3 stride 1 (count_include_pad False) token mixer, GroupNorm(1), layer scale"),
+    Spec("poolformer", _poolformer, PIXELS2, ("logits",),
+         f"{IMAGE2}x{IMAGE2} image (at 32 the last stage is 1x1 and pool(x) - x is exactly 0: refused as a "
+         "cancellation): AvgPool 3x3 stride 1 (count_include_pad False) token mixer, GroupNorm(1), layer scale"),
     Spec("levit", _levit, PIXELS2, ("logits", "cls_logits", "distillation_logits"),
          f"{IMAGE2}x{IMAGE2} image: conv stem + BatchNorm, Hardswish, attention biases gathered by index, "
          "subsampling attention, Linear+BatchNorm1d"),
