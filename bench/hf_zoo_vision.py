@@ -671,6 +671,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="for a row under its target: recompile a float row calibrated with the held-out rows too; "
                          "run a quantized file's onnxruntime against itself with quantizer inputs x(1+2^-20)")
     args = ap.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _provenance
+
+    _provenance.commit()  # cached now: files edited while the bench runs do not change the recorded commit
+    t_start = time.perf_counter()
     runs = DEFAULT_RUNS + (("ORT QOperator",) if args.qoperator else ())
     torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -704,12 +709,16 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join([
         "# Vision and audio zoo: tiny random Hugging Face models through lasercc", "",
         f"Command: {cmd}  ",
+        f"Commit {_provenance.commit()}, {_provenance.date()}; {time.perf_counter() - t_start:.0f} s  ",
         f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {platform.system()}; Python "
         f"{platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}, transformers "
         f"{transformers.__version__}, onnx {onnx.__version__}, ORT {ort.__version__}  ",
         "Models: random init (torch.manual_seed(0), init std 0.1), 2 layers, transformers' default attention "
         "(ts13: eager, the exporter writes SDPA from opset 14 on); "
-        f"images 3x{IMAGE}x{IMAGE}, {MELS} mel bins x {FRAMES} frames, {SAMPLES} audio samples, {SEQ} tokens. "
+        f"images 3x{IMAGE}x{IMAGE} (MobileViT, PoolFormer, LeViT: {IMAGE2}x{IMAGE2}), {MELS} mel bins x {FRAMES} "
+        f"frames, {SAMPLES} audio samples, {SEQ} tokens"
+        + ("" if args.zoo == "seen" else "; BatchNorm running statistics of each random model's own activations "
+           "(16 random images; with the init's 0/1 statistics MobileViT's signal vanished to 1e-8)") + ". "
         "Exports: TorchScript at opsets 13, 14, 17 and dynamo at opset 18, dynamic batch (pinned to 1 for lasercc). "
         f"Calibration {CALIB_ROWS} random rows; cosine over all elements of {EVAL_ROWS} other rows, per graph "
         "output (the summary takes the minimum over outputs). ORT QDQ = quantize_static (MatMul, Gemm, Conv; u8 "
