@@ -36,6 +36,7 @@ from lasercc.frontends.onnx import (  # noqa: F401 - register handlers
     ops_norm,
     ops_quant,
     ops_reduce,
+    ops_resize,
     precision,
 )
 from lasercc.frontends.onnx.calibrate import (

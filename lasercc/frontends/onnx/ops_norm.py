@@ -164,3 +164,47 @@ def layernorm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
 def rmsnorm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
     """RMSNormalization (opset 23) over axes ``axis..rank-1``: ``x / sqrt(mean(x^2) + eps) * scale``."""
     return _norm(L, n, ins, rms=True)
+
+
+@register("BatchNormalization")
+def batch_norm(L: Lowerer, n: onnx.NodeProto, ins: list) -> list:
+    """Inference-mode BatchNormalization: ``(x - mean) / sqrt(var + epsilon) * scale + B`` with constant
+    statistics is one per-channel affine map ``x * a + b`` -- a one-input Soma (``Builder.affine_const``).
+
+    Parameters are per channel (axis 1, any rank >= 2) or, with opset < 9's ``spatial=0``, per element of
+    ``[C, D1, ...]``. ``training_mode=1`` (batch statistics, running-stat outputs) and statistics computed at run
+    time are refused by name: the spiking program's weights are fixed when it is built."""
+    if int(attr(n, "training_mode", 0)) or any(o for o in n.output[1:]):
+        raise FrontendError(f"BatchNormalization node {n.name!r} in training mode (batch statistics or running-stat "
+                            "outputs) is not supported; export the model in eval mode")
+    x = ins[0]
+    if not isinstance(x, Act) or x.integer or x.quantized:
+        raise FrontendError(f"BatchNormalization node {n.name!r}: input X is a "
+                            f"{'integer tensor' if isinstance(x, Act) else type(x).__name__}; it must be a float "
+                            "activation")
+    if len(x.shape) < 2:
+        raise FrontendError(f"BatchNormalization node {n.name!r} needs an [N, C, ...] input, got {list(x.shape)}")
+    params = []
+    for k, what in ((1, "scale"), (2, "B"), (3, "input_mean"), (4, "input_var")):
+        v = ins[k] if len(ins) > k else None
+        if not isinstance(v, Const | QWeight):
+            raise FrontendError(f"BatchNormalization node {n.name!r}: {what} is "
+                                f"{'missing' if v is None else 'computed at run time'}; only constant statistics "
+                                "and parameters have a spiking form")
+        params.append(np.asarray(L.const_value(v, what), np.float64))
+    shape = x.shape
+    c = shape[1]
+    per_element = int(attr(n, "spatial", 1)) == 0 and L.opset.get("", 17) < 9
+
+    def fit(p: np.ndarray) -> np.ndarray:  # [C] -> [C, 1, ...] beside the batch axis; spatial=0: [C, D1, ...]
+        if per_element:
+            return np.broadcast_to(p, shape[1:])
+        return np.broadcast_to(p.reshape(-1), (c,)).reshape((c,) + (1,) * (len(shape) - 2))
+
+    try:
+        scale, b, mean, var = (fit(p) for p in params)
+    except ValueError:
+        raise FrontendError(f"BatchNormalization node {n.name!r}: parameters of shapes "
+                            f"{[list(p.shape) for p in params]} do not fit the input {list(x.shape)}") from None
+    a = scale / np.sqrt(var + float(attr(n, "epsilon", 1e-5)))
+    return [L.b.affine_const(n.output[0], x, a, b - mean * a, L.out_type(n.output[0], x.shape))]

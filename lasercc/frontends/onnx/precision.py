@@ -17,10 +17,11 @@ Rule (a linearised error budget, planned once from calibration before any tensor
   ``1 / f`` -- a Div by the exit -- the same with ``1 / f``);
 * where ``G`` exceeds :data:`GAIN_LIMIT`, ``r`` must carry an absolute error of at most
   ``need = step * GAIN_TARGET / G``, and that budget is passed back through the nodes computing ``r`` by
-  their derivatives (:func:`_push`): data movement and float Casts pass it on, a sum of ``n`` live operands
-  gives each ``need / n``, a product ``a * b`` gives ``a`` the budget ``need / (2 max|b|)``, a product or
-  quotient by a constant scales it, a mean passes it on. Other ops end the walk (their handlers plan their own
-  internals);
+  their derivatives (:func:`_push`): data movement (Slice, Split, Gather and Pad of their data input too) and
+  float Casts pass it on, a table passes ``need / (its largest slope)`` to its root (:func:`_table_slope`),
+  a sum of ``n`` live operands gives each ``need / n``, a product ``a * b`` gives ``a`` the budget
+  ``need / (2 max|b|)``, a product or quotient by a constant scales it, a mean passes it on. Other ops end the
+  walk (their handlers plan their own internals);
 * a tensor's width is the least ``b`` whose step ``range / (2^b - 1)`` meets its budget, at most
   ``internal_bits``. The walk stops at a tensor whose default width already does (its inputs are then as fine
   as the lowering would make them anyway).
@@ -47,7 +48,7 @@ GAIN_LIMIT = 2.0
 GAIN_TARGET = 0.5
 _SAMPLES = 4096
 _MOVES = frozenset({"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Cast", "CastLike",
-                    "Expand", "Dropout", "ReduceMean"})
+                    "Expand", "Dropout", "ReduceMean", "Slice", "Split", "Gather", "Pad"})  # data: input 0
 
 
 @width_hook
@@ -114,6 +115,47 @@ def _root_need(L: Lowerer, c) -> float | None:  # noqa: ANN001 - chains.Cone
     return None if gain <= GAIN_LIMIT else step * GAIN_TARGET / gain
 
 
+def _cone_of(L: Lowerer, t: str):  # noqa: ANN202 - chains.Cone | None
+    """The elementwise table (chains.Cone) whose exit is ``t`` (not a reciprocal one), or None."""
+    for c in L.__dict__.get("chain_cones", ()):
+        if c.exit == t and not c.recip:
+            return c
+    return None
+
+
+def _table_slope(L: Lowerer, c) -> float | None:  # noqa: ANN001 - chains.Cone
+    """The table's largest slope ``|f(x + h) - f(x - h)| / 2h`` over its root's calibration samples (``h`` half an
+    ``act_bits`` step of the root's range): how much finer than its exit's budget the root must be.
+
+    Why: the walk widens a tensor that a steep table downstream reads; when that tensor is itself a table's output
+    (GLU's ``a * sigmoid(b)`` under a written-out LayerNorm, Speech2Text's subsampler at opset 13), widening the
+    output alone leaves its input's coarser grid to decide the result, and the table is then refused for it
+    (chains._check_resolution: 133 output steps at 8 bits, measured)."""
+    from lasercc.frontends.onnx.chains import evaluate, static_value
+
+    rr, s = L.stats.range(c.root), L.stats.values(c.root)
+    if rr is None or s is None or not np.size(s) or rr[1] <= rr[0]:
+        return None
+    consts = {}
+    for k in c.consts:
+        v = static_value(L, k)
+        if v is None or np.size(v) != 1:
+            return None
+        consts[k] = np.asarray(v)
+    h = (rr[1] - rr[0]) / ((1 << L.opts.act_bits) - 1) / 2
+    x = np.asarray(s, np.float64).reshape(-1)
+    x = np.unique(x[np.isfinite(x)][:: max(1, x.size // _SAMPLES)])
+    if x.size == 0:
+        return None
+    y = evaluate(L, c, np.concatenate([np.clip(x - h, rr[0], rr[1]), np.clip(x + h, rr[0], rr[1])]).astype(np.float32),
+                 consts)
+    if y is None or y.dtype.kind != "f":
+        return None
+    moved = np.abs(y[x.size:].astype(np.float64) - y[: x.size].astype(np.float64))
+    moved = moved[np.isfinite(moved)]
+    return float(np.max(moved)) / (2 * h) if moved.size and np.max(moved) > 0 else None
+
+
 def _maxabs(L: Lowerer, t: str) -> float | None:
     from lasercc.frontends.onnx.chains import static_value
 
@@ -134,7 +176,9 @@ def _push(L: Lowerer, t: str, need: float, best: dict[str, float], bits: dict[st
     if r is None or r[1] <= r[0]:
         return
     op, n = L.sources.get(t, ("", None))
+    table = None
     if n is not None and (id(n) in L.fused or n.domain not in ("", "ai.onnx")):
+        table = _cone_of(L, t) if id(n) in L.fused else None
         n = None  # a table or fused op (planned by its own lowering), a contrib op: not walked through
     live = [] if n is None else [i for i in n.input if i and static_value(L, i) is None]
     # no finer than the operands can deliver at their widest: a grid below their rounding is noise (and a sum that
@@ -145,6 +189,10 @@ def _push(L: Lowerer, t: str, need: float, best: dict[str, float], bits: dict[st
         return
     best[t] = need
     bits[t] = max(bits.get(t, 0), b)
+    if table is not None:  # a table's exit made finer needs a root as fine through the table's slope
+        slope = _table_slope(L, table)
+        if slope:
+            _push(L, table.root, need / slope, best, bits)
     if n is None:
         return
     if op in _MOVES and n.input:
