@@ -61,3 +61,21 @@ def test_the_export_pattern_compiles(tmp_path: Path) -> None:
         ref = sess.run(None, {"x": row})[0]
         got = np.asarray(art.run({"x": row})["y"])
         np.testing.assert_allclose(got, ref, atol=2e-3 * np.abs(ref).max())
+
+
+def test_a_constant_node_neither_can_fold_is_a_refusal_naming_it(tmp_path: Path) -> None:
+    """An op neither onnx.reference nor onnxruntime knows, on constants: a FrontendError naming the node and both
+    reasons, never an exception escaping the lowering."""
+    nodes = [helper.make_node("NoSuchOp", ["c"], ["k"], name="mystery"), helper.make_node("Add", ["x", "k"], ["y"])]
+    m = helper.make_model(helper.make_graph(nodes, "g", [vi("x", [1, 4])], [vi("y", [1, 4])],
+                                            [onnx.numpy_helper.from_array(np.ones((1, 4), np.float32), "c")]),
+                          opset_imports=[helper.make_opsetid("", 20)])
+    p = tmp_path / "m.onnx"
+    onnx.save(m, p)
+    with pytest.raises(lasercc.errors.LasercError, match=r"node 'mystery' \(NoSuchOp\) cannot be evaluated"):
+        lasercc.compile(p, bits=16, calibration={"x": np.ones((2, 4), np.float32)}, progress=False)
+    # the fold's fallback raises one of the errors the lowering turns into that refusal, nothing else
+    from lasercc.frontends.onnx.lower import _ORT_FOLD_ERRORS, _fold_with_onnxruntime
+
+    with pytest.raises(_ORT_FOLD_ERRORS):
+        _fold_with_onnxruntime(nodes[0], {"c": np.ones((1, 4), np.float32)}, 20)

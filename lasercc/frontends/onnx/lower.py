@@ -371,7 +371,7 @@ class Lowerer:
         except Exception as e:  # noqa: BLE001 -- onnx's reference has gaps and bugs; onnxruntime is the second opinion
             try:
                 return _fold_with_onnxruntime(n, feeds, self.opset.get("", 17))
-            except Exception as e2:  # noqa: BLE001
+            except _ORT_FOLD_ERRORS as e2:
                 raise FrontendError(f"cannot fold constant node {n.op_type} {n.name!r}: onnx.reference: {e}; "
                                     f"onnxruntime: {str(e2).splitlines()[0] if str(e2) else type(e2).__name__}"
                                     ) from None
@@ -504,6 +504,18 @@ class Lowerer:
         consts = {k: v for k, v in self.b.consts.items() if k in used}
         name = sanitize(self.model.graph.name or "model")
         return Graph(name, tuple(nodes), tuple(outs), consts).verify()
+
+
+def _ort_errors() -> tuple[type[BaseException], ...]:
+    """What onnxruntime raises when it cannot build or run a one-node model (its pybind error classes derive from
+    Exception directly), and what building the model raises for an input onnx cannot store (TypeError)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as st
+
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "NotImplemented", "RuntimeException", "EPFail")
+    return (TypeError, *(getattr(st, k) for k in names if hasattr(st, k)))
+
+
+_ORT_FOLD_ERRORS = _ort_errors()
 
 
 def _fold_with_onnxruntime(n: onnx.NodeProto, feeds: dict[str, np.ndarray], opset: int) -> list[np.ndarray]:
