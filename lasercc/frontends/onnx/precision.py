@@ -75,18 +75,15 @@ def demanded_bits(L: Lowerer) -> dict[str, int]:
 
 def _root_need(L: Lowerer, c) -> float | None:  # noqa: ANN001 - chains.Cone
     """The absolute error the table of cone ``c`` allows its root (None: the default width is fine)."""
-    from lasercc.frontends.onnx.chains import evaluate, static_value
+    from lasercc.frontends.onnx.chains import evaluate
 
     rr, er = L.stats.range(c.root), L.stats.range(c.exit)
     s = L.stats.values(c.root)
     if rr is None or s is None or not np.size(s) or (er is None and not c.recip) or rr[1] <= rr[0]:
         return None
-    consts = {}
-    for k in c.consts:
-        v = static_value(L, k)
-        if v is None or np.size(v) != 1:
-            return None
-        consts[k] = np.asarray(v)
+    consts = _scalar_consts(L, c)
+    if consts is None:
+        return None
     top = (1 << L.opts.act_bits) - 1
     step = (rr[1] - rr[0]) / top
     out_top = top if c.recip else (1 << L.reader_bits(c.exit)) - 1  # a table read by a reduction is wider
@@ -115,6 +112,19 @@ def _root_need(L: Lowerer, c) -> float | None:  # noqa: ANN001 - chains.Cone
     return None if gain <= GAIN_LIMIT else step * GAIN_TARGET / gain
 
 
+def _scalar_consts(L: Lowerer, c) -> dict[str, np.ndarray] | None:  # noqa: ANN001 - chains.Cone
+    """The cone's constants by name when each is a known scalar (what a table over one input needs); else None."""
+    from lasercc.frontends.onnx.chains import static_value
+
+    consts = {}
+    for k in c.consts:
+        v = static_value(L, k)
+        if v is None or np.size(v) != 1:
+            return None
+        consts[k] = np.asarray(v)
+    return consts
+
+
 def _cone_of(L: Lowerer, t: str):  # noqa: ANN202 - chains.Cone | None
     """The elementwise table (chains.Cone) whose exit is ``t`` (not a reciprocal one), or None."""
     for c in L.__dict__.get("chain_cones", ()):
@@ -131,17 +141,14 @@ def _table_slope(L: Lowerer, c) -> float | None:  # noqa: ANN001 - chains.Cone
     (GLU's ``a * sigmoid(b)`` under a written-out LayerNorm, Speech2Text's subsampler at opset 13), widening the
     output alone leaves its input's coarser grid to decide the result, and the table is then refused for it
     (chains._check_resolution: 133 output steps at 8 bits, measured)."""
-    from lasercc.frontends.onnx.chains import evaluate, static_value
+    from lasercc.frontends.onnx.chains import evaluate
 
     rr, s = L.stats.range(c.root), L.stats.values(c.root)
     if rr is None or s is None or not np.size(s) or rr[1] <= rr[0]:
         return None
-    consts = {}
-    for k in c.consts:
-        v = static_value(L, k)
-        if v is None or np.size(v) != 1:
-            return None
-        consts[k] = np.asarray(v)
+    consts = _scalar_consts(L, c)
+    if consts is None:
+        return None
     h = (rr[1] - rr[0]) / ((1 << L.opts.act_bits) - 1) / 2
     x = np.asarray(s, np.float64).reshape(-1)
     x = np.unique(x[np.isfinite(x)][:: max(1, x.size // _SAMPLES)])
